@@ -1,0 +1,26 @@
+# Every target installs what it needs into .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: install test fsdd clean-venv
+
+$(STAMP): setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(VENV)/bin/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q test
+
+# The main job: FSDD digits recipe end to end on CPU, then print the results table.
+fsdd: $(STAMP)
+	cd egs/fsdd/asr1 && ./run.sh $(ARGS)
+	cat egs/fsdd/asr1/RESULTS.md
+
+clean-venv:
+	rm -rf $(VENV)

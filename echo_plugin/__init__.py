@@ -1,0 +1,41 @@
+"""Echo: pitch-aware attention models for ESPnet2 ASR, as a plugin.
+
+``register()`` adds every Echo component to ESPnet's module-level choice
+tables. It is idempotent and imports ESPnet lazily, so ``import echo_plugin``
+stays light.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_REGISTERED = False
+
+
+def _components() -> dict[str, dict[str, type]]:
+    """ESPnet choice-table name -> {type name: class} for every Echo component."""
+    from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
+    from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
+
+    return {
+        "encoder_choices": {"echo": EchoEncoder},
+        "decoder_choices": {"echo": EchoDecoder},
+    }
+
+
+def register() -> None:
+    """Add Echo classes to ``espnet2.tasks.asr``'s choices (safe to call twice)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    import espnet2.tasks.asr as asr_task
+
+    for table_name, classes in _components().items():
+        table = getattr(asr_task, table_name)
+        for name, cls in classes.items():
+            if not issubclass(cls, table.base_type):
+                raise TypeError(f"{cls.__qualname__} must subclass {table.base_type.__qualname__} for {table_name}")
+            known = table.classes.get(name)
+            if known is not None and known is not cls:
+                raise KeyError(f"{table_name} already has '{name}' = {known.__qualname__}")
+            table.classes[name] = cls
+    _REGISTERED = True

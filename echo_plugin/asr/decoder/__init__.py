@@ -1,0 +1,1 @@
+"""Echo asr decoder package."""

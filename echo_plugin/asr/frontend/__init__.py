@@ -1,0 +1,1 @@
+"""Echo asr frontend package."""

@@ -1,0 +1,1 @@
+"""Echo data package."""

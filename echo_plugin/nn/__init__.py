@@ -1,0 +1,1 @@
+"""Pure torch building blocks (no ESPnet imports)."""

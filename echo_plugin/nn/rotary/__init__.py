@@ -1,0 +1,1 @@
+"""Rotary position embeddings: angle/radius sources plus one shared apply step."""
