@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 
 $(STAMP): setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(VENV)/bin/python -m pip install -q "pip==23.2.1"  # newer pip rejects ci_sdr (an espnet dependency) metadata
 	$(VENV)/bin/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 

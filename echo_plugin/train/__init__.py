@@ -1,0 +1,1 @@
+"""Training-time helpers layered on ESPnet's own trainer."""

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The one stage runner shared by every Echo recipe (Kaldi-free, ESPnet2 inside).
+# A recipe's run.sh sets its corpus options and calls this script; the python
+# behind each stage lives in echo_plugin.recipe / echo_plugin.bin.
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (asr.sh:${BASH_LINENO[0]}) $*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+
+help_message="Usage: $0 [options]
+  --stage N / --stop_stage N   run stages N..M (1 data, 2 format+validate, 3 tokens,
+                               4 stats, 5 train, 6 decode, 7 score+RESULTS.md, 8 pack)
+  --nj N                       parallel jobs for stages 2, 4   --inference_nj N  for stage 6
+  --ngpu N                     GPUs for training (>1: ESPnet's multiprocess DDP)
+  --asr_config FILE            training config     --inference_config FILE  decoding config
+  --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
+  --fs HZ                      audio rate for the model (stage 2 resamples to it)
+  --token_type char|bpe --nbpe N --bpemode unigram|bpe
+  --asr_args / --inference_args  extra options passed through to ESPnet
+  --local_data_opts \"...\"      options for local/data.sh"
+
+# General
+stage=1
+stop_stage=100
+nj=2
+inference_nj=2
+ngpu=0
+gpu_inference=false
+python=python
+dumpdir=dump
+expdir=exp
+# Data
+local_data_opts=
+train_set=train
+valid_set=dev
+test_sets=
+fs=16000
+resample=true
+max_duration=30
+min_duration=0.0
+# Tokens
+token_type=bpe
+nbpe=30
+bpemode=unigram
+# Training
+asr_config=
+asr_tag=
+asr_args=
+feats_normalize=global_mvn
+resume=true
+# Decoding
+inference_config=
+inference_tag=
+inference_args=
+inference_asr_model=valid.acc.ave.pth
+# Packing
+pack_tag=
+
+source "$(dirname "$0")/utils/parse_options.sh"
+source ./path.sh
+source ./cmd.sh
+
+[ -n "${asr_config}" ] || die "--asr_config is required"
+[ -f "${asr_config}" ] || die "no such config: ${asr_config}"
+[ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
+asr_exp=${expdir}/asr_${asr_tag}
+stats_dir=${expdir}/asr_stats_${token_type}${nbpe}_fs${fs}
+if [ "${token_type}" = bpe ]; then
+    token_dir=data/token_list/bpe_${bpemode}${nbpe}
+    bpemodel=${token_dir}/bpe.model
+else
+    token_dir=data/token_list/char
+    bpemodel=none
+fi
+token_list=${token_dir}/tokens.txt
+if [ -z "${inference_tag}" ]; then
+    inference_tag=decode_$(basename "${inference_config:-default}" .yaml)_$(echo "${inference_asr_model}" | sed -e 's#/#_#g' -e 's/\.[^.]*$//')
+fi
+
+# A test set is a name under data/ or the path of any Kaldi-style data dir.
+set_name() { case "$1" in */*) basename "$1" ;; *) echo "$1" ;; esac; }
+set_src() { case "$1" in */*) echo "$1" ;; *) echo "data/$1" ;; esac; }
+
+# Stage 2's output is current when it is newer than its source files.
+format_set() {
+    local src=$1 dst=$2
+    [ -f "${src}/wav.scp" ] || die "no data dir at ${src} (wav.scp missing)"
+    if [ -f "${dst}/utt2dur" ] && [ -z "$(find "${src}" -maxdepth 1 -type f -newer "${dst}/utt2dur")" ]; then
+        log "  ${dst} is up to date"
+        return
+    fi
+    ${python} -m echo_plugin.recipe.format_data --src "${src}" --dst "${dst}" --fs "${fs}" \
+        --resample "${resample}" --max_duration "${max_duration}" --min_duration "${min_duration}" --nj "${nj}"
+}
+
+# Split the keys of a data dir into N key files keys.1..N.scp under a dir.
+split_keys() {
+    local scp=$1 n=$2 out=$3
+    mkdir -p "${out}"
+    local total
+    total=$(wc -l < "${scp}")
+    [ "${total}" -ge "${n}" ] || n=${total}
+    awk -v n="${n}" -v total="${total}" -v out="${out}" \
+        '{ job = int((NR - 1) * n / total) + 1; print $1 > (out "/keys." job ".scp") }' "${scp}"
+    echo "${n}"
+}
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    log "Stage 2: format and validate data dirs -> ${dumpdir}/raw (fs=${fs})"
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")"
+    done
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    log "Stage 3: token list (${token_type}) -> ${token_dir}"
+    ${python} -m echo_plugin.recipe.tokens --text "${dumpdir}/raw/${train_set}/text" \
+        --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" --out_dir "${token_dir}"
+    ${python} -m echo_plugin.recipe.check_text --text "${dumpdir}/raw/${valid_set}/text" \
+        --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}"
+fi
+
+# Options every ESPnet training/stats run shares.
+common_train_opts=(
+    --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}"
+    --bpemodel "${bpemodel}" --non_linguistic_symbols none --cleaner none --g2p none
+    --frontend_conf "fs=${fs}" --config "${asr_config}"
+    --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,speech,sound"
+    --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/text,text,text"
+    --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound"
+    --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text"
+)
+
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    log "Stage 4: collect feature statistics with ${nj} jobs -> ${stats_dir}"
+    logdir=${stats_dir}/logdir
+    rm -rf "${logdir}"
+    n_train=$(split_keys "${dumpdir}/raw/${train_set}/wav.scp" "${nj}" "${logdir}/train")
+    n_valid=$(split_keys "${dumpdir}/raw/${valid_set}/wav.scp" "${n_train}" "${logdir}/valid")
+    [ "${n_valid}" -eq "${n_train}" ] || die "valid set has fewer utterances than --nj"
+    # shellcheck disable=SC2086
+    ${train_cmd} JOB=1:"${n_train}" "${logdir}/stats.JOB.log" \
+        ${python} -m echo_plugin.bin.asr_train --collect_stats true "${common_train_opts[@]}" \
+        --train_shape_file "${logdir}/train/keys.JOB.scp" --valid_shape_file "${logdir}/valid/keys.JOB.scp" \
+        --output_dir "${logdir}/stats.JOB" ${asr_args}
+    stats_inputs=()
+    for i in $(seq "${n_train}"); do stats_inputs+=(--input_dir "${logdir}/stats.${i}"); done
+    ${python} -m espnet2.bin.aggregate_stats_dirs "${stats_inputs[@]}" --output_dir "${stats_dir}"
+    n_tokens=$(wc -l < "${token_list}")
+    for part in train valid; do
+        awk -v n="${n_tokens}" '{ print $0 "," n }' "${stats_dir}/${part}/text_shape" \
+            > "${stats_dir}/${part}/text_shape.${token_type}"
+    done
+fi
+
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    log "Stage 5: training -> ${asr_exp} (ngpu=${ngpu}, resume=${resume})"
+    mkdir -p "${asr_exp}"
+    if [ "${resume}" != true ] && [ -f "${asr_exp}/checkpoint.pth" ]; then
+        die "${asr_exp} holds a training already; use --resume true, or another --asr_tag"
+    fi
+    echo "${asr_config}" > "${asr_exp}/asr_config_path"
+    dist_opts=()
+    [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    ${cuda_cmd} --gpu "${ngpu}" JOB=1:1 "${asr_exp}/train.log" \
+        ${python} -m echo_plugin.bin.asr_train "${common_train_opts[@]}" \
+        --train_shape_file "${stats_dir}/train/speech_shape" \
+        --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
+        --valid_shape_file "${stats_dir}/valid/speech_shape" \
+        --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
+        --normalize "${feats_normalize}" --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+        --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" ${asr_args}
+    echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
+    ${python} -m echo_plugin.recipe.train_info --exp_dir "${asr_exp}"
+fi
+
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+    log "Stage 6: decoding ${test_sets} with ${inference_nj} jobs -> ${asr_exp}/${inference_tag}"
+    [ -n "${inference_config}" ] || die "--inference_config is required for decoding"
+    [ -f "${asr_exp}/${inference_asr_model}" ] || die "no model ${asr_exp}/${inference_asr_model}: train first (stage 5)"
+    for dset in ${test_sets}; do
+        name=$(set_name "${dset}")
+        format_set "$(set_src "${dset}")" "${dumpdir}/raw/${name}"
+        dir=${asr_exp}/${inference_tag}/${name}
+        logdir=${dir}/logdir
+        rm -rf "${logdir}"
+        n_jobs=$(split_keys "${dumpdir}/raw/${name}/wav.scp" "${inference_nj}" "${logdir}")
+        device_opts=(--ngpu 0)
+        [ "${gpu_inference}" != true ] || device_opts=(--ngpu 1)
+        # shellcheck disable=SC2086
+        ${decode_cmd} --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/asr_inference.JOB.log" \
+            ${python} -m echo_plugin.bin.asr_inference "${device_opts[@]}" --batch_size 1 \
+            --data_path_and_name_and_type "${dumpdir}/raw/${name}/wav.scp,speech,sound" \
+            --key_file "${logdir}/keys.JOB.scp" --asr_train_config "${asr_exp}/config.yaml" \
+            --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${logdir}/output.JOB" \
+            --config "${inference_config}" ${inference_args}
+        for i in $(seq "${n_jobs}"); do cat "${logdir}/output.${i}/1best_recog/text"; done | sort > "${dir}/text.tmp"
+        mv "${dir}/text.tmp" "${dir}/text"
+        cat "${logdir}"/seconds.* > "${dir}/decode_seconds"
+    done
+fi
+
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    log "Stage 7: scoring (WER/CER) and RESULTS.md"
+    for dset in ${test_sets}; do
+        name=$(set_name "${dset}")
+        dir=${asr_exp}/${inference_tag}/${name}
+        ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
+            --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
+    done
+    ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
+fi
+
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+    [ -n "${pack_tag}" ] || pack_tag=${asr_tag}
+    log "Stage 8: pack ${asr_exp} -> ${asr_exp}/${pack_tag}.zip"
+    pack_opts=(--option "${stats_dir}/train/feats_stats.npz")
+    [ "${token_type}" != bpe ] || pack_opts+=(--option "${bpemodel}")
+    ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_asr_model}" "${pack_opts[@]}" \
+        --outpath "${asr_exp}/${pack_tag}.tmp.zip"
+    mv "${asr_exp}/${pack_tag}.tmp.zip" "${asr_exp}/${pack_tag}.zip"
+fi
+
+log "Successfully finished stages ${stage}-${stop_stage}"
