@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# FSDD data preparation: writes data/{train,dev,test_isolated,test_connected}.
+# Run from the recipe dir (egs/fsdd/asr1). A thin wrapper over echo_plugin.data.fsdd.
+#
+# Corpus: --fsdd_root DIR, else ../shared/data/fsdd beside the repository root,
+# else the pinned upstream commit is downloaded and checked under downloads/.
+set -euo pipefail
+
+fsdd_root=
+max_takes=
+n_connected_train=1500
+n_connected_dev=200
+n_connected_test=300
+seed=0
+
+usage() {
+    cat <<EOF
+Usage: $0 [options]
+  --fsdd_root DIR          folder holding recordings/ (default: ../shared/data/fsdd, else download)
+  --max_takes N            keep takes with index < N per speaker and digit (default: all)
+  --n_connected_train N    connected-digit utterances in data/train (default: ${n_connected_train})
+  --n_connected_dev N      connected-digit utterances in data/dev (default: ${n_connected_dev})
+  --n_connected_test N     connected-digit utterances in data/test_connected (default: ${n_connected_test})
+  --seed N                 random seed of the connected utterances (default: ${seed})
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --fsdd_root|--max_takes|--n_connected_train|--n_connected_dev|--n_connected_test|--seed)
+            if [ $# -lt 2 ]; then
+                echo "$0: option $1 needs a value" >&2; exit 1
+            fi
+            printf -v "${1#--}" '%s' "$2"   # --seed 3 sets seed=3
+            shift 2 ;;
+        *) echo "$0: unknown option '$1'" >&2; usage >&2; exit 1 ;;
+    esac
+done
+
+# Prints the shared local copy of FSDD if there is one.
+find_local_fsdd() {
+    local top here
+    if top=$(git rev-parse --show-toplevel 2>/dev/null) && [ -d "${top}/../shared/data/fsdd/recordings" ]; then
+        echo "${top}/../shared/data/fsdd"
+        return
+    fi
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    if [ -d "${here}/../../../../../shared/data/fsdd/recordings" ]; then
+        echo "${here}/../../../../../shared/data/fsdd"
+    fi
+}
+
+[ -n "${fsdd_root}" ] || fsdd_root=$(find_local_fsdd)
+if [ -n "${fsdd_root}" ]; then
+    source_opts=(--fsdd_root "${fsdd_root}")
+else
+    echo "$0: no local FSDD copy found; downloading to downloads/" >&2
+    source_opts=(--download_dir downloads)
+fi
+
+python -m echo_plugin.data.fsdd "${source_opts[@]}" \
+    --out_dir data \
+    --n_connected_train "${n_connected_train}" \
+    --n_connected_dev "${n_connected_dev}" \
+    --n_connected_test "${n_connected_test}" \
+    --seed "${seed}" \
+    ${max_takes:+--max_takes "${max_takes}"}
