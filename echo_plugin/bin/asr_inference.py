@@ -1,13 +1,16 @@
 """ESPnet's ASR decoding entry point with Echo components registered.
 
 ``espnet2.bin.asr_inference`` builds models through ASRTask's choice tables,
-so Echo classes must be registered before it parses a config.
+so Echo classes must be registered before it parses a config. Weights load
+strictly: a missing or unexpected parameter is an error, not a random init.
 
     python -m echo_plugin.bin.asr_inference --asr_train_config ... --asr_model_file ...
 """
 from echo_plugin import register
+from echo_plugin.inference import strict_load
 
 register()
+strict_load.install()
 
 from espnet2.bin.asr_inference import main  # noqa: E402
 

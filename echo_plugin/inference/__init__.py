@@ -1,0 +1,1 @@
+"""Using trained models: strict weight loading and transcription."""
