@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _REGISTERED = False
 
 
-def _components() -> dict[str, dict[str, type]]:
+def components() -> dict[str, dict[str, type]]:
     """ESPnet choice-table name -> {type name: class} for every Echo component."""
     from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
     from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
@@ -29,7 +29,7 @@ def register() -> None:
         return
     import espnet2.tasks.asr as asr_task
 
-    for table_name, classes in _components().items():
+    for table_name, classes in components().items():
         table = getattr(asr_task, table_name)
         for name, cls in classes.items():
             if not issubclass(cls, table.base_type):
