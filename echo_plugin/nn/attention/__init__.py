@@ -1,1 +1,6 @@
 """Attention kernels and variants."""
+# Importing each variant registers it in ``echo_plugin.nn.registries.ATTENTION``.
+from echo_plugin.nn.attention.kernel import attend, attend_reference
+from echo_plugin.nn.attention.standard import MultiHeadAttention
+
+__all__ = ["attend", "attend_reference", "MultiHeadAttention"]

@@ -1,0 +1,84 @@
+"""Attention: fused kernel vs explicit reference, and the projection module's KV cache."""
+import pytest
+import torch
+
+from echo_plugin.nn.attention import MultiHeadAttention, attend, attend_reference
+from echo_plugin.nn.registries import ATTENTION
+
+
+def qkv(t_len: int, s_len: int, batch: int = 3, heads: int = 2, dim: int = 8):
+    torch.manual_seed(0)
+    return (torch.randn(batch, heads, t_len, dim), torch.randn(batch, heads, s_len, dim), torch.randn(batch, heads, s_len, dim))
+
+
+PADDING = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] * 5])
+
+
+@pytest.mark.parametrize(
+    "t_len, padding, causal",
+    [
+        (6, None, False),
+        (6, PADDING, False),
+        (6, None, True),
+        (6, PADDING, True),
+        (2, None, True),  # fewer queries than keys: bottom-right aligned (KV cache)
+        (2, PADDING, True),
+        (4, PADDING, False),
+    ],
+)
+def test_sdpa_matches_reference(t_len, padding, causal):
+    q, k, v = qkv(t_len, 6)
+    torch.testing.assert_close(attend(q, k, v, padding, causal), attend_reference(q, k, v, padding, causal))
+
+
+def test_causal_reference_hides_future():
+    q, k, v = qkv(6, 6)
+    out = attend_reference(q, k, v, causal=True)
+    v2 = v.clone()
+    v2[:, :, 4:] = 100.0
+    changed = attend(q, k, v2, causal=True)
+    torch.testing.assert_close(changed[:, :, :4], out[:, :, :4])
+    assert not torch.allclose(changed[:, :, 4:], out[:, :, 4:])
+
+
+def test_fully_masked_rows_are_zero_not_nan():
+    q, k, v = qkv(4, 6)
+    padding = PADDING.clone()
+    padding[2] = False  # an utterance of length 0
+    out = attend(q, k, v, padding, causal=False)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[2], torch.zeros_like(out[2]))
+    torch.testing.assert_close(out, attend_reference(q, k, v, padding))
+    # more queries than keys with causal masking: the first queries see nothing
+    q, k, v = qkv(6, 3)
+    out = attend(q, k, v, causal=True)
+    assert torch.isfinite(out).all() and (out[:, :, :3] == 0).all()
+
+
+def test_module_incremental_cache_equals_full_causal_pass():
+    torch.manual_seed(0)
+    attn = ATTENTION.build("standard", d_model=16, n_heads=4, rotary="standard").eval()
+    assert isinstance(attn, MultiHeadAttention)
+    x = torch.randn(2, 5, 16)
+    full, (k_full, v_full) = attn(x, causal=True)
+    cache = None
+    steps = []
+    for t in range(5):
+        out, cache = attn(x[:, t : t + 1], causal=True, cache=cache)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full)
+    torch.testing.assert_close(cache[0], k_full)
+    assert cache[0].shape == (2, 4, 5, 4)
+
+
+def test_module_rotary_makes_scores_relative():
+    """Shifting every position by a constant leaves self-attention output unchanged."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4, rotary={"type": "standard", "conf": {"theta": 50.0}}).eval()
+    x = torch.randn(2, 5, 16)
+    pos = torch.arange(5)
+    base, _ = attn(x, q_positions=pos, k_positions=pos)
+    shifted, _ = attn(x, q_positions=pos + 11, k_positions=pos + 11)
+    torch.testing.assert_close(shifted, base)
+    scrambled, _ = attn(x, q_positions=pos, k_positions=pos * 3)
+    assert not torch.allclose(scrambled, base)
