@@ -1,0 +1,159 @@
+"""Pre-norm transformer blocks that receive ready-built submodules.
+
+The blocks never construct attention themselves: the encoder/decoder build each
+attention module from its registry spec and hand it in, so a new attention
+variant needs no change here.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from torch import Tensor, nn
+
+from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.registry import Spec
+
+ACTIVATIONS: Dict[str, type] = {"swish": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
+NORMS: Dict[str, type] = {"layer_norm": nn.LayerNorm, "rms_norm": nn.RMSNorm}
+
+
+def _lookup(table: Mapping[str, type], name: str, kind: str) -> type:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} '{name}'; known: {', '.join(sorted(table))}") from None
+
+
+def make_norm(name: str, d_model: int) -> nn.Module:
+    """``"layer_norm"`` or ``"rms_norm"`` over the last dimension."""
+    return _lookup(NORMS, name, "norm")(d_model)
+
+
+def layer_specs(groups: Optional[Sequence[Mapping[str, Any]]], num_blocks: int, defaults: Mapping[str, Spec]) -> List[Dict[str, Spec]]:
+    """Expand per-group YAML ``[{num: n, <key>: spec, ...}, ...]`` to one spec dict per layer.
+
+    Keys a group leaves out take ``defaults``; ``groups=None`` gives ``num_blocks``
+    layers of defaults. The ``num`` values must add up to ``num_blocks``.
+    """
+    if groups is None:
+        return [dict(defaults) for _ in range(num_blocks)]
+    specs: List[Dict[str, Spec]] = []
+    for group in groups:
+        unknown = set(group) - {"num"} - set(defaults)
+        if unknown or "num" not in group:
+            raise ValueError(f"layer group {dict(group)}: needs 'num' and may set only {sorted(defaults)}")
+        specs += [{key: group.get(key, default) for key, default in defaults.items()} for _ in range(int(group["num"]))]
+    if len(specs) != num_blocks:
+        raise ValueError(f"layers: the groups' 'num' add up to {len(specs)} but num_blocks is {num_blocks}")
+    return specs
+
+
+class FeedForward(nn.Module):
+    """Linear -> activation -> dropout -> Linear: (..., D) -> (..., D)."""
+
+    def __init__(self, d_model: int, hidden: int, dropout: float = 0.0, activation: str = "swish") -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, hidden),
+            _lookup(ACTIVATIONS, activation, "activation")(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, d_model),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    """x + SelfAttention(norm(x)), then x + FeedForward(norm(x)).
+
+    Args:
+        self_attn: an ATTENTION module (rotary already inside).
+        feed_forward: (B, T, D) -> (B, T, D).
+        d_model: width D.  dropout: residual dropout.  norm: NORMS name.
+    """
+
+    def __init__(self, self_attn: nn.Module, feed_forward: nn.Module, d_model: int, dropout: float = 0.1, norm: str = "layer_norm") -> None:
+        super().__init__()
+        self.self_attn = self_attn
+        self.feed_forward = feed_forward
+        self.attn_norm = make_norm(norm, d_model)
+        self.ff_norm = make_norm(norm, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key_padding_mask: Optional[Tensor], positions: Tensor) -> Tensor:
+        """x (B, T, D), key_padding_mask (B, T) True = real frame, positions (T,) or (B, T) -> (B, T, D)."""
+        attended, _ = self.self_attn(
+            self.attn_norm(x), key_padding_mask=key_padding_mask, q_positions=positions, k_positions=positions
+        )
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.feed_forward(self.ff_norm(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention to the encoder memory, feed-forward; all pre-norm.
+
+    Args:
+        self_attn, cross_attn: ATTENTION modules (cross-attention without rotary).
+        feed_forward: (B, L, D) -> (B, L, D).
+        d_model: width D.  dropout: residual dropout.  norm: NORMS name.
+    """
+
+    def __init__(
+        self,
+        self_attn: nn.Module,
+        cross_attn: nn.Module,
+        feed_forward: nn.Module,
+        d_model: int,
+        dropout: float = 0.1,
+        norm: str = "layer_norm",
+    ) -> None:
+        super().__init__()
+        self.self_attn = self_attn
+        self.cross_attn = cross_attn
+        self.feed_forward = feed_forward
+        self.self_norm = make_norm(norm, d_model)
+        self.cross_norm = make_norm(norm, d_model)
+        self.ff_norm = make_norm(norm, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_mask: Optional[Tensor],
+        target_mask: Optional[Tensor] = None,
+        positions: Optional[Tensor] = None,
+        self_cache: Optional[KVCache] = None,
+        cross_cache: Optional[KVCache] = None,
+    ) -> Tuple[Tensor, KVCache, KVCache]:
+        """One block over the newest ``L`` target steps.
+
+        Args:
+            x: (B, L, D) target states.  memory: (B, S, D) encoder output.
+            memory_mask: (B, S) True = real frame.
+            target_mask: (B, L_total) True = real token (cache + new), or None.
+            positions: (L,) target positions; default: continue after ``self_cache``.
+            self_cache: rotated self-attention (k, v), each (B, H, L_cache, dh).
+            cross_cache: memory (k, v) from an earlier call; reused instead of re-projecting.
+
+        Returns:
+            (B, L, D) output, new self cache, cross cache.
+        """
+        attended, self_cache = self.self_attn(
+            self.self_norm(x),
+            key_padding_mask=target_mask,
+            causal=True,
+            q_positions=positions,
+            k_positions=positions,
+            cache=self_cache,
+        )
+        x = x + self.dropout(attended)
+        # With a cross cache every memory key is already projected: add no new ones.
+        new_memory = memory if cross_cache is None else memory[:, :0]
+        attended, cross_cache = self.cross_attn(
+            self.cross_norm(x), new_memory, key_padding_mask=memory_mask, cache=cross_cache
+        )
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.feed_forward(self.ff_norm(x)))
+        return x, self_cache, cross_cache
