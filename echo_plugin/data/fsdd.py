@@ -126,8 +126,8 @@ class PrepConfig:
 def _check_config(cfg: PrepConfig) -> None:
     """Raise ValueError on an inconsistent configuration."""
     lists = {"train": cfg.train_speakers, "dev": cfg.dev_speakers, "test": cfg.test_speakers}
-    for split, speakers in lists.items():
-        if split != "test" and not speakers:
+    for split in ("train", "dev"):
+        if not lists[split]:
             raise ValueError(f"no {split} speakers given")
     seen: dict[str, str] = {}
     for split, speakers in lists.items():
@@ -371,7 +371,7 @@ def _stamp_path(out_dir: Path) -> Path:
     return out_dir / "local" / "fsdd_prep.json"
 
 
-def _is_complete(out_dir: Path, wav_dir: Path, stamp: dict) -> bool:
+def _is_complete(out_dir: Path, stamp: dict) -> bool:
     """True if the stamp matches and every data dir file and every wav it lists exists."""
     try:
         if json.loads(_stamp_path(out_dir).read_text()) != stamp:
@@ -399,7 +399,7 @@ def prepare_fsdd(
     wav_dir = Path(wav_dir).resolve() if wav_dir is not None else out_dir / "local" / "connected_wav"
     result = {name: out_dir / name for name in DATA_DIRS}
     stamp = _stamp_content(Path(fsdd_root), wav_dir, cfg)
-    if _is_complete(out_dir, wav_dir, stamp):
+    if _is_complete(out_dir, stamp):
         log.info("FSDD data dirs in %s are complete and up to date; nothing to do", out_dir)
         return result
     _stamp_path(out_dir).unlink(missing_ok=True)
