@@ -531,27 +531,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m echo_plugin.data.fsdd",
         description="Prepare FSDD Kaldi-style data dirs: train, dev, test_isolated, test_connected.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--fsdd_root", type=Path, help="folder holding recordings/")
     src.add_argument("--download_dir", type=Path, help=f"download upstream commit {PINNED_COMMIT[:10]} here first")
-    p.add_argument("--out_dir", type=Path, default=Path("data"), help="where the data dirs go")
-    p.add_argument("--wav_dir", type=Path, default=None, help="connected wavs (default: <out_dir>/local/connected_wav)")
-    p.add_argument("--train_speakers", nargs="+", default=list(d.train_speakers))
-    p.add_argument("--dev_speakers", nargs="+", default=list(d.dev_speakers))
+    p.add_argument("--out_dir", type=Path, default=Path("data"), help="where the data dirs go (%(default)s)")
+    p.add_argument("--wav_dir", type=Path, help="connected-digit wavs (<out_dir>/local/connected_wav)")
+    p.add_argument("--train_speakers", nargs="+", default=list(d.train_speakers), help="(%(default)s)")
+    p.add_argument("--dev_speakers", nargs="+", default=list(d.dev_speakers), help="(%(default)s)")
     p.add_argument("--test_speakers", nargs="*", default=list(d.test_speakers),
-                   help="speakers in no list also go to test")
-    p.add_argument("--n_connected_train", type=int, default=d.n_connected_train)
-    p.add_argument("--n_connected_dev", type=int, default=d.n_connected_dev)
-    p.add_argument("--n_connected_test", type=int, default=d.n_connected_test)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max_takes", type=int, default=None, help="keep takes with index < N (default: all)")
-    p.add_argument("--min_digits", type=int, default=d.min_digits)
-    p.add_argument("--max_digits", type=int, default=d.max_digits)
-    p.add_argument("--min_gap_ms", type=int, default=d.min_gap_ms)
-    p.add_argument("--max_gap_ms", type=int, default=d.max_gap_ms)
-    p.add_argument("--max_edge_ms", type=int, default=d.max_edge_ms, help="leading/trailing silence up to this")
+                   help="(%(default)s); speakers in no list go to test too")
+    p.add_argument("--n_connected_train", type=int, default=d.n_connected_train, help="(%(default)s)")
+    p.add_argument("--n_connected_dev", type=int, default=d.n_connected_dev, help="(%(default)s)")
+    p.add_argument("--n_connected_test", type=int, default=d.n_connected_test, help="(%(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the connected utterances (%(default)s)")
+    p.add_argument("--max_takes", type=int, help="keep takes with index < N per speaker and digit (all)")
+    p.add_argument("--min_digits", type=int, default=d.min_digits, help="digits per connected utterance (%(default)s)")
+    p.add_argument("--max_digits", type=int, default=d.max_digits, help="(%(default)s)")
+    p.add_argument("--min_gap_ms", type=int, default=d.min_gap_ms, help="silence between digits (%(default)s)")
+    p.add_argument("--max_gap_ms", type=int, default=d.max_gap_ms, help="(%(default)s)")
+    p.add_argument("--max_edge_ms", type=int, default=d.max_edge_ms,
+                   help="leading and trailing silence, each up to this (%(default)s)")
     return p
 
 
