@@ -1,0 +1,134 @@
+"""Kaldi data-dir helpers shared by the recipe stages.
+
+A Kaldi table file holds one ``key value`` pair per line, split at the first
+run of whitespace; the value may be empty (``text`` lines without words).
+Files are written sorted by key in byte order, as ``LC_ALL=C sort`` does
+(Python orders ``str`` by code point, which is UTF-8 byte order).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+MAX_FAULTS = 20
+
+
+class DataDirError(Exception):
+    """One or more faults, each a one-line message naming file and utterance."""
+
+    def __init__(self, faults: list[str]):
+        super().__init__("\n".join(faults))
+        self.faults = faults
+
+
+def fault(path: Path | str, uttid: str, problem: str) -> str:
+    """The one-line message for a fault of utterance ``uttid`` in ``path``."""
+    return f"{path}: utterance '{uttid}': {problem}"
+
+
+def read_table_faults(path: Path) -> tuple[dict[str, str], list[str]]:
+    """Read a Kaldi table file keeping each key's first line; also the duplicate-key faults."""
+    table: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    faults = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.strip().split(maxsplit=1)
+            if not fields:
+                continue
+            key = fields[0]
+            if key in table:
+                faults.append(
+                    f"{path}:{lineno}: duplicate utterance id '{key}' (first on line {first_line[key]})"
+                )
+                continue
+            table[key] = fields[1] if len(fields) == 2 else ""
+            first_line[key] = lineno
+    return table, faults
+
+
+def read_table(path: Path) -> dict[str, str]:
+    """Read a Kaldi table file; raise DataDirError naming every duplicate key."""
+    table, faults = read_table_faults(path)
+    if faults:
+        raise DataDirError(faults)
+    return table
+
+
+def write_table(path: Path, table: Mapping[str, object]) -> None:
+    """Write ``key value`` lines sorted by key in byte order."""
+    with open(path, "w", encoding="utf-8") as f:
+        for key in sorted(table):
+            f.write(f"{key} {table[key]}\n")
+
+
+def spk2utt(utt2spk: Mapping[str, str]) -> dict[str, str]:
+    """Invert utt2spk: speaker -> its utterance ids, sorted, space separated."""
+    speakers: dict[str, list[str]] = {}
+    for utt in sorted(utt2spk):
+        speakers.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: " ".join(utts) for spk, utts in speakers.items()}
+
+
+def read_numbers(path: Path) -> list[float]:
+    """The numbers in a file holding one number per line (blank lines skipped)."""
+    return [float(line) for line in path.read_text(encoding="utf-8").split()]
+
+
+def apply_umask(path: Path, mode: int) -> None:
+    """Give ``path`` the permissions ``mode`` less the process umask (mkdtemp/mkstemp use 0700/0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_dir(dst: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``dst`` to fill; on success it replaces ``dst``.
+
+    On an exception the temporary dir is removed and ``dst`` is left as it was.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp.", dir=dst.parent))
+    apply_umask(tmp, 0o777)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+    os.replace(tmp, dst)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        apply_umask(Path(tmp), 0o666)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def report_faults(prog: str, faults: Iterable[str]) -> int:
+    """Print the first MAX_FAULTS faults to stderr, one per line; return exit status 1."""
+    faults = list(faults)
+    for line in faults[:MAX_FAULTS]:
+        print(f"{prog}: error: {line}", file=sys.stderr)
+    if len(faults) > MAX_FAULTS:
+        print(f"{prog}: error: stopped after {MAX_FAULTS} faults; fix these and run again for more", file=sys.stderr)
+    return 1

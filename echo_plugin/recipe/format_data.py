@@ -1,0 +1,314 @@
+"""Stage 2: validate a Kaldi data dir and write its formatted copy.
+
+    python -m echo_plugin.recipe.format_data --src data/train --dst dump/raw/train \
+        --fs 8000 [--resample true] [--max_duration 30] [--min_duration 0.0] \
+        [--nj 2] [--audio_dir DIR]
+
+Reads ``<src>/wav.scp`` and ``<src>/text`` (required) and ``<src>/utt2spk``
+(optional: without it each utterance is its own speaker). ``segments`` and
+piped ``wav.scp`` entries (``cmd |``) are rejected as unsupported.
+
+Audio is read with soundfile (libsndfile: wav, flac, mp3, ogg, ...).
+Multi-channel audio is downmixed to mono (the channel mean). A file is
+referenced in place (absolute path) when it is a mono wav or flac at ``--fs``;
+any other file (another rate, several channels, mp3, ogg, ...) is converted
+to a 16-bit PCM mono wav at ``--fs`` named ``<uttid>.wav`` under
+``<dst>/data/`` (or ``--audio_dir``). With ``--resample false`` a rate other
+than ``--fs`` is a fault instead.
+
+Every fault (missing, unreadable or empty audio, a wrong rate,
+a duration outside [--min_duration, --max_duration], an empty transcript,
+a duplicate id, ids in one file but not another) is printed on its own line
+naming the file and the utterance id; after 20 faults checking stops. On any
+fault the command exits 1 and ``--dst`` is left as it was. (A wav cut short
+is not a fault: libsndfile reads the samples that are there.)
+
+Writes, sorted by utterance id in byte order, in a temporary sibling renamed
+over ``--dst`` at the end: wav.scp, text, utt2spk, spk2utt, utt2dur (seconds,
+3 decimals) and utt2num_samples.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from echo_plugin.recipe.data_dir import (
+    MAX_FAULTS,
+    DataDirError,
+    atomic_dir,
+    fault,
+    read_table_faults,
+    report_faults,
+    spk2utt,
+    write_table,
+)
+
+IN_PLACE_SUFFIXES = {".wav", ".flac"}
+
+
+class AudioFault(Exception):
+    """A problem with one utterance's audio file."""
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """What the formatted audio must be and where converted files go."""
+
+    fs: int
+    resample: bool
+    min_duration: float
+    max_duration: float
+    stage_dir: Path  # converted files are written here while building
+    final_dir: Path  # ... and are found here once --dst is in place
+
+
+@dataclass(frozen=True)
+class AudioJob:
+    """One wav.scp entry to check (and convert when needed)."""
+
+    uttid: str
+    path: Path
+    scp: Path
+    spec: AudioSpec
+
+
+@dataclass(frozen=True)
+class AudioEntry:
+    """The formatted audio of one utterance."""
+
+    uttid: str
+    path: Path
+    num_samples: int
+
+
+@dataclass
+class SourceDir:
+    """The tables of a source data dir and the faults found reading them."""
+
+    wav_scp: dict[str, str]
+    text: dict[str, str]
+    utt2spk: dict[str, str]
+    faults: list[str]
+
+
+def read_into(path: Path, faults: list[str], required: bool) -> dict[str, str] | None:
+    """The table at ``path`` (None when absent); its faults are added to ``faults``."""
+    if not path.is_file():
+        if required:
+            faults.append(f"{path}: required file is missing")
+        return None
+    table, duplicates = read_table_faults(path)
+    faults.extend(duplicates)
+    return table
+
+
+def cross_check(a: dict[str, str], a_path: Path, b: dict[str, str], b_path: Path) -> list[str]:
+    """Faults for ids listed in one of two tables but not in the other."""
+    return [fault(a_path, u, f"missing (listed in {b_path})") for u in sorted(b.keys() - a.keys())] + [
+        fault(b_path, u, f"missing (listed in {a_path})") for u in sorted(a.keys() - b.keys())
+    ]
+
+
+def content_faults(src: Path, source: SourceDir) -> list[str]:
+    """Faults in the values: empty transcripts and speakers, pipes, ids unusable as file names."""
+    wav_scp = source.wav_scp
+    return (
+        [fault(src / "text", u, "empty transcript") for u in sorted(source.text) if not source.text[u]]
+        + [fault(src / "utt2spk", u, "empty speaker id") for u in sorted(source.utt2spk) if not source.utt2spk[u]]
+        + [
+            fault(src / "wav.scp", u, f"piped command '{wav_scp[u]}' is unsupported; write the audio to a file")
+            for u in sorted(wav_scp)
+            if wav_scp[u].endswith("|")
+        ]
+        + [fault(src / "wav.scp", u, "utterance id contains '/'") for u in sorted(wav_scp) if "/" in u]
+    )
+
+
+def read_source(src: Path) -> SourceDir:
+    """Read and cross-check wav.scp, text and utt2spk of ``src``."""
+    faults: list[str] = []
+    if (src / "segments").exists():
+        faults.append(f"{src / 'segments'}: segments files are unsupported; cut the audio into files first")
+    wav_scp = read_into(src / "wav.scp", faults, required=True)
+    text = read_into(src / "text", faults, required=True)
+    utt2spk = read_into(src / "utt2spk", faults, required=False)
+    if wav_scp is not None and text is not None:
+        faults += cross_check(wav_scp, src / "wav.scp", text, src / "text")
+    if wav_scp is not None and utt2spk is not None:
+        faults += cross_check(wav_scp, src / "wav.scp", utt2spk, src / "utt2spk")
+    wav_scp = wav_scp or {}
+    if utt2spk is None:
+        utt2spk = {uttid: uttid for uttid in wav_scp}
+    source = SourceDir(wav_scp, text or {}, utt2spk, faults)
+    source.faults += content_faults(src, source)
+    return source
+
+
+def load_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Float32 samples (frames x channels) and sample rate of ``path``; AudioFault when unusable."""
+    if not path.exists():
+        raise AudioFault(f"missing audio file {path}")
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, OSError) as e:
+        raise AudioFault(f"unreadable audio file {path}: {e}") from e
+    if len(data) == 0:
+        raise AudioFault(f"empty audio file {path} (0 samples)")
+    return data, rate
+
+
+def check_rate_and_duration(job: AudioJob, num_samples: int, rate: int) -> None:
+    """AudioFault when the rate may not be converted or the duration is out of range."""
+    spec = job.spec
+    if rate != spec.fs and not spec.resample:
+        raise AudioFault(f"sample rate {rate} Hz of {job.path} is not --fs {spec.fs} (and --resample false)")
+    duration = num_samples / rate
+    if duration > spec.max_duration:
+        raise AudioFault(f"audio {job.path} is too long: {duration:.3f} s > --max_duration {spec.max_duration}")
+    if duration < spec.min_duration:
+        raise AudioFault(f"audio {job.path} is too short: {duration:.3f} s < --min_duration {spec.min_duration}")
+
+
+def resample(samples: np.ndarray, rate: int, fs: int) -> np.ndarray:
+    """Mono ``samples`` at ``rate`` resampled to ``fs`` with torchaudio."""
+    if rate == fs:
+        return samples
+    import torch  # deferred: only conversions pay for importing torch
+    import torchaudio.functional as F
+
+    return F.resample(torch.from_numpy(samples), rate, fs).numpy()
+
+
+def write_wav(samples: np.ndarray, fs: int, path: Path) -> None:
+    """Write mono ``samples`` as a 16-bit PCM wav."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(samples, -1.0, 1.0), fs, subtype="PCM_16", format="WAV")
+
+
+def usable_in_place(job: AudioJob, rate: int, channels: int) -> bool:
+    """Whether the source file can be referenced as it is."""
+    return rate == job.spec.fs and channels == 1 and job.path.suffix.lower() in IN_PLACE_SUFFIXES
+
+
+def process_audio(job: AudioJob) -> AudioEntry | str:
+    """Check one utterance's audio, converting it when needed; a fault line on failure."""
+    try:
+        data, rate = load_audio(job.path)
+        check_rate_and_duration(job, len(data), rate)
+    except AudioFault as e:
+        return fault(job.scp, job.uttid, str(e))
+    if usable_in_place(job, rate, data.shape[1]):
+        return AudioEntry(job.uttid, job.path, len(data))
+    converted = resample(data.mean(axis=1), rate, job.spec.fs)
+    write_wav(converted, job.spec.fs, job.spec.stage_dir / f"{job.uttid}.wav")
+    return AudioEntry(job.uttid, job.spec.final_dir / f"{job.uttid}.wav", len(converted))
+
+
+def check_audio(jobs: list[AudioJob], nj: int, max_faults: int) -> tuple[list[AudioEntry], list[str]]:
+    """Run process_audio over ``nj`` processes; stops once ``max_faults`` faults are found."""
+    entries: list[AudioEntry] = []
+    faults: list[str] = []
+    if not jobs or max_faults <= 0:
+        return entries, faults
+    nj = max(1, min(nj, len(jobs)))
+    with ProcessPoolExecutor(max_workers=nj) as pool:
+        try:
+            for result in pool.map(process_audio, jobs, chunksize=max(1, len(jobs) // (4 * nj))):
+                if isinstance(result, str):
+                    faults.append(result)
+                    if len(faults) >= max_faults:
+                        break
+                else:
+                    entries.append(result)
+        finally:
+            pool.shutdown(cancel_futures=True)
+    return entries, faults
+
+
+def audio_jobs(source: SourceDir, scp: Path, spec: AudioSpec) -> list[AudioJob]:
+    """One job per wav.scp entry whose path is a file name (not a pipe)."""
+    return [
+        AudioJob(uttid, Path(value).absolute(), scp, spec)
+        for uttid, value in sorted(source.wav_scp.items())
+        if not value.endswith("|")
+    ]
+
+
+def publish_audio(stage_dir: Path, audio_dir: Path) -> None:
+    """Move the converted files from ``stage_dir`` into ``audio_dir``."""
+    if not stage_dir.is_dir():
+        return
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    for wav in stage_dir.iterdir():
+        shutil.move(wav, audio_dir / wav.name)
+    stage_dir.rmdir()
+
+
+def write_outputs(out: Path, source: SourceDir, entries: list[AudioEntry], fs: int) -> None:
+    """Write the formatted data-dir files into ``out``."""
+    write_table(out / "wav.scp", {e.uttid: e.path for e in entries})
+    write_table(out / "text", source.text)
+    write_table(out / "utt2spk", source.utt2spk)
+    write_table(out / "spk2utt", spk2utt(source.utt2spk))
+    write_table(out / "utt2dur", {e.uttid: f"{e.num_samples / fs:.3f}" for e in entries})
+    write_table(out / "utt2num_samples", {e.uttid: e.num_samples for e in entries})
+
+
+def format_data(args: argparse.Namespace) -> None:
+    """Validate ``args.src`` and write ``args.dst``; DataDirError lists the faults."""
+    source = read_source(args.src)
+    dst = args.dst.absolute()
+    with atomic_dir(dst) as tmp:
+        final_dir = (args.audio_dir or dst / "data").absolute()
+        spec = AudioSpec(args.fs, args.resample, args.min_duration, args.max_duration, tmp / "data", final_dir)
+        jobs = audio_jobs(source, args.src / "wav.scp", spec)
+        # one more than reported, so report_faults can tell that it stopped early
+        entries, faults = check_audio(jobs, args.nj, MAX_FAULTS + 1 - len(source.faults))
+        if source.faults or faults:
+            raise DataDirError(source.faults + faults)
+        if args.audio_dir is not None:
+            publish_audio(spec.stage_dir, final_dir)
+        write_outputs(tmp, source, entries, args.fs)
+
+
+def str2bool(value: str) -> bool:
+    """Parse ``true``/``false`` as asr.sh passes them."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, required=True, help="Kaldi data dir to read")
+    parser.add_argument("--dst", type=Path, required=True, help="formatted data dir to write")
+    parser.add_argument("--fs", type=int, required=True, help="sample rate of the output audio (Hz)")
+    parser.add_argument("--resample", type=str2bool, default=True, help="convert other rates to --fs")
+    parser.add_argument("--max_duration", type=float, default=30.0, help="longest utterance allowed (s)")
+    parser.add_argument("--min_duration", type=float, default=0.0, help="shortest utterance allowed (s)")
+    parser.add_argument("--nj", type=int, default=2, help="parallel processes for the audio")
+    parser.add_argument("--audio_dir", type=Path, default=None, help="where converted audio goes (default <dst>/data)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        format_data(args)
+    except DataDirError as e:
+        return report_faults("format_data", e.faults)
+    print(f"format_data: wrote {args.dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
