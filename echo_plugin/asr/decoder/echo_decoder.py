@@ -1,0 +1,165 @@
+"""EchoDecoder: token embedding, pre-norm causal transformer layers with rotary self-attention.
+
+Beam search state (one per hypothesis, as ESPnet's ``BatchBeamSearch`` keeps
+them in a list and re-selects them by index): a list with one ``LayerState`` per
+layer holding the rotated self-attention keys/values of the prefix and the
+cross-attention keys/values of the encoder output, so each step runs only the
+newest token.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet.nets.scorer_interface import BatchScorerInterface
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from torch import Tensor, nn
+
+import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
+from echo_plugin.nn.registries import ATTENTION
+
+LAYER_DEFAULTS: Mapping[str, Any] = {"self_attention": "standard", "cross_attention": "standard", "rotary": "standard"}
+
+
+class LayerState(NamedTuple):
+    """One hypothesis' cache for one layer (no batch dimension)."""
+
+    self_k: Tensor  # (H, L, dh), rotated
+    self_v: Tensor  # (H, L, dh)
+    cross_k: Tensor  # (H, S, dh)
+    cross_v: Tensor  # (H, S, dh)
+
+
+HypState = Optional[List[LayerState]]
+
+
+class EchoDecoder(AbsDecoder, BatchScorerInterface):
+    """Attention decoder for ESPnet's joint CTC/attention ASR model.
+
+    Args:
+        vocab_size: V (set by ESPnet).
+        encoder_output_size: D, also the embedding width (set by ESPnet).
+        attention_heads: heads per attention module.
+        linear_units: feed-forward hidden width.
+        num_blocks: number of layers.
+        dropout_rate: embedding, residual and feed-forward dropout.
+        self_attention_dropout_rate, src_attention_dropout_rate: attention-weight dropout.
+        norm: ``layer_norm`` or ``rms_norm``.
+        activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
+        tie_embeddings: the output projection shares the token embedding matrix.
+        layers: per-group specs ``[{num, self_attention: spec, cross_attention: spec,
+            rotary: spec}, ...]``; rotary applies to self-attention only.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        attention_heads: int = 4,
+        linear_units: int = 1024,
+        num_blocks: int = 3,
+        dropout_rate: float = 0.1,
+        self_attention_dropout_rate: float = 0.0,
+        src_attention_dropout_rate: float = 0.0,
+        norm: str = "layer_norm",
+        activation: str = "swish",
+        tie_embeddings: bool = False,
+        layers: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> None:
+        super().__init__()
+        d_model = encoder_output_size
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
+        self.embed_dropout = nn.Dropout(dropout_rate)
+        self.blocks = nn.ModuleList(
+            DecoderLayer(
+                ATTENTION.build(
+                    spec["self_attention"],
+                    d_model=d_model,
+                    n_heads=attention_heads,
+                    dropout=self_attention_dropout_rate,
+                    rotary=spec["rotary"],
+                ),
+                ATTENTION.build(
+                    spec["cross_attention"],
+                    d_model=d_model,
+                    n_heads=attention_heads,
+                    dropout=src_attention_dropout_rate,
+                    rotary="none",
+                ),
+                FeedForward(d_model, linear_units, dropout_rate, activation),
+                d_model,
+                dropout_rate,
+                norm,
+            )
+            for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
+        )
+        self.after_norm = make_norm(norm, d_model)
+        self.output_layer = nn.Linear(d_model, vocab_size)
+        if tie_embeddings:
+            self.output_layer.weight = self.embed.weight
+
+    def forward(
+        self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """Teacher-forced training pass.
+
+        Args:
+            hs_pad: (B, S, D) encoder output.  hlens: (B,) its lengths.
+            ys_in_pad: (B, L) input tokens (<sos> + labels, padded).  ys_in_lens: (B,).
+
+        Returns:
+            logits (B, L, V) and ys_in_lens.
+        """
+        memory_mask = ~make_pad_mask(hlens, maxlen=hs_pad.size(1)).to(hs_pad.device)
+        target_mask = ~make_pad_mask(ys_in_lens, maxlen=ys_in_pad.size(1)).to(hs_pad.device)
+        positions = torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
+        x = self.embed_dropout(self.embed(ys_in_pad))
+        for block in self.blocks:
+            x, _, _ = block(x, hs_pad, memory_mask, target_mask, positions)
+        return self.output_layer(self.after_norm(x)), ys_in_lens
+
+    def score(self, ys: Tensor, state: HypState, x: Tensor) -> Tuple[Tensor, HypState]:
+        """ys (L,) prefix, state, x (S, D) -> log-probs (V,) of the next token, new state."""
+        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp[0], states[0]
+
+    def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
+        """Next-token log-probs for N prefixes of equal length.
+
+        Args:
+            ys: (N, L) prefixes.  states: N per-hypothesis states (None before the first step).
+            xs: (N, S, D) encoder output per hypothesis.
+
+        Returns:
+            log-probs (N, V) and the N new states (caches now covering all L tokens).
+        """
+        n_layers = len(self.blocks)
+        self_caches: List[Optional[KVCache]] = [None] * n_layers
+        cross_caches: List[Optional[KVCache]] = [None] * n_layers
+        if states[0] is not None:
+            for i in range(n_layers):
+                self_caches[i] = (_stack(states, i, "self_k"), _stack(states, i, "self_v"))
+                if states[0][i].cross_k.size(1) == xs.size(1):  # memory unchanged: reuse its projections
+                    cross_caches[i] = (_stack(states, i, "cross_k"), _stack(states, i, "cross_v"))
+        new_tokens = ys if states[0] is None else ys[:, -1:]
+        positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
+        x = self.embed_dropout(self.embed(new_tokens))
+        for i, block in enumerate(self.blocks):
+            x, self_caches[i], cross_caches[i] = block(
+                x, xs, None, positions=positions, self_cache=self_caches[i], cross_cache=cross_caches[i]
+            )
+        logp = torch.log_softmax(self.output_layer(self.after_norm(x[:, -1])), dim=-1)
+        new_states = [
+            [LayerState(sk[b], sv[b], ck[b], cv[b]) for (sk, sv), (ck, cv) in zip(self_caches, cross_caches)]
+            for b in range(ys.size(0))
+        ]
+        return logp, new_states
+
+
+def _stack(states: List[HypState], layer: int, field: str) -> Tensor:
+    """Batch one cache field of one layer over hypotheses: (N, H, *, dh)."""
+    return torch.stack([getattr(state[layer], field) for state in states])

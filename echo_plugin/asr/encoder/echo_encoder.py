@@ -1,0 +1,148 @@
+"""EchoEncoder: ESPnet's input subsampling, then pre-norm transformer layers with rotary attention."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet.nets.pytorch_backend.transformer.subsampling import (
+    Conv2dSubsampling,
+    Conv2dSubsampling2,
+    Conv2dSubsampling6,
+    Conv2dSubsampling8,
+    TooShortUttError,
+    check_short_utt,
+)
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from torch import Tensor, nn
+
+import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
+from echo_plugin.nn.registries import ATTENTION
+
+
+class LinearInput(nn.Module):
+    """No subsampling: Linear -> LayerNorm -> Dropout -> ReLU, as ESPnet's ``linear`` input layer."""
+
+    def __init__(self, idim: int, odim: int, dropout_rate: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(idim, odim), nn.LayerNorm(odim), nn.Dropout(dropout_rate), nn.ReLU())
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        """x (B, T, idim), mask (B, 1, T) -> (B, T, odim), the same mask."""
+        return self.net(x), mask
+
+
+def _without_abs_position(subsampling: type) -> Callable[[int, int, float], nn.Module]:
+    """An ESPnet subsampling class built with plain dropout where its absolute positional encoding would be."""
+
+    def build(idim: int, odim: int, dropout_rate: float) -> nn.Module:
+        return subsampling(idim, odim, dropout_rate, pos_enc=nn.Dropout(dropout_rate))
+
+    return build
+
+
+INPUT_LAYERS: Dict[str, Callable[[int, int, float], nn.Module]] = {
+    "conv2d": _without_abs_position(Conv2dSubsampling),  # time / 4
+    "conv2d2": _without_abs_position(Conv2dSubsampling2),  # time / 2
+    "conv2d6": _without_abs_position(Conv2dSubsampling6),  # time / 6
+    "conv2d8": _without_abs_position(Conv2dSubsampling8),  # time / 8
+    "linear": LinearInput,  # time / 1
+}
+
+def subsampled_lengths(embed: nn.Module, ilens: Tensor) -> Tensor:
+    """Frames each utterance keeps after the time convolutions of ``embed``.
+
+    Counts only output frames whose whole receptive field lies inside the
+    utterance. ESPnet's own subsampled masks also keep a frame whose window runs
+    into the padding, so a shorter utterance in a batch would see padding there.
+    """
+    lengths = ilens
+    for conv in embed.modules():
+        if isinstance(conv, nn.Conv2d):  # (B, C, time, freq): time is the kernel's first axis
+            span = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
+            lengths = (lengths + 2 * conv.padding[0] - span) // conv.stride[0] + 1
+    return lengths.clamp(min=0)
+
+
+LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard"}
+
+
+class EchoEncoder(AbsEncoder):
+    """Subsampling -> ``num_blocks`` pre-norm self-attention layers -> final norm.
+
+    Positions for the rotary are frame indices after subsampling.
+
+    Args:
+        input_size: feature dimension F (set by ESPnet).
+        output_size: model width D.
+        attention_heads: heads per attention layer.
+        linear_units: feed-forward hidden width.
+        num_blocks: number of layers.
+        dropout_rate: residual, feed-forward and input-layer dropout.
+        attention_dropout_rate: dropout on attention weights.
+        input_layer: one of ``INPUT_LAYERS`` (conv2d, conv2d2, conv2d6, conv2d8, linear).
+        norm: ``layer_norm`` or ``rms_norm``.
+        activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
+        layers: per-group specs ``[{num: n, attention: spec, rotary: spec}, ...]`` whose
+            ``num`` add up to ``num_blocks``; None = all ``attention: standard, rotary: standard``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        attention_heads: int = 4,
+        linear_units: int = 1024,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        input_layer: str = "conv2d",
+        norm: str = "layer_norm",
+        activation: str = "swish",
+        layers: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> None:
+        super().__init__()
+        if input_layer not in INPUT_LAYERS:
+            raise ValueError(f"unknown input_layer '{input_layer}'; known: {', '.join(sorted(INPUT_LAYERS))}")
+        self._output_size = output_size
+        self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate)
+        self.blocks = nn.ModuleList(
+            EncoderLayer(
+                ATTENTION.build(
+                    spec["attention"],
+                    d_model=output_size,
+                    n_heads=attention_heads,
+                    dropout=attention_dropout_rate,
+                    rotary=spec["rotary"],
+                ),
+                FeedForward(output_size, linear_units, dropout_rate, activation),
+                output_size,
+                dropout_rate,
+                norm,
+            )
+            for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
+        )
+        self.after_norm = make_norm(norm, output_size)
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(
+        self, xs_pad: Tensor, ilens: Tensor, prev_states: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, None]:
+        """xs_pad (B, T, F), ilens (B,) -> out (B, T', D), olens (B,), None."""
+        too_short, limit = check_short_utt(self.embed, xs_pad.size(1))
+        if too_short:
+            raise TooShortUttError(
+                f"has {xs_pad.size(1)} frames and is too short for subsampling (it needs more than {limit} frames)",
+                xs_pad.size(1),
+                limit,
+            )
+        xs, _ = self.embed(xs_pad, None)
+        olens = subsampled_lengths(self.embed, ilens.to(xs.device))
+        keep = ~make_pad_mask(olens, maxlen=xs.size(1)).to(xs.device)  # (B, T') True = real frame
+        positions = torch.arange(xs.size(1), device=xs.device)
+        for block in self.blocks:
+            xs = block(xs, keep, positions)
+        return self.after_norm(xs), olens, None
