@@ -29,7 +29,9 @@ def make_norm(name: str, d_model: int) -> nn.Module:
     return _lookup(NORMS, name, "norm")(d_model)
 
 
-def layer_specs(groups: Optional[Sequence[Mapping[str, Any]]], num_blocks: int, defaults: Mapping[str, Spec]) -> List[Dict[str, Spec]]:
+def layer_specs(
+    groups: Optional[Sequence[Mapping[str, Any]]], num_blocks: int, defaults: Mapping[str, Spec]
+) -> List[Dict[str, Spec]]:
     """Expand per-group YAML ``[{num: n, <key>: spec, ...}, ...]`` to one spec dict per layer.
 
     Keys a group leaves out take ``defaults``; ``groups=None`` gives ``num_blocks``
@@ -42,7 +44,8 @@ def layer_specs(groups: Optional[Sequence[Mapping[str, Any]]], num_blocks: int, 
         unknown = set(group) - {"num"} - set(defaults)
         if unknown or "num" not in group:
             raise ValueError(f"layer group {dict(group)}: needs 'num' and may set only {sorted(defaults)}")
-        specs += [{key: group.get(key, default) for key, default in defaults.items()} for _ in range(int(group["num"]))]
+        spec = {key: group.get(key, default) for key, default in defaults.items()}
+        specs += [dict(spec) for _ in range(int(group["num"]))]
     if len(specs) != num_blocks:
         raise ValueError(f"layers: the groups' 'num' add up to {len(specs)} but num_blocks is {num_blocks}")
     return specs
@@ -73,7 +76,14 @@ class EncoderLayer(nn.Module):
         d_model: width D.  dropout: residual dropout.  norm: NORMS name.
     """
 
-    def __init__(self, self_attn: nn.Module, feed_forward: nn.Module, d_model: int, dropout: float = 0.1, norm: str = "layer_norm") -> None:
+    def __init__(
+        self,
+        self_attn: nn.Module,
+        feed_forward: nn.Module,
+        d_model: int,
+        dropout: float = 0.1,
+        norm: str = "layer_norm",
+    ) -> None:
         super().__init__()
         self.self_attn = self_attn
         self.feed_forward = feed_forward

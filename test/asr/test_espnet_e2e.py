@@ -62,7 +62,8 @@ def test_build_forward_backward(asr):
     loss, stats, _ = model(speech=speech, speech_lengths=lengths, text=text, text_lengths=text_lengths)
     assert torch.isfinite(loss) and stats["loss_ctc"] is not None and stats["loss_att"] is not None
     loss.backward()
-    for name in ["encoder.blocks.0.self_attn.query.weight", "decoder.embed.weight", "decoder.blocks.1.cross_attn.key.weight"]:
+    used = ["encoder.blocks.0.self_attn.query.weight", "decoder.embed.weight", "decoder.blocks.1.cross_attn.key.weight"]
+    for name in used:
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
     model.zero_grad()

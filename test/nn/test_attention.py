@@ -8,7 +8,8 @@ from echo_plugin.nn.registries import ATTENTION
 
 def qkv(t_len: int, s_len: int, batch: int = 3, heads: int = 2, dim: int = 8):
     torch.manual_seed(0)
-    return (torch.randn(batch, heads, t_len, dim), torch.randn(batch, heads, s_len, dim), torch.randn(batch, heads, s_len, dim))
+    q = torch.randn(batch, heads, t_len, dim)
+    return q, torch.randn(batch, heads, s_len, dim), torch.randn(batch, heads, s_len, dim)
 
 
 PADDING = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] * 5])

@@ -39,7 +39,8 @@ def test_norm_and_activation_lookup():
 
 def test_encoder_layer_ignores_padded_keys():
     torch.manual_seed(0)
-    layer = EncoderLayer(MultiHeadAttention(8, 2, rotary="standard"), FeedForward(8, 16, activation="gelu"), 8, 0.0, "rms_norm")
+    attention = MultiHeadAttention(8, 2, rotary="standard")
+    layer = EncoderLayer(attention, FeedForward(8, 16, activation="gelu"), 8, dropout=0.0, norm="rms_norm")
     x = torch.randn(1, 6, 8)
     keep = torch.tensor([[True] * 4 + [False] * 2])
     out = layer(x, keep, torch.arange(6))

@@ -28,8 +28,8 @@ class LinearInput(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(idim, odim), nn.LayerNorm(odim), nn.Dropout(dropout_rate), nn.ReLU())
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
-        """x (B, T, idim), mask (B, 1, T) -> (B, T, odim), the same mask."""
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """x (B, T, idim), mask (B, 1, T) or None -> (B, T, odim), the same mask."""
         return self.net(x), mask
 
 
@@ -49,6 +49,7 @@ INPUT_LAYERS: Dict[str, Callable[[int, int, float], nn.Module]] = {
     "conv2d8": _without_abs_position(Conv2dSubsampling8),  # time / 8
     "linear": LinearInput,  # time / 1
 }
+
 
 def subsampled_lengths(embed: nn.Module, ilens: Tensor) -> Tensor:
     """Frames each utterance keeps after the time convolutions of ``embed``.
