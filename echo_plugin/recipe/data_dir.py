@@ -75,9 +75,14 @@ def spk2utt(utt2spk: Mapping[str, str]) -> dict[str, str]:
     return {spk: " ".join(utts) for spk, utts in speakers.items()}
 
 
+def parse_numbers(text: str) -> list[float]:
+    """The numbers of a text holding one number per line (blank lines skipped)."""
+    return [float(word) for word in text.split()]
+
+
 def read_numbers(path: Path) -> list[float]:
-    """The numbers in a file holding one number per line (blank lines skipped)."""
-    return [float(line) for line in path.read_text(encoding="utf-8").split()]
+    """The numbers in a file holding one number per line."""
+    return parse_numbers(path.read_text(encoding="utf-8"))
 
 
 def apply_umask(path: Path, mode: int) -> None:
