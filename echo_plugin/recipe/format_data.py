@@ -9,6 +9,7 @@ Reads ``<src>/wav.scp`` and ``<src>/text`` (required) and ``<src>/utt2spk``
 piped ``wav.scp`` entries (``cmd |``) are rejected as unsupported.
 
 Audio is read with soundfile (libsndfile: wav, flac, mp3, ogg, ...).
+Relative paths in wav.scp are taken from the current dir.
 Multi-channel audio is downmixed to mono (the channel mean). A file is
 referenced in place (absolute path) when it is a mono wav or flac at ``--fs``;
 any other file (another rate, several channels, mp3, ogg, ...) is converted
@@ -183,6 +184,7 @@ def resample(samples: np.ndarray, rate: int, fs: int) -> np.ndarray:
     import torch  # deferred: only conversions pay for importing torch
     import torchaudio.functional as F
 
+    torch.set_num_threads(1)  # one thread per worker process, as DataLoader workers do (fork-safe)
     return F.resample(torch.from_numpy(samples), rate, fs).numpy()
 
 
