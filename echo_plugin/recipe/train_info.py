@@ -37,7 +37,7 @@ def epochs_trained(checkpoint: Path) -> int:
 def environment() -> str:
     import espnet
 
-    return f"python {platform.python_version()}, torch {torch.__version__}, espnet {espnet.__version__}"
+    return f"python: {platform.python_version()}\ntorch: {torch.__version__}\nespnet: {espnet.__version__}"
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -1,0 +1,68 @@
+"""Registration: idempotent, type-checked, and done by both entry points at import."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import echo_plugin
+from echo_plugin.inference.strict_load import WeightMismatchError, load_strict
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "egs" / "fsdd" / "asr1"
+
+
+def test_register_adds_echo_and_is_idempotent() -> None:
+    echo_plugin.register()
+    echo_plugin.register()
+    import espnet2.tasks.asr as asr_task
+
+    for table, classes in echo_plugin.components().items():
+        choices = getattr(asr_task, table)
+        for name, cls in classes.items():
+            assert choices.get_class(name) is cls
+            assert issubclass(cls, choices.base_type)
+
+
+def test_register_refuses_a_class_of_the_wrong_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(echo_plugin, "_REGISTERED", False)
+    monkeypatch.setattr(echo_plugin, "components", lambda: {"encoder_choices": {"bogus": torch.nn.Linear}})
+    with pytest.raises(TypeError, match="AbsEncoder"):
+        echo_plugin.register()
+
+
+@pytest.mark.parametrize("entry", ["asr_train", "asr_inference"])
+def test_entry_points_register_before_espnet_parses(entry: str, tmp_path: Path) -> None:
+    """ESPnet's parser only accepts ``--encoder echo`` if registration came first."""
+    code = (
+        f"import echo_plugin.bin.{entry}, espnet2.tasks.asr as t; "
+        "print(t.encoder_choices.get_class('echo').__name__, t.decoder_choices.get_class('echo').__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "EchoEncoder EchoDecoder"
+
+
+def test_train_entry_point_accepts_the_echo_config(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("<blank>\n<unk>\na\n<sos/eos>\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "echo_plugin.bin.asr_train", "--print_config", "--config",
+         str(RECIPE / "conf" / "tuning" / "train_asr_echo.yaml"), "--token_list", str(tokens)],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "encoder: echo" in out.stdout and "decoder: echo" in out.stdout
+
+
+def test_strict_loading_names_missing_and_unexpected_keys(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    state = model.state_dict()
+    state["9.weight"] = state.pop("1.weight")
+    torch.save(state, tmp_path / "renamed.pth")
+    with pytest.raises(WeightMismatchError, match=r"missing \['1.weight'\].*unexpected \['9.weight'\]"):
+        load_strict(model, tmp_path / "renamed.pth")
+    torch.save(model.state_dict(), tmp_path / "good.pth")
+    load_strict(model, tmp_path / "good.pth")

@@ -1,0 +1,130 @@
+"""Smoke test of the FSDD recipe: every stage on a small real-speech subset.
+
+Runs the real ``run.sh`` (a copy of the recipe dir under tmp) with a tiny Echo
+config and checks the files each stage must leave and the numbers they hold.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from test.recipe.recipe_helpers import FAST_DECODE, FSDD, REPO, TINY_CONFIG, copy_recipe, recipe_env, run_recipe
+
+SETS = ("test_isolated", "test_connected")
+DATA_OPTS = "--max_takes 2 --n_connected_train 20 --n_connected_dev 6 --n_connected_test 6"
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recipe dir that has run stages 1-8 once."""
+    root = copy_recipe(tmp_path_factory.mktemp("fsdd"))
+    run_recipe(root, "--stage", "1", "--stop_stage", "8", "--nj", "2", "--inference_nj", "2",
+               "--local_data_opts", f"--fsdd_root {FSDD} {DATA_OPTS}")
+    return root
+
+
+def test_data_and_dump_dirs(recipe: Path) -> None:
+    for name in ("train", "dev", *SETS):
+        dump = recipe / "dump" / "raw" / name
+        ids = [line.split()[0] for line in (dump / "text").read_text().splitlines()]
+        assert ids == sorted(ids) and len(ids) == len(set(ids)) > 0
+        durations = [float(line.split()[1]) for line in (dump / "utt2dur").read_text().splitlines()]
+        assert len(durations) == len(ids) and all(0.1 < d < 10 for d in durations)
+
+
+def test_token_list_and_stats(recipe: Path) -> None:
+    tokens = (recipe / "data" / "token_list" / "bpe_unigram30" / "tokens.txt").read_text().split()
+    assert tokens[0] == "<blank>" and tokens[1] == "<unk>" and tokens[-1] == "<sos/eos>"
+    stats = recipe / "exp" / "asr_stats_bpe30_fs8000"
+    assert (stats / "train" / "feats_stats.npz").is_file()
+    shapes = (stats / "train" / "text_shape.bpe").read_text().splitlines()
+    assert shapes and all(line.endswith(f",{len(tokens)}") for line in shapes)
+
+
+def test_training_outputs(recipe: Path) -> None:
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny"
+    assert (exp / "valid.acc.ave.pth").exists()
+    assert int((exp / "epochs").read_text()) == 2
+    assert int((exp / "num_params").read_text()) > 1000
+    assert float((exp / "train_seconds").read_text().split()[0]) > 0
+    assert any((exp / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_decoding_and_scores(recipe: Path) -> None:
+    decode = recipe / "exp" / "asr_train_asr_echo_tiny" / "decode_decode_fast_valid.acc.ave"
+    for name in SETS:
+        ref_ids = [line.split()[0] for line in (recipe / "dump" / "raw" / name / "text").read_text().splitlines()]
+        hyp_ids = [line.split()[0] for line in (decode / name / "text").read_text().splitlines()]
+        assert hyp_ids == ref_ids  # every utterance decoded once, across the 2 jobs
+        scores = json.loads((decode / name / "score" / "scores.json").read_text())
+        wer = scores["wer"]
+        assert wer["n_sentences"] == len(ref_ids)
+        errors = wer["substitutions"] + wer["deletions"] + wer["insertions"]
+        assert wer["error_rate"] == pytest.approx(100.0 * errors / wer["n_tokens"], abs=0.01)
+        assert scores["rtf"] > 0
+
+
+def test_results_table(recipe: Path) -> None:
+    results = (recipe / "RESULTS.md").read_text()
+    for name in SETS:
+        assert name in results
+    assert "train_asr_echo_tiny" in results
+
+
+def test_packed_model_transcribes(recipe: Path) -> None:
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny"
+    archive = exp / "train_asr_echo_tiny.zip"
+    wav = sorted((FSDD / "recordings").glob("3_lucas_4*.wav"))[0]
+    out = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "echo_plugin.bin.transcribe", "--model", str(archive),
+         "--decode_config", str(REPO / "test" / "fixtures" / "decode_fast.yaml"), str(wav)],
+        capture_output=True, text=True, check=True, cwd=recipe,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith(str(wav))
+
+
+def test_stage6_decodes_a_data_dir_given_by_path(recipe: Path, tmp_path: Path) -> None:
+    """A Kaldi dir the recipe never made: two real recordings of the test speaker."""
+    new = tmp_path / "my_set"
+    new.mkdir()
+    wavs = sorted((FSDD / "recordings").glob("7_lucas_1*.wav"))[:2]
+    (new / "wav.scp").write_text("".join(f"lucas-x{i} {w}\n" for i, w in enumerate(wavs)))
+    (new / "text").write_text("".join(f"lucas-x{i} SEVEN\n" for i in range(len(wavs))))
+    run_recipe(recipe, "--stage", "6", "--stop_stage", "7", "--test_sets", str(new))
+    scores = recipe / "exp" / "asr_train_asr_echo_tiny" / "decode_decode_fast_valid.acc.ave" / "my_set" / "score"
+    assert json.loads((scores / "scores.json").read_text())["wer"]["n_tokens"] == 2
+    assert "my_set" in (recipe / "RESULTS.md").read_text()
+
+
+def test_killed_training_resumes(recipe: Path) -> None:
+    """SIGKILL stage 5 after its first epoch; the rerun continues from epoch 2."""
+    exp = recipe / "exp" / "asr_resume"
+    args = ["./run.sh", "--asr_config", TINY_CONFIG, "--inference_config", FAST_DECODE, "--stage", "5",
+            "--stop_stage", "5", "--asr_tag", "resume", "--asr_args", "--max_epoch 3"]
+    proc = subprocess.Popen(args, cwd=recipe, env=recipe_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (exp / "1epoch.pth").exists():
+        assert proc.poll() is None, "training stopped before its first epoch"
+        assert time.time() < deadline, "no epoch finished in 300 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (exp / "3epoch.pth").exists(), "training finished before it was killed"
+    torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)
+
+    run_recipe(recipe, "--stage", "5", "--stop_stage", "5", "--asr_tag", "resume", "--asr_args", "--max_epoch 3")
+    log = (exp / "train.log").read_text()
+    assert "resumed" in log.lower()
+    assert "1epoch results" not in log and "3epoch results" in log
+    assert int((exp / "epochs").read_text()) == 3
+    assert len((exp / "train_seconds").read_text().split()) == 2  # both runs counted
