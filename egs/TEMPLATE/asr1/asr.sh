@@ -169,6 +169,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     dist_opts=()
     [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
     start=$(date +%s)
+    # Training time counts across resumes; an interrupted run (INT/TERM) records its part too.
+    trap 'echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"; exit 130' INT TERM
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" JOB=1:1 "${asr_exp}/train.log" \
         ${python} -m echo_plugin.bin.asr_train "${common_train_opts[@]}" \
@@ -178,6 +180,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
         --normalize "${feats_normalize}" --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
         --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" ${asr_args}
+    trap - INT TERM
     echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
     ${python} -m echo_plugin.recipe.train_info --exp_dir "${asr_exp}"
 fi
