@@ -43,7 +43,7 @@ def test_unit_radius_preserves_norm_and_radius_scales_it():
 
 def test_apply_rotary_keeps_dtype():
     x = torch.randn(1, 2, 3, 8, dtype=torch.bfloat16)
-    freqs = StandardRotary(head_dim=8)(torch.arange(3))
+    freqs = StandardRotary(head_dim=8).freqs(torch.arange(3))
     assert apply_rotary(x, freqs).dtype == torch.bfloat16
 
 
@@ -54,7 +54,7 @@ def test_standard_rotary_score_depends_only_on_offset():
 
     def score(q_pos: int, k_pos: int) -> torch.Tensor:
         positions = torch.tensor([q_pos, k_pos])
-        rotated = apply_rotary(torch.stack([q, k]), rotary(positions))
+        rotated = apply_rotary(torch.stack([q, k]), rotary.freqs(positions))
         return rotated[0] @ rotated[1]
 
     torch.testing.assert_close(score(3, 1), score(3 + 17, 1 + 17))
@@ -64,8 +64,8 @@ def test_standard_rotary_score_depends_only_on_offset():
 
 def test_standard_rotary_shapes_and_partial_rot_dim():
     rotary = StandardRotary(head_dim=8, rot_dim=4)
-    assert rotary(torch.arange(5)).shape == (5, 2)
-    batched = rotary(torch.arange(10).view(2, 5))
+    assert rotary.freqs(torch.arange(5)).shape == (5, 2)
+    batched = rotary.freqs(torch.arange(10).view(2, 5))
     assert batched.shape == (2, 1, 5, 2) and batched.is_complex()
     torch.testing.assert_close(batched.abs(), torch.ones(2, 1, 5, 2))
     x = torch.randn(2, 3, 5, 8)
@@ -81,5 +81,5 @@ def test_registry_builds_variants_and_none_is_identity():
     none = ROTARY.build("none", head_dim=8)
     assert isinstance(none, NoRotary)
     x = torch.randn(2, 4, 6, 8)
-    torch.testing.assert_close(apply_rotary(x, none(torch.arange(6))), x)
-    torch.testing.assert_close(apply_rotary(x, none(torch.arange(12).view(2, 6))), x)
+    torch.testing.assert_close(none.rotate(x, torch.arange(6)), x)
+    torch.testing.assert_close(none(x, torch.arange(12).view(2, 6)), x)

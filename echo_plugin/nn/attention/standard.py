@@ -8,23 +8,30 @@ from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import KVCache, attend
 from echo_plugin.nn.registries import ATTENTION, ROTARY
-from echo_plugin.nn.rotary import apply_rotary
+from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
 
 @ATTENTION.register("standard")
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with a pluggable rotary position embedding.
+    """Multi-head attention with pluggable rotary position embeddings on queries and keys.
+
+    The rotaries are used only through ``rotate`` and ``score_bias`` (see
+    :mod:`echo_plugin.nn.rotary.base`); a score bias goes to the kernel as an
+    additive float mask.
 
     Args:
         d_model: model width D (divisible by n_heads).
         n_heads: number of heads H; head width dh = D // H.
         dropout: attention-weight dropout.
-        rotary: ROTARY spec applied to q and k; None = no rotation
-            (cross-attention is built with ``"none"``).
+        rotary: ROTARY spec for the queries (and keys unless ``rotary_k`` is set);
+            None = no rotation (cross-attention is built with ``"none"``).
+        rotary_k: ROTARY spec for the keys; None = the query rotary (one shared module).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, rotary: Spec = None) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, rotary: Spec = None, rotary_k: Spec = None
+    ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
@@ -36,6 +43,12 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
         self.rotary = ROTARY.build(rotary or "none", head_dim=self.head_dim)
+        # Kept None when shared, so the state dict holds the query rotary's tensors once.
+        self.rotary_k = None if rotary_k is None else ROTARY.build(rotary_k, head_dim=self.head_dim)
+
+    @property
+    def key_rotary(self) -> nn.Module:
+        return self.rotary if self.rotary_k is None else self.rotary_k
 
     def forward(
         self,
@@ -46,6 +59,8 @@ class MultiHeadAttention(nn.Module):
         q_positions: Optional[Tensor] = None,
         k_positions: Optional[Tensor] = None,
         cache: Optional[KVCache] = None,
+        f0: Optional[F0Track] = None,
+        k_f0: Optional[F0Track] = None,
     ) -> Tuple[Tensor, KVCache]:
         """Attend from ``query`` to the cached keys followed by those of ``key_value``.
 
@@ -59,6 +74,8 @@ class MultiHeadAttention(nn.Module):
             q_positions, k_positions: (T,) / (S_new,) or batched (B, T) / (B, S_new)
                 positions for the rotary; default: continue counting after the cache.
             cache: (k, v), each (B, H, S_cache, dh), keys already rotated.
+            f0: pitch of the query frames (pitch-aware rotaries), or None.
+            k_f0: pitch of the new key frames; default ``f0`` in self-attention.
 
         Returns:
             out: (B, T, D).
@@ -74,16 +91,32 @@ class MultiHeadAttention(nn.Module):
                 if key_value is None
                 else torch.arange(past, past + source.shape[1], device=query.device)
             )
-        q_freqs = self.rotary(q_positions)
-        k_freqs = q_freqs if k_positions is q_positions else self.rotary(k_positions)
-        q = apply_rotary(self._split_heads(self.query(query)), q_freqs)
-        k = apply_rotary(self._split_heads(self.key(source)), k_freqs)
+        if k_f0 is None and key_value is None:
+            k_f0 = f0
+        q = self.rotary.rotate(self._split_heads(self.query(query)), q_positions, f0)
+        k = self.key_rotary.rotate(self._split_heads(self.key(source)), k_positions, k_f0)
         v = self._split_heads(self.value(source))
         if cache is not None:
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
-        heads = attend(q, k, v, key_padding_mask, causal, self.dropout if self.training else 0.0)
+        bias = self.score_bias(f0, k_f0, k.shape[-2])
+        heads = attend(q, k, v, key_padding_mask, causal, self.dropout if self.training else 0.0, bias=bias)
         return self.out(heads.transpose(1, 2).flatten(2)), (k, v)
+
+    def score_bias(self, f0: Optional[F0Track], k_f0: Optional[F0Track], k_len: int) -> Optional[Tensor]:
+        """Sum of the score biases of the query rotary and (if separate) the key rotary, or None."""
+        bias = None
+        for rotary in (self.rotary, self.rotary_k):
+            extra = None if rotary is None else rotary.score_bias(f0, k_f0)
+            if extra is not None:
+                bias = extra if bias is None else bias + extra
+        if bias is None:
+            return None
+        if bias.shape[-1] != k_len:
+            raise ValueError(
+                f"score bias covers {bias.shape[-1]} keys but there are {k_len} (cached keys need f0 too)"
+            )
+        return bias
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, H, T, dh)."""
