@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
 ACTIVATIONS: Dict[str, type] = {"swish": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
@@ -91,10 +92,21 @@ class EncoderLayer(nn.Module):
         self.ff_norm = make_norm(norm, d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, key_padding_mask: Optional[Tensor], positions: Tensor) -> Tensor:
-        """x (B, T, D), key_padding_mask (B, T) True = real frame, positions (T,) or (B, T) -> (B, T, D)."""
+    def forward(
+        self, x: Tensor, key_padding_mask: Optional[Tensor], positions: Tensor, f0: Optional[F0Track] = None
+    ) -> Tensor:
+        """x (B, T, D), key_padding_mask (B, T) True = real frame, positions (T,) or (B, T) -> (B, T, D).
+
+        ``f0``: pitch on these T frames for pitch-aware rotaries; passed to the
+        attention module only when given, so attention types without pitch support keep working.
+        """
+        pitch = {} if f0 is None else {"f0": f0}
         attended, _ = self.self_attn(
-            self.attn_norm(x), key_padding_mask=key_padding_mask, q_positions=positions, k_positions=positions
+            self.attn_norm(x),
+            key_padding_mask=key_padding_mask,
+            q_positions=positions,
+            k_positions=positions,
+            **pitch,
         )
         x = x + self.dropout(attended)
         return x + self.dropout(self.feed_forward(self.ff_norm(x)))

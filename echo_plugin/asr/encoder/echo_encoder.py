@@ -17,8 +17,10 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
 import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+import echo_plugin.nn.rotary  # noqa: F401  (fills the ROTARY registry)
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.registries import ATTENTION
+from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
 
 
 class LinearInput(nn.Module):
@@ -66,13 +68,24 @@ def subsampled_lengths(embed: nn.Module, ilens: Tensor) -> Tensor:
     return lengths.clamp(min=0)
 
 
+def subsampling_factor(embed: nn.Module) -> int:
+    """Input frames per output frame of ``embed``: the product of its time-axis conv strides."""
+    factor = 1
+    for conv in embed.modules():
+        if isinstance(conv, nn.Conv2d):
+            factor *= conv.stride[0]
+    return factor
+
+
 LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard"}
 
 
 class EchoEncoder(AbsEncoder):
     """Subsampling -> ``num_blocks`` pre-norm self-attention layers -> final norm.
 
-    Positions for the rotary are frame indices after subsampling.
+    Positions for the rotary are frame indices after subsampling. Pitch-aware
+    rotaries read f0, given to ``forward`` at the input frame rate and resampled
+    here to the subsampled frames (frame period ``frame_shift * subsampling``).
 
     Args:
         input_size: feature dimension F (set by ESPnet).
@@ -87,6 +100,8 @@ class EchoEncoder(AbsEncoder):
         activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
         layers: per-group specs ``[{num: n, attention: spec, rotary: spec}, ...]`` whose
             ``num`` add up to ``num_blocks``; None = all ``attention: standard, rotary: standard``.
+            A rotary spec may be any ROTARY type (``python -m echo_plugin.bin.list_registries``).
+        frame_shift: seconds between input frames (the frontend's hop), for pitch phase.
     """
 
     def __init__(
@@ -102,12 +117,16 @@ class EchoEncoder(AbsEncoder):
         norm: str = "layer_norm",
         activation: str = "swish",
         layers: Optional[Sequence[Mapping[str, Any]]] = None,
+        frame_shift: float = 0.01,
     ) -> None:
         super().__init__()
         if input_layer not in INPUT_LAYERS:
             raise ValueError(f"unknown input_layer '{input_layer}'; known: {', '.join(sorted(INPUT_LAYERS))}")
+        if frame_shift <= 0:
+            raise ValueError(f"frame_shift must be positive seconds, got {frame_shift}")
         self._output_size = output_size
         self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate)
+        self.frame_period = frame_shift * subsampling_factor(self.embed)
         self.blocks = nn.ModuleList(
             EncoderLayer(
                 ATTENTION.build(
@@ -129,10 +148,23 @@ class EchoEncoder(AbsEncoder):
     def output_size(self) -> int:
         return self._output_size
 
+    @property
+    def needs_f0(self) -> bool:
+        """Whether some layer's rotary reads pitch, so ``forward`` must get ``f0``."""
+        return any(getattr(module, "needs_f0", False) for module in self.blocks.modules())
+
     def forward(
-        self, xs_pad: Tensor, ilens: Tensor, prev_states: Optional[Tensor] = None
+        self, xs_pad: Tensor, ilens: Tensor, prev_states: Optional[Tensor] = None, f0: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor, None]:
-        """xs_pad (B, T, F), ilens (B,) -> out (B, T', D), olens (B,), None."""
+        """xs_pad (B, T, F), ilens (B,) -> out (B, T', D), olens (B,), None.
+
+        ``f0``: (B, T) pitch in Hz on the input frames (0 = unvoiced), needed by
+        pitch-aware rotaries; linearly resampled to the T' subsampled frames.
+        """
+        if f0 is not None and (f0.dim() != 2 or f0.shape != xs_pad.shape[:2]):
+            raise ValueError(
+                f"f0 must be (B, T) = {tuple(xs_pad.shape[:2])} like xs_pad, got {tuple(f0.shape)}"
+            )
         too_short, limit = check_short_utt(self.embed, xs_pad.size(1))
         if too_short:
             raise TooShortUttError(
@@ -144,6 +176,7 @@ class EchoEncoder(AbsEncoder):
         olens = subsampled_lengths(self.embed, ilens.to(xs.device))
         keep = ~make_pad_mask(olens, maxlen=xs.size(1)).to(xs.device)  # (B, T') True = real frame
         positions = torch.arange(xs.size(1), device=xs.device)
+        pitch = None if f0 is None else F0Track(resample_f0(f0.to(xs.device), xs.size(1)), self.frame_period)
         for block in self.blocks:
-            xs = block(xs, keep, positions)
+            xs = block(xs, keep, positions, pitch)
         return self.after_norm(xs), olens, None

@@ -67,6 +67,9 @@ class Rotary(nn.Module):
         head_dim: channels per attention head (set by the model).
     """
 
+    needs_f0: bool = False
+    """True for variants that cannot rotate without pitch (a model may skip pitch extraction otherwise)."""
+
     def __init__(self, head_dim: int) -> None:
         super().__init__()
         self.head_dim = head_dim

@@ -67,6 +67,8 @@ class PitchAwareRotary(PairRotary):
         phase0: initial phase for ``angle_source: phase``.
     """
 
+    needs_f0 = True
+
     def __init__(
         self,
         head_dim: int,
