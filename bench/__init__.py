@@ -1,0 +1,1 @@
+"""Benchmarks (never timed tests). Each module regenerates its report: see bench/REPORT.md."""
