@@ -66,3 +66,14 @@ def test_layer_groups_must_add_up_to_num_blocks():
         tiny_encoder(num_blocks=3, layers=[{"num": 2}])
     with pytest.raises(ValueError, match="input_layer"):
         tiny_encoder(input_layer="conv3d")
+
+
+@pytest.mark.parametrize("abs_pos", [False, True])
+def test_abs_pos_is_the_only_source_of_absolute_time(abs_pos: bool) -> None:
+    """Constant input: rotary-only layers give the same vector at every frame; abs_pos makes them differ."""
+    torch.manual_seed(0)
+    encoder = EchoEncoder(input_size=20, output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
+                          abs_pos=abs_pos).eval()
+    out, _, _ = encoder(torch.ones(1, 64, 20), torch.tensor([64]))
+    spread = (out[0] - out[0].mean(dim=0)).abs().max().item()
+    assert (spread > 1e-3) == abs_pos

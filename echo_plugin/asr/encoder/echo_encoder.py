@@ -5,6 +5,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
 from espnet.nets.pytorch_backend.transformer.subsampling import (
     Conv2dSubsampling,
     Conv2dSubsampling2,
@@ -24,32 +25,36 @@ from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
 
 
 class LinearInput(nn.Module):
-    """No subsampling: Linear -> LayerNorm -> Dropout -> ReLU, as ESPnet's ``linear`` input layer."""
+    """No subsampling: Linear -> LayerNorm -> Dropout -> ReLU -> pos_enc, as ESPnet's ``linear`` input layer."""
 
-    def __init__(self, idim: int, odim: int, dropout_rate: float) -> None:
+    def __init__(self, idim: int, odim: int, dropout_rate: float, pos_enc: nn.Module) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(idim, odim), nn.LayerNorm(odim), nn.Dropout(dropout_rate), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.Linear(idim, odim), nn.LayerNorm(odim), nn.Dropout(dropout_rate), nn.ReLU(), pos_enc
+        )
 
     def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         """x (B, T, idim), mask (B, 1, T) or None -> (B, T, odim), the same mask."""
         return self.net(x), mask
 
 
-def _without_abs_position(subsampling: type) -> Callable[[int, int, float], nn.Module]:
-    """An ESPnet subsampling class built with plain dropout where its absolute positional encoding would be."""
+def _subsampling(subsampling: type) -> Callable[[int, int, float, bool], nn.Module]:
+    """An ESPnet subsampling class whose output gets ESPnet's absolute sinusoidal
+    positional encoding (``abs_pos``) or only dropout (rotary-only positions)."""
 
-    def build(idim: int, odim: int, dropout_rate: float) -> nn.Module:
-        return subsampling(idim, odim, dropout_rate, pos_enc=nn.Dropout(dropout_rate))
+    def build(idim: int, odim: int, dropout_rate: float, abs_pos: bool) -> nn.Module:
+        pos_enc = PositionalEncoding(odim, dropout_rate) if abs_pos else nn.Dropout(dropout_rate)
+        return subsampling(idim, odim, dropout_rate, pos_enc=pos_enc)
 
     return build
 
 
-INPUT_LAYERS: Dict[str, Callable[[int, int, float], nn.Module]] = {
-    "conv2d": _without_abs_position(Conv2dSubsampling),  # time / 4
-    "conv2d2": _without_abs_position(Conv2dSubsampling2),  # time / 2
-    "conv2d6": _without_abs_position(Conv2dSubsampling6),  # time / 6
-    "conv2d8": _without_abs_position(Conv2dSubsampling8),  # time / 8
-    "linear": LinearInput,  # time / 1
+INPUT_LAYERS: Dict[str, Callable[[int, int, float, bool], nn.Module]] = {
+    "conv2d": _subsampling(Conv2dSubsampling),  # time / 4
+    "conv2d2": _subsampling(Conv2dSubsampling2),  # time / 2
+    "conv2d6": _subsampling(Conv2dSubsampling6),  # time / 6
+    "conv2d8": _subsampling(Conv2dSubsampling8),  # time / 8
+    "linear": _subsampling(LinearInput),  # time / 1
 }
 
 
@@ -102,6 +107,10 @@ class EchoEncoder(AbsEncoder):
             ``num`` add up to ``num_blocks``; None = all ``attention: standard, rotary: standard``.
             A rotary spec may be any ROTARY type (``python -m echo_plugin.bin.list_registries``).
         frame_shift: seconds between input frames (the frontend's hop), for pitch phase.
+        abs_pos: also add ESPnet's absolute sinusoidal positions after subsampling (as
+            Whisper's encoder does beside rotary attention): without them the encoder
+            output carries no absolute time, which the decoder's cross-attention needs
+            to keep its place among repeated words.
     """
 
     def __init__(
@@ -118,6 +127,7 @@ class EchoEncoder(AbsEncoder):
         activation: str = "swish",
         layers: Optional[Sequence[Mapping[str, Any]]] = None,
         frame_shift: float = 0.01,
+        abs_pos: bool = False,
     ) -> None:
         super().__init__()
         if input_layer not in INPUT_LAYERS:
@@ -125,7 +135,7 @@ class EchoEncoder(AbsEncoder):
         if frame_shift <= 0:
             raise ValueError(f"frame_shift must be positive seconds, got {frame_shift}")
         self._output_size = output_size
-        self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate)
+        self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate, abs_pos)
         self.frame_period = frame_shift * subsampling_factor(self.embed)
         self.blocks = nn.ModuleList(
             EncoderLayer(
