@@ -427,11 +427,11 @@ def render(
         lines.append("")
     remarks = [f"- {name}: {note}" for name, note in notes.items()]
     for name in order:
-        by_reason: Dict[str, List[int]] = {}
-        for t, reason in sorted(results.get(name, Result()).failed.items()):
-            by_reason.setdefault(reason, []).append(t)
-        for reason, ts in by_reason.items():
-            remarks.append(f"- {name}, T={', '.join(map(str, ts))}: skipped: {reason}")
+        failed = sorted(results.get(name, Result()).failed.items())
+        if failed and len(failed) == len(lengths):
+            remarks.append(f"- {name}: skipped at every T; at T={failed[0][0]}: {failed[0][1]}")
+        else:
+            remarks += [f"- {name}, T={t}: skipped: {reason}" for t, reason in failed]
     if remarks:
         lines += ["## Notes", ""] + remarks + [""]
     return "\n".join(lines)
