@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import echo_plugin.nn.attention  # noqa: F401  (fills the registries)
+import echo_plugin.nn.masking  # noqa: F401
 import echo_plugin.nn.rotary  # noqa: F401
 from echo_plugin import components
-from echo_plugin.nn.registries import ATTENTION, ROTARY
+from echo_plugin.nn.registries import ATTENTION, MASKING, ROTARY
 
 
 def main() -> None:
-    for registry in (ROTARY, ATTENTION):
+    for registry in (ROTARY, ATTENTION, MASKING):
         print(f"{registry.kind}: {', '.join(registry.names())}")
     for table, classes in components().items():
         print(f"espnet {table}: {', '.join(sorted(classes))}")

@@ -93,20 +93,28 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, key_padding_mask: Optional[Tensor], positions: Tensor, f0: Optional[F0Track] = None
+        self,
+        x: Tensor,
+        key_padding_mask: Optional[Tensor],
+        positions: Tensor,
+        f0: Optional[F0Track] = None,
+        zero_keys: Optional[Tensor] = None,
     ) -> Tensor:
         """x (B, T, D), key_padding_mask (B, T) True = real frame, positions (T,) or (B, T) -> (B, T, D).
 
         ``f0``: pitch on these T frames for pitch-aware rotaries; passed to the
         attention module only when given, so attention types without pitch support keep working.
+        ``zero_keys``: (B, T) True = silent real frame, for soft masking; passed on likewise.
         """
-        pitch = {} if f0 is None else {"f0": f0}
+        extra = {} if f0 is None else {"f0": f0}
+        if zero_keys is not None:
+            extra["zero_keys"] = zero_keys
         attended, _ = self.self_attn(
             self.attn_norm(x),
             key_padding_mask=key_padding_mask,
             q_positions=positions,
             k_positions=positions,
-            **pitch,
+            **extra,
         )
         x = x + self.dropout(attended)
         return x + self.dropout(self.feed_forward(self.ff_norm(x)))

@@ -21,7 +21,13 @@ from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.registries import ATTENTION
 
-LAYER_DEFAULTS: Mapping[str, Any] = {"self_attention": "standard", "cross_attention": "standard", "rotary": "standard"}
+LAYER_DEFAULTS: Mapping[str, Any] = {
+    "self_attention": "standard",
+    "cross_attention": "standard",
+    "rotary": "standard",
+    "self_masking": "hard",
+    "cross_masking": "hard",
+}
 
 
 class LayerState(NamedTuple):
@@ -51,7 +57,9 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
         activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
         tie_embeddings: the output projection shares the token embedding matrix.
         layers: per-group specs ``[{num, self_attention: spec, cross_attention: spec,
-            rotary: spec}, ...]``; rotary applies to self-attention only.
+            rotary: spec, self_masking: spec, cross_masking: spec}, ...]``; rotary applies to
+            self-attention only; the maskings (MASKING specs, default ``hard``) to target
+            padding and encoder-memory padding.
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
                     n_heads=attention_heads,
                     dropout=self_attention_dropout_rate,
                     rotary=spec["rotary"],
+                    masking=spec["self_masking"],
                 ),
                 ATTENTION.build(
                     spec["cross_attention"],
@@ -89,6 +98,7 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
                     n_heads=attention_heads,
                     dropout=src_attention_dropout_rate,
                     rotary="none",
+                    masking=spec["cross_masking"],
                 ),
                 FeedForward(d_model, linear_units, dropout_rate, activation),
                 d_model,

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 import echo_plugin.nn.rotary  # noqa: F401  (fills the ROTARY registry)
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
+from echo_plugin.nn.masking import frame_silence, subsample_silence
 from echo_plugin.nn.registries import ATTENTION
 from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
 
@@ -82,7 +83,7 @@ def subsampling_factor(embed: nn.Module) -> int:
     return factor
 
 
-LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard"}
+LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard", "masking": "hard"}
 
 
 class EchoEncoder(AbsEncoder):
@@ -103,7 +104,7 @@ class EchoEncoder(AbsEncoder):
         input_layer: one of ``INPUT_LAYERS`` (conv2d, conv2d2, conv2d6, conv2d8, linear).
         norm: ``layer_norm`` or ``rms_norm``.
         activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
-        layers: per-group specs ``[{num: n, attention: spec, rotary: spec}, ...]`` whose
+        layers: per-group specs ``[{num: n, attention: spec, rotary: spec, masking: spec}, ...]`` whose
             ``num`` add up to ``num_blocks``; None = all ``attention: standard, rotary: standard``.
             A rotary spec may be any ROTARY type (``python -m echo_plugin.bin.list_registries``).
         frame_shift: seconds between input frames (the frontend's hop), for pitch phase.
@@ -111,6 +112,10 @@ class EchoEncoder(AbsEncoder):
             Whisper's encoder does beside rotary attention): without them the encoder
             output carries no absolute time, which the decoder's cross-attention needs
             to keep its place among repeated words.
+        silence_threshold: mark input frames more than this many feature units (mean over
+            the feature axis) below the utterance's loudest frame, or all-zero, as silence;
+            layers with ``masking: soft`` soften them (see ``echo_plugin.nn.masking.silence``).
+            None = no silence frames.
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class EchoEncoder(AbsEncoder):
         layers: Optional[Sequence[Mapping[str, Any]]] = None,
         frame_shift: float = 0.01,
         abs_pos: bool = False,
+        silence_threshold: Optional[float] = None,
     ) -> None:
         super().__init__()
         if input_layer not in INPUT_LAYERS:
@@ -137,6 +143,7 @@ class EchoEncoder(AbsEncoder):
         self._output_size = output_size
         self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate, abs_pos)
         self.frame_period = frame_shift * subsampling_factor(self.embed)
+        self.silence_threshold = silence_threshold
         self.blocks = nn.ModuleList(
             EncoderLayer(
                 ATTENTION.build(
@@ -145,6 +152,7 @@ class EchoEncoder(AbsEncoder):
                     n_heads=attention_heads,
                     dropout=attention_dropout_rate,
                     rotary=spec["rotary"],
+                    masking=spec["masking"],
                 ),
                 FeedForward(output_size, linear_units, dropout_rate, activation),
                 output_size,
@@ -187,6 +195,10 @@ class EchoEncoder(AbsEncoder):
         keep = ~make_pad_mask(olens, maxlen=xs.size(1)).to(xs.device)  # (B, T') True = real frame
         positions = torch.arange(xs.size(1), device=xs.device)
         pitch = None if f0 is None else F0Track(resample_f0(f0.to(xs.device), xs.size(1)), self.frame_period)
+        silence = None
+        if self.silence_threshold is not None:
+            silent = frame_silence(xs_pad, ilens, self.silence_threshold)
+            silence = subsample_silence(silent, self.embed)[:, : xs.size(1)].to(xs.device)
         for block in self.blocks:
-            xs = block(xs, keep, positions, pitch)
+            xs = block(xs, keep, positions, pitch, silence)
         return self.after_norm(xs), olens, None

@@ -6,8 +6,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+import echo_plugin.nn.masking  # noqa: F401  (fills the MASKING registry)
 from echo_plugin.nn.attention.kernel import KVCache, attend
-from echo_plugin.nn.registries import ATTENTION, ROTARY
+from echo_plugin.nn.registries import ATTENTION, MASKING, ROTARY
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
@@ -27,10 +28,17 @@ class MultiHeadAttention(nn.Module):
         rotary: ROTARY spec for the queries (and keys unless ``rotary_k`` is set);
             None = no rotation (cross-attention is built with ``"none"``).
         rotary_k: ROTARY spec for the keys; None = the query rotary (one shared module).
+        masking: MASKING spec for padding / zero keys; None = ``hard`` (-inf padding).
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, dropout: float = 0.0, rotary: Spec = None, rotary_k: Spec = None
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        rotary: Spec = None,
+        rotary_k: Spec = None,
+        masking: Spec = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads:
@@ -45,6 +53,7 @@ class MultiHeadAttention(nn.Module):
         self.rotary = ROTARY.build(rotary or "none", head_dim=self.head_dim)
         # Kept None when shared, so the state dict holds the query rotary's tensors once.
         self.rotary_k = None if rotary_k is None else ROTARY.build(rotary_k, head_dim=self.head_dim)
+        self.masking = MASKING.build(masking or "hard")
 
     @property
     def key_rotary(self) -> nn.Module:
@@ -61,6 +70,7 @@ class MultiHeadAttention(nn.Module):
         cache: Optional[KVCache] = None,
         f0: Optional[F0Track] = None,
         k_f0: Optional[F0Track] = None,
+        zero_keys: Optional[Tensor] = None,
     ) -> Tuple[Tensor, KVCache]:
         """Attend from ``query`` to the cached keys followed by those of ``key_value``.
 
@@ -76,6 +86,7 @@ class MultiHeadAttention(nn.Module):
             cache: (k, v), each (B, H, S_cache, dh), keys already rotated.
             f0: pitch of the query frames (pitch-aware rotaries), or None.
             k_f0: pitch of the new key frames; default ``f0`` in self-attention.
+            zero_keys: (B, S_total) bool, True = real but silent key (soft masking softens it), or None.
 
         Returns:
             out: (B, T, D).
@@ -100,7 +111,8 @@ class MultiHeadAttention(nn.Module):
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
         bias = self.score_bias(f0, k_f0, k.shape[-2])
-        heads = attend(q, k, v, key_padding_mask, causal, self.dropout if self.training else 0.0, bias=bias)
+        dropout = self.dropout if self.training else 0.0
+        heads = attend(q, k, v, key_padding_mask, causal, dropout, bias=bias, masking=self.masking, zero_keys=zero_keys)
         return self.out(heads.transpose(1, 2).flatten(2)), (k, v)
 
     def score_bias(self, f0: Optional[F0Track], k_f0: Optional[F0Track], k_len: int) -> Optional[Tensor]:
