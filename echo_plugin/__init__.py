@@ -15,8 +15,12 @@ def components() -> dict[str, dict[str, type]]:
     """ESPnet choice-table name -> {type name: class} for every Echo component."""
     from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
     from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
+    from echo_plugin.asr.espnet_model import EchoASRModel
+    from echo_plugin.asr.frontend.echo_frontend import EchoFrontend
 
     return {
+        "frontend_choices": {"echo": EchoFrontend},
+        "model_choices": {"echo": EchoASRModel},
         "encoder_choices": {"echo": EchoEncoder},
         "decoder_choices": {"echo": EchoDecoder},
     }
