@@ -18,7 +18,11 @@ Training reads the cache through ESPnet's data loader, one entry per feature
     --allow_variable_data_keys true
 
 ``model: echo`` hands them to the frontend (see ``asr/espnet_model.py``);
-decoding computes the features from the audio with the same code.
+decoding computes the features from the audio with the same code. A cache
+describes the stored audio: with on-the-fly waveform augmentation (ESPnet's
+``--rir_scp``/``--noise_scp``) the cached features would no longer match the
+augmented speech, so leave the cache out there. Speed-perturbed sets are
+separate data dirs: cache each one.
 Stored arrays per utterance are float32: ``pitch`` (T,) f0 Hz; the others
 (T, C); see ``features/extractor.py``.
 """
