@@ -33,7 +33,9 @@ def mel_band_edges(fs: int, n_bands: int, fmin: float = 0.0, fmax: Optional[floa
     return np.stack([edges[:-2], edges[1:-1], edges[2:]], axis=1)
 
 
-def mel_band_response(freqs: np.ndarray, fs: int, n_bands: int, fmin: float = 0.0, fmax: Optional[float] = None) -> np.ndarray:
+def mel_band_response(
+    freqs: np.ndarray, fs: int, n_bands: int, fmin: float = 0.0, fmax: Optional[float] = None
+) -> np.ndarray:
     """(n_bands, len(freqs)) triangular slaney-mel band responses at ``freqs`` (Hz), peak 1.
 
     A band narrower than the spacing of ``freqs`` gets weight 1 on the

@@ -178,7 +178,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             return 1
         frontend_conf = dict(train_conf.get("frontend_conf") or {})
     f0 = dict(frontend_conf.get("f0") or {})
-    f0.update({k: v for k, v in (("method", args.f0_method), ("floor", args.f0_floor), ("ceil", args.f0_ceil)) if v is not None})
+    flags = {"method": args.f0_method, "floor": args.f0_floor, "ceil": args.f0_ceil}
+    f0.update({key: value for key, value in flags.items() if value is not None})
     conf = feature_config(
         frontend_conf,
         fs=args.fs, n_fft=args.n_fft, hop_length=args.hop_length, win_length=args.win_length, n_mels=args.n_mels,

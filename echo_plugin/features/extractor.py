@@ -192,7 +192,9 @@ class FeatureExtractor(nn.Module):
                 )
         return {name: torch.from_numpy(value).to(wave.device) for name, value in out.items()}
 
-    def _check_cached(self, name: str, array: Tensor, lengths: Tensor, frame_lengths: Tensor, num_frames: int) -> Tensor:
+    def _check_cached(
+        self, name: str, array: Tensor, lengths: Tensor, frame_lengths: Tensor, num_frames: int
+    ) -> Tensor:
         """A loader-delivered array, cut/padded to ``num_frames``, after checking it fits the grid."""
         if not torch.equal(lengths.cpu(), frame_lengths.cpu()):
             raise ValueError(
@@ -202,7 +204,8 @@ class FeatureExtractor(nn.Module):
         expected = self.conf.dims()[name]
         channels = 1 if array.dim() == 2 else array.size(-1)
         if array.dim() not in (2, 3) or channels != expected or (name == "pitch") != (array.dim() == 2):
-            raise ValueError(f"cached '{name}' has shape {tuple(array.shape)}; expected (B, T{'' if name == 'pitch' else f', {expected}'})")
+            want = "(B, T)" if name == "pitch" else f"(B, T, {expected})"
+            raise ValueError(f"cached '{name}' has shape {tuple(array.shape)}; expected {want}")
         array = array.float()[:, :num_frames]
         if array.size(1) < num_frames:
             pad = [0, 0] * (array.dim() - 2) + [0, num_frames - array.size(1)]

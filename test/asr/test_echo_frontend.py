@@ -40,7 +40,8 @@ def test_waveform_encoder_frames_match_the_grid(hop, n_fft):
     for n in (1, hop - 1, hop, 3 * hop + 7, 5000):
         wave = torch.randn(1, n)
         frames = n // hop + 1
-        inputs = EncoderInputs(wave, torch.tensor([n]), {}, torch.tensor([frames]), frame_mask(torch.tensor([frames]), frames))
+        frame_lengths = torch.tensor([frames])
+        inputs = EncoderInputs(wave, torch.tensor([n]), {}, frame_lengths, frame_mask(frame_lengths, frames))
         assert encoder(inputs).shape == (1, frames, 8)
 
 

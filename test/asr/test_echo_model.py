@@ -7,10 +7,8 @@ preencoder.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -48,9 +46,10 @@ def task(tmp_path_factory):
 
 def build(task, features, encoder="transformer", encoder_conf=None, extra=(), seed=0, **frontend_extra):
     ASRTask, workdir = task
+    fe_conf = yaml.safe_dump(frontend_conf(features, **frontend_extra))
     args = ASRTask.get_parser().parse_args(
         ["--token_list", str(workdir / "tokens.txt"), "--token_type", "char",
-         "--model", "echo", "--frontend", "echo", "--frontend_conf", yaml.safe_dump(frontend_conf(features, **frontend_extra)),
+         "--model", "echo", "--frontend", "echo", "--frontend_conf", fe_conf,
          "--normalize", "none", "--encoder", encoder, "--encoder_conf", yaml.safe_dump(encoder_conf or TRANSFORMER),
          "--decoder", "transformer", "--decoder_conf", yaml.safe_dump(DECODER), "--model_conf", "ctc_weight=0.3", *extra]
     )  # fmt: skip
@@ -113,8 +112,11 @@ def test_f0_reaches_an_encoder_that_takes_it(task, monkeypatch):
 
     recorder = type("F0RecorderEncoder", (F0Recorder, AbsEncoder), {})
     monkeypatch.setitem(asr_task.encoder_choices.classes, "f0_recorder", recorder)
-    spec = ["--specaug", "specaug", "--specaug_conf", "{apply_time_warp: false, freq_mask_width_range: [0, 4], time_mask_width_range: [0, 5]}"]
-    model, _ = build(task, ["spectrogram", "waveform"], encoder="f0_recorder", encoder_conf={"output_size": 16}, extra=spec)
+    specaug = "{apply_time_warp: false, freq_mask_width_range: [0, 4], time_mask_width_range: [0, 5]}"
+    spec = ["--specaug", "specaug", "--specaug_conf", specaug]
+    model, _ = build(
+        task, ["spectrogram", "waveform"], encoder="f0_recorder", encoder_conf={"output_size": 16}, extra=spec
+    )
     assert model.encoder_takes_f0 and model.encoder_wants_f0
     speech, lengths, text, text_lengths = speech_batch()
     model.train()
@@ -131,7 +133,8 @@ def test_f0_reaches_the_pitch_aware_echo_encoder(task):
     from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
 
     conf = {"output_size": 16, "attention_heads": 2, "linear_units": 16, "num_blocks": 1, "input_layer": "conv2d",
-            "frame_shift": 0.01, "layers": [{"num": 1, "rotary": {"type": "pitch_aware", "conf": {"radii": True}}}]}  # fmt: skip
+            "frame_shift": 0.01,
+            "layers": [{"num": 1, "rotary": {"type": "pitch_aware", "conf": {"radii": True}}}]}  # fmt: skip
     model, _ = build(task, ["spectrogram"], encoder="echo", encoder_conf=conf)
     assert isinstance(model.encoder, EchoEncoder) and model.encoder_wants_f0
     seen = {}
@@ -195,8 +198,9 @@ def test_cached_features_through_espnets_data_loader(task, tmp_path, monkeypatch
     args.use_preprocessor = True
     ASRTask = task[0]
     loader = ASRTask.build_streaming_iterator(
-        data_path_and_name_and_type=[(str(tmp_path / "wav.scp"), "speech", "sound"), (str(tmp_path / "text"), "text", "text")]
-        + [(str(scp), name, "kaldi_ark") for name, scp in scps.items()],
+        data_path_and_name_and_type=[(str(tmp_path / "wav.scp"), "speech", "sound"),
+                                     (str(tmp_path / "text"), "text", "text")]
+        + [(str(scp), name, "kaldi_ark") for name, scp in scps.items()],  # fmt: skip
         preprocess_fn=ASRTask.build_preprocess_fn(args, train=True),
         collate_fn=ASRTask.build_collate_fn(args, train=True),
         batch_size=3,
@@ -219,7 +223,8 @@ def test_cached_features_through_espnets_data_loader(task, tmp_path, monkeypatch
 
 def test_preencoder_is_refused(task):
     with pytest.raises(NotImplementedError, match="preencoder"):
-        build(task, ["spectrogram"], extra=["--preencoder", "linear", "--preencoder_conf", "{input_size: 16, output_size: 16}"])
+        preencoder = ["--preencoder", "linear", "--preencoder_conf", "{input_size: 16, output_size: 16}"]
+        build(task, ["spectrogram"], extra=preencoder)
 
 
 def test_pitch_aware_encoder_without_the_echo_frontend_is_refused(task):

@@ -46,7 +46,9 @@ def test_mel_band_response_peaks_at_one():
     assert np.all(response.max(axis=1) > 0.95) and response.max() <= 1.0
 
 
-@pytest.mark.parametrize("hop, strides", [(80, [5, 4, 4]), (160, [5, 4, 4, 2]), (128, [4, 4, 4, 2]), (7, [7]), (1, [1])])
+@pytest.mark.parametrize(
+    "hop, strides", [(80, [5, 4, 4]), (160, [5, 4, 4, 2]), (128, [4, 4, 4, 2]), (7, [7]), (1, [1])]
+)
 def test_split_hop(hop, strides):
     assert split_hop(hop) == strides
     assert int(np.prod(split_hop(hop))) == hop

@@ -7,7 +7,7 @@ utterance's own frames, so a batch member is encoded as if it were alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,10 @@ def masked_utterance_norm(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
 
 
 class FrameConvStack(nn.Module):
-    """(B, T, C_in), mask (B, T) -> (B, T, D): [zero padding -> Conv1d (same length) -> GELU -> dropout] x layers -> LayerNorm."""
+    """(B, T, C_in), mask (B, T) -> (B, T, D).
+
+    [zero the padding frames -> Conv1d (same length) -> GELU -> dropout] x layers -> LayerNorm.
+    """
 
     def __init__(self, in_dim: int, d_model: int, layers: int = 2, kernel_size: int = 3, dropout: float = 0.0) -> None:
         super().__init__()
@@ -62,7 +65,9 @@ class FrameConvStack(nn.Module):
 class FrameFeatureEncoder(nn.Module):
     """A stored frame feature (spectrogram, harmonic, aperiodic, phase): utterance MVN, then a conv stack."""
 
-    def __init__(self, name: str, in_dim: int, d_model: int, layers: int = 2, kernel_size: int = 3, dropout: float = 0.0):
+    def __init__(
+        self, name: str, in_dim: int, d_model: int, layers: int = 2, kernel_size: int = 3, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.name = name
         self.stack = FrameConvStack(in_dim, d_model, layers, kernel_size, dropout)
@@ -119,9 +124,6 @@ class WaveformEncoder(nn.Module):
         num_frames = inputs.mask.size(1)
         assert h.size(1) == num_frames, (h.shape, num_frames)
         return self.norm(self.proj(h))
-
-
-EncoderFactory = Callable[..., nn.Module]
 
 
 def build_encoder(
