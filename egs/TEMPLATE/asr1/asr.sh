@@ -16,6 +16,7 @@ help_message="Usage: $0 [options]
   --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
   --fs HZ                      audio rate for the model (stage 2 resamples to it)
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
+  --feats_normalize global_mvn|utterance_mvn|none   feature normalization at training
   --asr_args / --inference_args  extra options passed through to ESPnet
   --local_data_opts \"...\"      options for local/data.sh"
 
@@ -168,6 +169,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     echo "${asr_config}" > "${asr_exp}/asr_config_path"
     dist_opts=()
     [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
+    norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | none
+    [ "${feats_normalize}" != global_mvn ] || norm_opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
     start=$(date +%s)
     # Training time counts across resumes; an interrupted run (INT/TERM) records its part too.
     trap 'echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"; exit 130' INT TERM
@@ -178,7 +181,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
-        --normalize "${feats_normalize}" --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+        "${norm_opts[@]}" \
         --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" ${asr_args}
     trap - INT TERM
     echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
