@@ -1,7 +1,7 @@
 """Pre-norm transformer blocks that receive ready-built submodules.
 
-The blocks never construct attention themselves: the encoder/decoder build each
-attention module from its registry spec and hand it in, so a new attention
+The blocks never construct attention or gates themselves: the encoder/decoder
+build each from its registry spec and hand it in, so a new attention or gate
 variant needs no change here.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.nn.gates.none import NoGate
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
@@ -69,12 +70,14 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """x + SelfAttention(norm(x)), then x + FeedForward(norm(x)).
+    """x + SelfAttention(norm(x)), then x + gate(h, FeedForward(h)) with h = norm(x).
 
     Args:
         self_attn: an ATTENTION module (rotary already inside).
         feed_forward: (B, T, D) -> (B, T, D).
         d_model: width D.  dropout: residual dropout.  norm: NORMS name.
+        gate: a GATE module on the feed-forward update; None = ``NoGate`` (no
+            parameters, update unchanged: the plain pre-norm layer).
     """
 
     def __init__(
@@ -84,10 +87,12 @@ class EncoderLayer(nn.Module):
         d_model: int,
         dropout: float = 0.1,
         norm: str = "layer_norm",
+        gate: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         self.self_attn = self_attn
         self.feed_forward = feed_forward
+        self.gate = NoGate(d_model) if gate is None else gate
         self.attn_norm = make_norm(norm, d_model)
         self.ff_norm = make_norm(norm, d_model)
         self.dropout = nn.Dropout(dropout)
@@ -99,12 +104,14 @@ class EncoderLayer(nn.Module):
         positions: Tensor,
         f0: Optional[F0Track] = None,
         zero_keys: Optional[Tensor] = None,
+        aux: Optional[Tensor] = None,
     ) -> Tensor:
         """x (B, T, D), key_padding_mask (B, T) True = real frame, positions (T,) or (B, T) -> (B, T, D).
 
         ``f0``: pitch on these T frames for pitch-aware rotaries; passed to the
         attention module only when given, so attention types without pitch support keep working.
         ``zero_keys``: (B, T) True = silent real frame, for soft masking; passed on likewise.
+        ``aux``: (B, T, D) auxiliary stream for gates that read one (``c_gate``).
         """
         extra = {} if f0 is None else {"f0": f0}
         if zero_keys is not None:
@@ -117,16 +124,21 @@ class EncoderLayer(nn.Module):
             **extra,
         )
         x = x + self.dropout(attended)
-        return x + self.dropout(self.feed_forward(self.ff_norm(x)))
+        h = self.ff_norm(x)
+        return x + self.dropout(self.gate(h, self.feed_forward(h), aux))
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention to the encoder memory, feed-forward; all pre-norm.
+    """Causal self-attention, cross-attention to the encoder memory, gated feed-forward; all pre-norm.
+
+    The feed-forward step is ``x + gate(h, FeedForward(h), aux=context)`` with
+    ``h = norm(x)`` and ``context`` this layer's cross-attention output.
 
     Args:
         self_attn, cross_attn: ATTENTION modules (cross-attention without rotary).
         feed_forward: (B, L, D) -> (B, L, D).
         d_model: width D.  dropout: residual dropout.  norm: NORMS name.
+        gate: a GATE module on the feed-forward update; None = ``NoGate`` (update unchanged).
     """
 
     def __init__(
@@ -137,11 +149,13 @@ class DecoderLayer(nn.Module):
         d_model: int,
         dropout: float = 0.1,
         norm: str = "layer_norm",
+        gate: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         self.self_attn = self_attn
         self.cross_attn = cross_attn
         self.feed_forward = feed_forward
+        self.gate = NoGate(d_model) if gate is None else gate
         self.self_norm = make_norm(norm, d_model)
         self.cross_norm = make_norm(norm, d_model)
         self.ff_norm = make_norm(norm, d_model)
@@ -181,9 +195,10 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(attended)
         # With a cross cache every memory key is already projected: add no new ones.
         new_memory = memory if cross_cache is None else memory[:, :0]
-        attended, cross_cache = self.cross_attn(
+        context, cross_cache = self.cross_attn(
             self.cross_norm(x), new_memory, key_padding_mask=memory_mask, cache=cross_cache
         )
-        x = x + self.dropout(attended)
-        x = x + self.dropout(self.feed_forward(self.ff_norm(x)))
+        x = x + self.dropout(context)
+        h = self.ff_norm(x)
+        x = x + self.dropout(self.gate(h, self.feed_forward(h), context))
         return x, self_cache, cross_cache

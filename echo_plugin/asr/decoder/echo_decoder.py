@@ -17,9 +17,10 @@ from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
 import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+import echo_plugin.nn.gates  # noqa: F401  (fills the GATE registry)
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
-from echo_plugin.nn.registries import ATTENTION
+from echo_plugin.nn.registries import ATTENTION, GATE
 
 LAYER_DEFAULTS: Mapping[str, Any] = {
     "self_attention": "standard",
@@ -27,6 +28,7 @@ LAYER_DEFAULTS: Mapping[str, Any] = {
     "rotary": "standard",
     "self_masking": "hard",
     "cross_masking": "hard",
+    "gate": "none",
 }
 
 
@@ -57,9 +59,11 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
         activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
         tie_embeddings: the output projection shares the token embedding matrix.
         layers: per-group specs ``[{num, self_attention: spec, cross_attention: spec,
-            rotary: spec, self_masking: spec, cross_masking: spec}, ...]``; rotary applies to
+            rotary: spec, self_masking: spec, cross_masking: spec, gate: spec}, ...]``; rotary applies to
             self-attention only; the maskings (MASKING specs, default ``hard``) to target
-            padding and encoder-memory padding.
+            padding and encoder-memory padding; ``gate`` (a GATE spec, default ``none``)
+            gates the feed-forward update, with the layer's cross-attention output as the
+            auxiliary stream of gates that read one (``c_gate``).
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
                 d_model,
                 dropout_rate,
                 norm,
+                gate=GATE.build(spec["gate"], d_model=d_model),
             )
             for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
         )

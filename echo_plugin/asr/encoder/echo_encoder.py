@@ -1,6 +1,8 @@
-"""EchoEncoder: ESPnet's input subsampling, then pre-norm transformer layers with rotary attention."""
+"""EchoEncoder: input subsampling (ESPnet's or the SE-block conv front), then pre-norm
+transformer layers with rotary attention and optionally gated feed-forward updates."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -18,10 +20,11 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
 import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+import echo_plugin.nn.gates  # noqa: F401  (fills the GATE registry)
 import echo_plugin.nn.rotary  # noqa: F401  (fills the ROTARY registry)
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence
-from echo_plugin.nn.registries import ATTENTION
+from echo_plugin.nn.registries import ATTENTION, GATE
 from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
 
 
@@ -39,7 +42,118 @@ class LinearInput(nn.Module):
         return self.net(x), mask
 
 
-def _subsampling(subsampling: type) -> Callable[[int, int, float, bool], nn.Module]:
+TIME_CONVS = (nn.Conv1d, nn.Conv2d)
+
+
+def conv_lengths(conv: nn.Module, lengths: Tensor) -> Tensor:
+    """Output frames of one time convolution: the kernel's first axis is time, for
+    ``nn.Conv1d`` over (B, C, time) and for ESPnet's ``nn.Conv2d`` over (B, C, time, freq)."""
+    span = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
+    return (lengths + 2 * conv.padding[0] - span) // conv.stride[0] + 1
+
+
+def frame_mask(lengths: Tensor, frames: int) -> Tensor:
+    """(B,) lengths -> (B, frames) bool, True = real frame."""
+    return torch.arange(frames, device=lengths.device) < lengths.unsqueeze(-1)
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation over channels, squeezing with the mean over real frames only.
+
+        s   = sum_{t < n} x[:, :, t] / n                  (B, C)   n = the utterance's frames
+        e   = sigmoid(W_2 ReLU(W_1 s + b_1) + b_2)        (B, C)   W_1: (C // reduction, C)
+        out = x * e[:, :, None]
+
+    Seed 03's SEBlock averaged over every frame (``AdaptiveAvgPool1d``), so padding
+    changed the channel weights of a shorter utterance in a batch; the mask fixes that.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.excite = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
+
+    def squeeze(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """x (B, C, T), mask (B, T) True = real frame or None = all -> per-channel mean (B, C)."""
+        if mask is None:
+            return x.mean(dim=-1)
+        total = x.masked_fill(~mask.unsqueeze(1), 0.0).sum(dim=-1)
+        return total / mask.sum(dim=-1, keepdim=True).clamp(min=1).to(x.dtype)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """x (B, C, T), mask (B, T) or None -> (B, C, T)."""
+        return x * self.excite(self.squeeze(x, mask)).unsqueeze(-1)
+
+
+class SEConvSubsampling(nn.Module):
+    """Seed 03's ``se`` conv stack with time strides, as an input layer: (B, T, idim) -> (B, T', odim).
+
+        conv k3 -> GELU -> dilated conv k3 d2 (stride s1) -> depthwise conv k3 (stride s2)
+        -> pointwise conv k1 -> SEBlock (masked mean) -> GELU -> dropout -> conv k3 -> pos_enc
+
+    Every conv pads to keep ``ceil(T / stride)`` frames; ``subsample`` 4 = strides
+    (2, 2), 2 = (2, 1), 1 = (1, 1). Before each conv the frames past an utterance's
+    length are zeroed, the same zeros a lone utterance sees as conv padding, so a
+    padded batch gives each utterance exactly its own outputs (up to float
+    rounding) and :func:`subsampled_lengths` gives its exact frame count.
+
+    Args:
+        idim: input features.  odim: output width.  dropout_rate: dropout after the SE block.
+        pos_enc: applied last (ESPnet's PositionalEncoding or a Dropout).
+        subsample: time reduction, 1, 2 or 4.  reduction: SE bottleneck ratio (seed: 16).
+    """
+
+    STRIDES = {1: (1, 1), 2: (2, 1), 4: (2, 2)}
+
+    def __init__(
+        self,
+        idim: int,
+        odim: int,
+        dropout_rate: float,
+        pos_enc: nn.Module,
+        subsample: int = 4,
+        reduction: int = 16,
+    ) -> None:
+        super().__init__()
+        if subsample not in self.STRIDES:
+            raise ValueError(f"se_conv: subsample must be one of {sorted(self.STRIDES)}, got {subsample}")
+        first, second = self.STRIDES[subsample]
+        # Registration order is forward order: subsampled_lengths walks the convs in it.
+        self.conv_in = nn.Conv1d(idim, odim, kernel_size=3, padding=1)
+        self.conv_dilated = nn.Conv1d(odim, odim, kernel_size=3, stride=first, padding=2, dilation=2)
+        self.conv_depthwise = nn.Conv1d(odim, odim, kernel_size=3, stride=second, padding=1, groups=odim)
+        self.conv_pointwise = nn.Conv1d(odim, odim, kernel_size=1)
+        self.se = SEBlock(odim, reduction)
+        self.act = nn.GELU()
+        self.dropout = nn.Dropout(dropout_rate)
+        self.conv_out = nn.Conv1d(odim, odim, kernel_size=3, padding=1)
+        self.pos_enc = pos_enc
+
+    @staticmethod
+    def _conv(conv: nn.Conv1d, x: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """Zero the padding frames of x (B, C, T), convolve; -> (output, output lengths)."""
+        if lengths is None:
+            return conv(x), None
+        x = x.masked_fill(~frame_mask(lengths, x.size(-1)).unsqueeze(1), 0.0)
+        return conv(x), conv_lengths(conv, lengths)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """x (B, T, idim), mask (B, 1, T) True = real frame or None -> (B, T', odim), mask (B, 1, T') or None."""
+        lengths = None if mask is None else mask[:, 0].sum(dim=-1)
+        h, lengths = self._conv(self.conv_in, x.transpose(1, 2), lengths)
+        h, lengths = self._conv(self.conv_dilated, self.act(h), lengths)
+        h, lengths = self._conv(self.conv_depthwise, h, lengths)
+        h, lengths = self._conv(self.conv_pointwise, h, lengths)
+        valid = None if lengths is None else frame_mask(lengths, h.size(-1))
+        h = self.dropout(self.act(self.se(h, valid)))
+        h, lengths = self._conv(self.conv_out, h, lengths)
+        out = self.pos_enc(h.transpose(1, 2))
+        return out, None if lengths is None else frame_mask(lengths, out.size(1)).unsqueeze(1)
+
+
+def _subsampling(subsampling: Callable[..., nn.Module]) -> Callable[[int, int, float, bool], nn.Module]:
     """An ESPnet subsampling class whose output gets ESPnet's absolute sinusoidal
     positional encoding (``abs_pos``) or only dropout (rotary-only positions)."""
 
@@ -56,21 +170,25 @@ INPUT_LAYERS: Dict[str, Callable[[int, int, float, bool], nn.Module]] = {
     "conv2d6": _subsampling(Conv2dSubsampling6),  # time / 6
     "conv2d8": _subsampling(Conv2dSubsampling8),  # time / 8
     "linear": _subsampling(LinearInput),  # time / 1
+    "se_conv": _subsampling(SEConvSubsampling),  # time / 4, ceil
+    "se_conv2": _subsampling(partial(SEConvSubsampling, subsample=2)),  # time / 2, ceil
 }
 
 
 def subsampled_lengths(embed: nn.Module, ilens: Tensor) -> Tensor:
-    """Frames each utterance keeps after the time convolutions of ``embed``.
+    """Frames each utterance keeps after the time convolutions (Conv1d, Conv2d) of ``embed``.
 
-    Counts only output frames whose whole receptive field lies inside the
-    utterance. ESPnet's own subsampled masks also keep a frame whose window runs
-    into the padding, so a shorter utterance in a batch would see padding there.
+    For ESPnet's unpadded Conv2d subsampling these are the output frames whose
+    whole receptive field lies inside the utterance. ESPnet's own subsampled masks
+    also keep a frame whose window runs into the padding, so a shorter utterance
+    in a batch would see padding there. For padded convs (``se_conv``) they are the
+    frames the utterance alone would give; the input layer zeroes the batch padding
+    that these frames' windows reach, as the conv's own zero padding would be.
     """
     lengths = ilens
     for conv in embed.modules():
-        if isinstance(conv, nn.Conv2d):  # (B, C, time, freq): time is the kernel's first axis
-            span = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
-            lengths = (lengths + 2 * conv.padding[0] - span) // conv.stride[0] + 1
+        if isinstance(conv, TIME_CONVS):
+            lengths = conv_lengths(conv, lengths)
     return lengths.clamp(min=0)
 
 
@@ -78,12 +196,21 @@ def subsampling_factor(embed: nn.Module) -> int:
     """Input frames per output frame of ``embed``: the product of its time-axis conv strides."""
     factor = 1
     for conv in embed.modules():
-        if isinstance(conv, nn.Conv2d):
+        if isinstance(conv, TIME_CONVS):
             factor *= conv.stride[0]
     return factor
 
 
-LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard", "masking": "hard"}
+LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard", "masking": "hard", "gate": "none"}
+
+
+def _check_silence_frames(embed: nn.Module, input_layer: str) -> None:
+    """Refuse an input layer whose frames ``subsample_silence`` does not follow (it
+    mirrors Conv2d time convolutions only), rather than mark the wrong frames silent."""
+    probe = 16
+    frames = subsample_silence(torch.zeros(1, probe, dtype=torch.bool), embed).size(1)
+    if frames != int(subsampled_lengths(embed, torch.tensor([probe]))[0]):
+        raise ValueError(f"silence_threshold is not supported with input_layer '{input_layer}' yet")
 
 
 class EchoEncoder(AbsEncoder):
@@ -101,12 +228,17 @@ class EchoEncoder(AbsEncoder):
         num_blocks: number of layers.
         dropout_rate: residual, feed-forward and input-layer dropout.
         attention_dropout_rate: dropout on attention weights.
-        input_layer: one of ``INPUT_LAYERS`` (conv2d, conv2d2, conv2d6, conv2d8, linear).
+        input_layer: one of ``INPUT_LAYERS``: ESPnet's conv2d (time / 4), conv2d2, conv2d6,
+            conv2d8, linear (no subsampling), or the SE-block conv front ``se_conv`` (time / 4)
+            and ``se_conv2`` (time / 2), see :class:`SEConvSubsampling`.
         norm: ``layer_norm`` or ``rms_norm``.
         activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
-        layers: per-group specs ``[{num: n, attention: spec, rotary: spec, masking: spec}, ...]`` whose
-            ``num`` add up to ``num_blocks``; None = all ``attention: standard, rotary: standard``.
-            A rotary spec may be any ROTARY type (``python -m echo_plugin.bin.list_registries``).
+        layers: per-group specs ``[{num: n, attention: spec, rotary: spec, masking: spec, gate: spec}, ...]``
+            whose ``num`` add up to ``num_blocks``; None = all ``attention: standard, rotary: standard,
+            masking: hard, gate: none``. A rotary spec may be any ROTARY type, a gate spec any GATE
+            type (``python -m echo_plugin.bin.list_registries``); the gate wraps the layer's
+            feed-forward update, and gates with an auxiliary stream (``c_gate``) get the
+            input layer's output.
         frame_shift: seconds between input frames (the frontend's hop), for pitch phase.
         abs_pos: also add ESPnet's absolute sinusoidal positions after subsampling (as
             Whisper's encoder does beside rotary attention): without them the encoder
@@ -115,7 +247,7 @@ class EchoEncoder(AbsEncoder):
         silence_threshold: mark input frames more than this many feature units (mean over
             the feature axis) below the utterance's loudest frame, or all-zero, as silence;
             layers with ``masking: soft`` soften them (see ``echo_plugin.nn.masking.silence``).
-            None = no silence frames.
+            None = no silence frames. Not yet with ``se_conv*`` input layers.
     """
 
     def __init__(
@@ -144,6 +276,8 @@ class EchoEncoder(AbsEncoder):
         self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate, abs_pos)
         self.frame_period = frame_shift * subsampling_factor(self.embed)
         self.silence_threshold = silence_threshold
+        if silence_threshold is not None:
+            _check_silence_frames(self.embed, input_layer)
         self.blocks = nn.ModuleList(
             EncoderLayer(
                 ATTENTION.build(
@@ -158,6 +292,7 @@ class EchoEncoder(AbsEncoder):
                 output_size,
                 dropout_rate,
                 norm,
+                gate=GATE.build(spec["gate"], d_model=output_size),
             )
             for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
         )
@@ -190,7 +325,8 @@ class EchoEncoder(AbsEncoder):
                 xs_pad.size(1),
                 limit,
             )
-        xs, _ = self.embed(xs_pad, None)
+        in_mask = ~make_pad_mask(ilens, maxlen=xs_pad.size(1)).to(xs_pad.device)
+        xs, _ = self.embed(xs_pad, in_mask.unsqueeze(1))  # padded convs (se_conv) zero the padding
         olens = subsampled_lengths(self.embed, ilens.to(xs.device))
         keep = ~make_pad_mask(olens, maxlen=xs.size(1)).to(xs.device)  # (B, T') True = real frame
         positions = torch.arange(xs.size(1), device=xs.device)
@@ -199,6 +335,7 @@ class EchoEncoder(AbsEncoder):
         if self.silence_threshold is not None:
             silent = frame_silence(xs_pad, ilens, self.silence_threshold)
             silence = subsample_silence(silent, self.embed)[:, : xs.size(1)].to(xs.device)
+        features = xs  # the auxiliary stream of gates that read one
         for block in self.blocks:
-            xs = block(xs, keep, positions, pitch, silence)
+            xs = block(xs, keep, positions, pitch, silence, aux=features)
         return self.after_norm(xs), olens, None
