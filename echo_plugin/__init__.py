@@ -17,10 +17,12 @@ def components() -> dict[str, dict[str, type]]:
     from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
     from echo_plugin.asr.espnet_model import EchoASRModel
     from echo_plugin.asr.frontend.echo_frontend import EchoFrontend
+    from echo_plugin.asr.specaug.freq_warp_specaug import FreqWarpSpecAug
 
     return {
         "frontend_choices": {"echo": EchoFrontend},
         "model_choices": {"echo": EchoASRModel},
+        "specaug_choices": {"freq_warp": FreqWarpSpecAug},
         "encoder_choices": {"echo": EchoEncoder},
         "decoder_choices": {"echo": EchoDecoder},
     }

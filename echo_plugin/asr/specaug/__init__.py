@@ -1,0 +1,1 @@
+"""Feature-domain augmentation for ESPnet's ``specaug`` slot."""
