@@ -92,25 +92,10 @@ YAML_ENCODER_CONF = (
 
 
 def test_espnet_builds_a_per_layer_rotary_mix_from_yaml(tmp_path):
-    import echo_plugin
+    from test.asr.espnet_build import build_asr
 
-    echo_plugin.register()
-    from espnet2.tasks.asr import ASRTask
-
-    (tmp_path / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]) + "\n")
-    args = ASRTask.get_parser().parse_args(
-        [
-            "--token_list", str(tmp_path / "tokens.txt"),
-            "--token_type", "char",
-            "--input_size", "20",
-            "--normalize", "none",
-            "--encoder", "echo", "--encoder_conf", YAML_ENCODER_CONF,
-            "--decoder", "echo", "--decoder_conf", "{attention_heads: 2, linear_units: 32, num_blocks: 1}",
-            "--model_conf", "ctc_weight=0.3",
-        ]
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = ASRTask.build_model(args)
+    tokens = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
+    _, _, model = build_asr(tmp_path, YAML_ENCODER_CONF, "{attention_heads: 2, linear_units: 32, num_blocks: 1}", tokens)
     rotaries = [block.self_attn.rotary for block in model.encoder.blocks]
     assert [type(r) for r in rotaries[:3]] == [LearnedRotary, LearnedRotary, QuaternionRotary]
     assert isinstance(model.encoder.blocks[3].self_attn.key_rotary, GivensRotary)

@@ -3,9 +3,8 @@ import pytest
 import torch
 import yaml
 
-import echo_plugin
+from test.asr.espnet_build import TOKENS, build_asr
 
-TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<sos/eos>"]
 ENCODER_CONF = (
     "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 2, input_layer: conv2d,"
     " layers: [{num: 1, rotary: {type: standard, conf: {theta: 1000.0}}}, {num: 1, rotary: none}]}"
@@ -16,24 +15,8 @@ DECODER_CONF = "{attention_heads: 2, linear_units: 32, num_blocks: 2, tie_embedd
 @pytest.fixture(scope="module")
 def asr(tmp_path_factory):
     """(ASRTask, args, model, workdir) for a tiny Echo/Echo joint CTC-attention model."""
-    echo_plugin.register()
-    from espnet2.tasks.asr import ASRTask
-
     workdir = tmp_path_factory.mktemp("echo_e2e")
-    (workdir / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
-    args = ASRTask.get_parser().parse_args(
-        [
-            "--token_list", str(workdir / "tokens.txt"),
-            "--token_type", "char",
-            "--input_size", "20",
-            "--normalize", "none",
-            "--encoder", "echo", "--encoder_conf", ENCODER_CONF,
-            "--decoder", "echo", "--decoder_conf", DECODER_CONF,
-            "--model_conf", "ctc_weight=0.3",
-        ]
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = ASRTask.build_model(args)
+    ASRTask, args, model = build_asr(workdir, ENCODER_CONF, DECODER_CONF)
     return ASRTask, args, model, workdir
 
 

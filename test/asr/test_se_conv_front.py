@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import echo_plugin
+from test.asr.espnet_build import build_asr
 from echo_plugin.asr.encoder.echo_encoder import (
     INPUT_LAYERS,
     EchoEncoder,
@@ -115,7 +115,6 @@ def test_silence_threshold_is_refused_with_se_conv_not_with_conv2d():
     EchoEncoder(12, output_size=16, attention_heads=2, num_blocks=1, input_layer="conv2d", silence_threshold=3.0)
 
 
-TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<sos/eos>"]
 ENCODER_CONF = (
     "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 3, input_layer: se_conv,"
     " layers: [{num: 1, gate: {type: t_gate, conf: {num_types: 3}}},"
@@ -128,25 +127,9 @@ DECODER_CONF = (
 
 
 def test_espnet_builds_and_trains_se_conv_with_a_gate_per_group(tmp_path):
-    echo_plugin.register()
-    from espnet2.tasks.asr import ASRTask
-
     from echo_plugin.nn.gates import ContextGate, MemoryGate, MLPGate, TypeGate
 
-    (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
-    args = ASRTask.get_parser().parse_args(
-        [
-            "--token_list", str(tmp_path / "tokens.txt"),
-            "--token_type", "char",
-            "--input_size", "20",
-            "--normalize", "none",
-            "--encoder", "echo", "--encoder_conf", ENCODER_CONF,
-            "--decoder", "echo", "--decoder_conf", DECODER_CONF,
-            "--model_conf", "ctc_weight=0.3",
-        ]
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = ASRTask.build_model(args)
+    ASRTask, args, model = build_asr(tmp_path, ENCODER_CONF, DECODER_CONF)
     assert isinstance(model.encoder.embed, SEConvSubsampling)
     assert [type(b.gate) for b in model.encoder.blocks] == [TypeGate, MemoryGate, ContextGate]
     assert [type(b.gate) for b in model.decoder.blocks] == [MLPGate, ContextGate]
