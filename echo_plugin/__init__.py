@@ -28,6 +28,27 @@ def components() -> dict[str, dict[str, type]]:
     }
 
 
+def optimizers() -> dict[str, type]:
+    """ESPnet optimizer name (``optim:`` in YAML) -> Echo optimizer class."""
+    from echo_plugin.optim.maxfactor import MaxFactor
+
+    return {"maxfactor": MaxFactor}
+
+
+def _register_optimizers() -> None:
+    """Add :func:`optimizers` to ``espnet2.tasks.abs_task.optim_classes`` (checked, idempotent)."""
+    import espnet2.tasks.abs_task as abs_task
+    import torch
+
+    for name, cls in optimizers().items():
+        if not issubclass(cls, torch.optim.Optimizer):
+            raise TypeError(f"{cls.__qualname__} must subclass torch.optim.Optimizer for optim_classes")
+        known = abs_task.optim_classes.get(name)
+        if known is not None and known is not cls:
+            raise KeyError(f"optim_classes already has '{name}' = {known.__qualname__}")
+        abs_task.optim_classes[name] = cls
+
+
 def register() -> None:
     """Add Echo classes to ``espnet2.tasks.asr``'s choices (safe to call twice)."""
     global _REGISTERED
@@ -44,4 +65,5 @@ def register() -> None:
             if known is not None and known is not cls:
                 raise KeyError(f"{table_name} already has '{name}' = {known.__qualname__}")
             table.classes[name] = cls
+    _register_optimizers()
     _REGISTERED = True
