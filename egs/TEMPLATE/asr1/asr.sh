@@ -15,6 +15,7 @@ help_message="Usage: $0 [options]
   --asr_config FILE            training config     --inference_config FILE  decoding config
   --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
   --fs HZ                      audio rate for the model (stage 2 resamples to it)
+  --speed_perturb_factors \"0.9 1.0 1.1\"  stage 2 trains on data/<train_set>_sp (default: off)
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
   --feats_normalize global_mvn|utterance_mvn|none   feature normalization at training
   --asr_args / --inference_args  extra options passed through to ESPnet
@@ -39,6 +40,7 @@ fs=16000
 resample=true
 max_duration=30
 min_duration=0.0
+speed_perturb_factors=   # e.g. "0.9 1.0 1.1": ESPnet-style sp<f>- copies of the training set
 # Tokens
 token_type=bpe
 nbpe=30
@@ -60,6 +62,10 @@ pack_tag=
 source "$(dirname "$0")/utils/parse_options.sh"
 source ./path.sh
 source ./cmd.sh
+
+# With speed perturbation, stage 2 writes data/<train_set>_sp and every later stage trains on it.
+sp_source_set=${train_set}
+[ -z "${speed_perturb_factors}" ] || train_set=${train_set}_sp
 
 [ -n "${asr_config}" ] || die "--asr_config is required"
 [ -f "${asr_config}" ] || die "no such config: ${asr_config}"
@@ -114,6 +120,12 @@ fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "Stage 2: format and validate data dirs -> ${dumpdir}/raw (fs=${fs})"
+    if [ -n "${speed_perturb_factors}" ]; then
+        log "  speed perturbation (${speed_perturb_factors}): data/${sp_source_set} -> data/${train_set}"
+        # shellcheck disable=SC2086
+        ${python} -m echo_plugin.recipe.speed_perturb --src "data/${sp_source_set}" --dst "data/${train_set}" \
+            --factors ${speed_perturb_factors} --nj "${nj}"
+    fi
     for dset in ${train_set} ${valid_set} ${test_sets}; do
         format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")"
     done
