@@ -1,0 +1,300 @@
+"""DualCrossAttentionDecoder: a Whisper-layout decoder with primary + secondary cross-attention per layer.
+
+``decoder: dual`` in ESPnet YAML. Each layer (:class:`DualDecoderLayer`) runs
+causal self-attention, then two cross-attentions over the same encoder output,
+fused per token by ``alpha = sigmoid(MLP([query; primary; secondary]))``, then
+the MLP. Positions come from the POSITION registry (``learned`` as Whisper,
+``sinusoidal`` as ESPnet, ``rotary``).
+
+Warm start (strict: any missing / unexpected key or shape mismatch fails, by name):
+
+- ``whisper_checkpoint: model.pt`` (openai-whisper format): the architecture comes from
+  the checkpoint's dims; the primary cross-attention takes Whisper's cross-attention.
+- ``espnet_checkpoint: exp/.../valid.acc.ave.pth`` (+ ``espnet_prefix``, default
+  ``decoder.``): an ESPnet TransformerDecoder; ``src_attn`` becomes the primary.
+
+The secondary cross-attention and the gates start fresh (``secondary_init: fresh``) or
+the secondary as a copy of the primary (``copy_primary``). ``gate_override: 1.0``
+(or :meth:`set_gate_override`) forces the primary path, which then reproduces the
+pretrained decoder.
+
+Beam search state (one per hypothesis): a list with one :class:`LayerState` per layer.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+
+import torch
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet.nets.scorer_interface import BatchScorerInterface
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from torch import Tensor, nn
+
+import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+from echo_plugin.asr import espnet_ckpt, whisper_ckpt
+from echo_plugin.asr.warm_start import Converted, WarmStartError, load_strict
+from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.nn.dual_layer import DualDecoderLayer, DualGate, drop_key_bias
+from echo_plugin.nn.positions import POSITION
+from echo_plugin.nn.registries import ATTENTION
+from echo_plugin.registry import Spec
+
+FRESH_PARTS = (".secondary_attn.", ".gate.")
+"""Parameter-name parts of the dual additions (no pretrained counterpart)."""
+
+
+def is_dual_addition(name: str) -> bool:
+    """True for a parameter of a secondary cross-attention or a gate (name relative to any prefix)."""
+    return any(part in f".{name}" for part in FRESH_PARTS)
+
+
+@dataclass
+class DualLayerExtras:
+    """One layer's analysis outputs: cross-attention maps (B, H, L, T) and the gate alpha (B, L, 1)."""
+
+    primary_attn: Tensor
+    secondary_attn: Tensor
+    gate: Tensor
+
+
+class LayerState(NamedTuple):
+    """One hypothesis' cache for one layer (no batch dimension), each (H, *, dh)."""
+
+    self_k: Tensor
+    self_v: Tensor
+    primary_k: Tensor
+    primary_v: Tensor
+    secondary_k: Tensor
+    secondary_v: Tensor
+
+
+HypState = Optional[List[LayerState]]
+
+
+def _copy_primary(layer: DualDecoderLayer) -> None:
+    layer.secondary_attn.load_state_dict(layer.cross_attn.state_dict())
+
+
+SECONDARY_INIT: Dict[str, Callable[[DualDecoderLayer], None]] = {"fresh": lambda layer: None, "copy_primary": _copy_primary}
+
+
+class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
+    """Dual cross-attention decoder for ESPnet's joint CTC/attention ASR model.
+
+    Args:
+        vocab_size: V (set by ESPnet).  encoder_output_size: D, the decoder width (set by ESPnet).
+        attention_heads, linear_units, num_blocks: layer sizes.
+        dropout_rate: embedding and residual dropout.
+        self_attention_dropout_rate, src_attention_dropout_rate: attention-weight dropout.
+        position: POSITION spec: ``learned`` (``conf: {max_positions}``), ``sinusoidal``, ``rotary``
+            (``conf: {rotary: ROTARY spec}``).
+        activation: MLP activation (``gelu``, ``relu``, ``swish``).  norm_eps: LayerNorm epsilon.
+        key_bias: bias on key projections (Whisper: none).  output_bias: bias on the output layer.
+        tie_embeddings: output projection = token embedding matrix.
+        self_attention, cross_attention: ATTENTION specs (both cross-attentions use the latter).
+        gate_hidden: gate MLP width (default D).  gate_init_bias: initial gate logit bias.
+        gate_override: constant alpha instead of the gates (1.0 = primary only), or None.
+        secondary_init: ``fresh`` or ``copy_primary`` (applied after any warm start).
+        whisper_checkpoint: openai-whisper checkpoint file; its dims set the architecture.
+        espnet_checkpoint: ESPnet model state dict holding a TransformerDecoder under ``espnet_prefix``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        attention_heads: int = 4,
+        linear_units: int = 1024,
+        num_blocks: int = 3,
+        dropout_rate: float = 0.1,
+        self_attention_dropout_rate: float = 0.0,
+        src_attention_dropout_rate: float = 0.0,
+        position: Spec = "learned",
+        activation: str = "gelu",
+        norm_eps: float = 1e-5,
+        key_bias: bool = True,
+        output_bias: bool = True,
+        tie_embeddings: bool = False,
+        self_attention: Spec = "standard",
+        cross_attention: Spec = "standard",
+        gate_hidden: Optional[int] = None,
+        gate_init_bias: float = 0.0,
+        gate_override: Optional[float] = None,
+        secondary_init: str = "fresh",
+        whisper_checkpoint: Optional[str] = None,
+        espnet_checkpoint: Optional[str] = None,
+        espnet_prefix: str = "decoder.",
+    ) -> None:
+        super().__init__()
+        if secondary_init not in SECONDARY_INIT:
+            raise ValueError(f"secondary_init '{secondary_init}': known {', '.join(SECONDARY_INIT)}")
+        arch = dict(
+            attention_heads=attention_heads, linear_units=linear_units, num_blocks=num_blocks, position=position,
+            activation=activation, norm_eps=norm_eps, key_bias=key_bias, output_bias=output_bias,
+            tie_embeddings=tie_embeddings,
+        )  # fmt: skip
+        warm = _read_warm_start(whisper_checkpoint, espnet_checkpoint, espnet_prefix, vocab_size, encoder_output_size)
+        if warm is not None:
+            _take_arch(arch, warm[1], warm[2])
+        d_model = encoder_output_size
+        self.gate_override = gate_override
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.token_embedding.weight, std=d_model**-0.5)
+        self.position = POSITION.build(arch["position"], d_model=d_model)
+        self.embed_dropout = nn.Dropout(dropout_rate)
+        heads = arch["attention_heads"]
+
+        def attention(spec: Spec, dropout: float, rotary: Spec) -> nn.Module:
+            module = ATTENTION.build(spec, d_model=d_model, n_heads=heads, dropout=dropout, rotary=rotary)
+            return module if arch["key_bias"] else drop_key_bias(module)
+
+        self.blocks = nn.ModuleList(
+            DualDecoderLayer(
+                attention(self_attention, self_attention_dropout_rate, self.position.self_rotary),
+                attention(cross_attention, src_attention_dropout_rate, "none"),
+                attention(cross_attention, src_attention_dropout_rate, "none"),
+                DualGate(d_model, gate_hidden or d_model, gate_init_bias),
+                d_model,
+                arch["linear_units"],
+                arch["activation"],
+                dropout_rate,
+                arch["norm_eps"],
+            )
+            for _ in range(arch["num_blocks"])
+        )
+        self.ln = nn.LayerNorm(d_model, eps=arch["norm_eps"])
+        self.output_layer = nn.Linear(d_model, vocab_size, bias=arch["output_bias"])
+        if arch["tie_embeddings"]:
+            self.output_layer.weight = self.token_embedding.weight
+        if warm is not None:
+            fresh = load_strict(self, warm[0], is_dual_addition, warm[2])
+            logging.info("%s: %d tensors loaded; fresh: %s", warm[2], len(warm[0].state), ", ".join(fresh) or "none")
+        for block in self.blocks:
+            SECONDARY_INIT[secondary_init](block)
+
+    def set_gate_override(self, value: Optional[float]) -> None:
+        """Use a constant alpha in every layer (1.0 = primary cross-attention only); None = learned gates."""
+        self.gate_override = value
+
+    def _embed(self, tokens: Tensor, positions: Tensor) -> Tensor:
+        """tokens (B, L), positions (L,) -> (B, L, D)."""
+        return self.embed_dropout(self.position(self.token_embedding(tokens), positions))
+
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.output_layer(self.ln(x))
+
+    def forward(
+        self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """Teacher-forced pass: hs_pad (B, T, D), hlens (B,), ys_in_pad (B, L), ys_in_lens (B,) -> logits (B, L, V), ys_in_lens."""
+        memory_mask, target_mask, positions = self._masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
+        x = self._embed(ys_in_pad, positions)
+        for block in self.blocks:
+            x, _, _, _ = block(x, hs_pad, memory_mask, target_mask, positions, gate_override=self.gate_override)
+        return self._logits(x), ys_in_lens
+
+    def forward_extras(
+        self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
+    ) -> Tuple[Tensor, List[DualLayerExtras]]:
+        """As :meth:`forward`, plus per-layer maps: logits (B, L, V) and one DualLayerExtras per layer.
+
+        Attention maps are computed explicitly (analysis only; :meth:`forward` stays on the fused kernel).
+        """
+        memory_mask, target_mask, positions = self._masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
+        x = self._embed(ys_in_pad, positions)
+        extras: List[DualLayerExtras] = []
+        for block in self.blocks:
+            x, maps = block.forward_with_weights(x, hs_pad, memory_mask, target_mask, positions, self.gate_override)
+            extras.append(DualLayerExtras(maps.primary, maps.secondary, maps.gate))
+        return self._logits(x), extras
+
+    @staticmethod
+    def _masks(hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        memory_mask = ~make_pad_mask(hlens, maxlen=hs_pad.size(1)).to(hs_pad.device)
+        target_mask = ~make_pad_mask(ys_in_lens, maxlen=ys_in_pad.size(1)).to(hs_pad.device)
+        return memory_mask, target_mask, torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
+
+    def score(self, ys: Tensor, state: HypState, x: Tensor) -> Tuple[Tensor, HypState]:
+        """ys (L,) prefix, state, x (T, D) -> log-probs (V,) of the next token, new state."""
+        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp[0], states[0]
+
+    def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
+        """Next-token log-probs for N prefixes of equal length.
+
+        Args:
+            ys: (N, L) prefixes.  states: N per-hypothesis states (None before the first step).
+            xs: (N, T, D) encoder output per hypothesis.
+
+        Returns:
+            log-probs (N, V) and the N new states (caches now covering all L tokens).
+        """
+        n_layers = len(self.blocks)
+        caches: List[List[Optional[KVCache]]] = [[None, None, None] for _ in range(n_layers)]
+        if states[0] is not None:
+            for i in range(n_layers):
+                caches[i][0] = (_stack(states, i, "self_k"), _stack(states, i, "self_v"))
+                if states[0][i].primary_k.size(1) == xs.size(1):  # memory unchanged: reuse its projections
+                    caches[i][1] = (_stack(states, i, "primary_k"), _stack(states, i, "primary_v"))
+                    caches[i][2] = (_stack(states, i, "secondary_k"), _stack(states, i, "secondary_v"))
+        new_tokens = ys if states[0] is None else ys[:, -1:]
+        positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
+        x = self._embed(new_tokens, positions)
+        for i, block in enumerate(self.blocks):
+            x, *caches[i] = block(
+                x, xs, None, None, positions, *caches[i], gate_override=self.gate_override
+            )
+        logp = torch.log_softmax(self._logits(x[:, -1]), dim=-1)
+        new_states = [
+            [LayerState(s[0][b], s[1][b], p[0][b], p[1][b], c[0][b], c[1][b]) for s, p, c in caches]
+            for b in range(ys.size(0))
+        ]
+        return logp, new_states
+
+
+def _stack(states: List[HypState], layer: int, field: str) -> Tensor:
+    """Batch one cache field of one layer over hypotheses: (N, H, *, dh)."""
+    return torch.stack([getattr(state[layer], field) for state in states])
+
+
+def _read_warm_start(
+    whisper_checkpoint: Optional[str],
+    espnet_checkpoint: Optional[str],
+    espnet_prefix: str,
+    vocab_size: int,
+    d_model: int,
+) -> Optional[Tuple[Converted, Dict[str, Any], str]]:
+    """(converted tensors, architecture, description) of the requested checkpoint, or None."""
+    if whisper_checkpoint and espnet_checkpoint:
+        raise ValueError("give whisper_checkpoint or espnet_checkpoint, not both")
+    if whisper_checkpoint:
+        dims, state = whisper_ckpt.read_whisper(whisper_checkpoint)
+        source = f"Whisper checkpoint {whisper_checkpoint}"
+        _check_sizes(source, {"n_vocab": (dims["n_vocab"], vocab_size), "n_text_state": (dims["n_text_state"], d_model)})
+        return whisper_ckpt.convert_decoder(state), whisper_ckpt.decoder_arch(dims), source
+    if espnet_checkpoint:
+        state = espnet_ckpt.read_espnet_decoder(espnet_checkpoint, espnet_prefix)
+        source = f"ESPnet checkpoint {espnet_checkpoint} ({espnet_prefix}*)"
+        vocab, width = state["embed.0.weight"].shape
+        _check_sizes(source, {"vocabulary": (int(vocab), vocab_size), "width": (int(width), d_model)})
+        return espnet_ckpt.convert_decoder(state), espnet_ckpt.decoder_arch(state), source
+    return None
+
+
+def _check_sizes(source: str, sizes: Mapping[str, Tuple[int, int]]) -> None:
+    """Fail when a size fixed by ESPnet (token list, encoder width) differs from the checkpoint's."""
+    bad = [f"{name} {ckpt} in the checkpoint vs {model} here" for name, (ckpt, model) in sizes.items() if ckpt != model]
+    if bad:
+        raise WarmStartError(
+            f"{source}: {'; '.join(bad)} (the token list and the encoder output size must match the checkpoint)"
+        )
+
+
+def _take_arch(arch: Dict[str, Any], from_ckpt: Mapping[str, Any], source: str) -> None:
+    """Overwrite architecture arguments with the checkpoint's, logging any that change."""
+    for key, value in from_ckpt.items():
+        if arch[key] != value:
+            logging.info("%s sets %s = %r (config had %r)", source, key, value, arch[key])
+        arch[key] = value
