@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# LibriSpeech 100 h (train-clean-100), as ESPnet's egs2/librispeech_100/asr1:
+# BPE 5000, speed perturbation 0.9/1.0/1.1, validation on dev-clean + dev-other,
+# WER on dev/test clean/other, CTC-weighted beam search without a language model.
+#   ./run.sh --local_data_opts "--librispeech_root /data/LibriSpeech" --ngpu 1
+#   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml   # ESPnet baseline
+#   ./run.sh --asr_config conf/tuning/train_asr_conformer.yaml        # ESPnet baseline
+# Without --librispeech_root, local/data.sh downloads and MD5-checks openslr resource 12.
+# Options not listed here go to asr.sh (see ./asr.sh --help).
+set -euo pipefail
+
+asr_config=conf/tuning/train_asr_echo.yaml
+inference_config=conf/decode_asr.yaml
+test_sets="dev_clean dev_other test_clean test_other"
+
+./asr.sh \
+    --fs 16000 \
+    --train_set train_clean_100 \
+    --valid_set dev \
+    --test_sets "${test_sets}" \
+    --speed_perturb_factors "0.9 1.0 1.1" \
+    --max_duration 30 \
+    --token_type bpe \
+    --nbpe 5000 \
+    --bpemode unigram \
+    --asr_config "${asr_config}" \
+    --inference_config "${inference_config}" \
+    "$@"
