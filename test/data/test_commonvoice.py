@@ -1,0 +1,173 @@
+"""prepare_commonvoice on a hand-made Common Voice layout and on the espeak-ng fixture release."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from echo_plugin.data.commonvoice import CommonVoiceError, main, prepare_commonvoice, read_cv_tsv
+from echo_plugin.recipe.data_dir import read_table
+from test.data.cv_fixture import COMMITTED, SPEAKERS, client_id, espeak_available, render_release
+
+OLD_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment"
+SPK_A, SPK_B, SPK_C = "a" * 40, "b" * 40, "c" * 40
+
+
+def row(spk: str, clip: str, sentence: str, extra: str = "\t2\t0\t\t\t\taz\t") -> str:
+    return f"{spk}\t{clip}\t{sentence}{extra}"
+
+
+def make_release(root: Path, tsvs: dict[str, list[str]], header: str = OLD_HEADER) -> Path:
+    """A release with an (empty, never decoded) clip for every path the tsvs name."""
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    for name in ("train", "dev", "test", "validated"):
+        lines = tsvs.get(name, [])
+        for line in lines:
+            (root / "clips" / line.split("\t")[1]).touch()
+        (root / f"{name}.tsv").write_text(header + "\n" + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return root
+
+
+def small_release(root: Path) -> Path:
+    return make_release(root, {
+        "train": [row(SPK_A, "common_voice_az_2.mp3", "Bakı Azərbaycanın paytaxtıdır."),
+                  row(SPK_A, "common_voice_az_1.mp3", 'O "Salam!" dedi.'),
+                  row(SPK_B, "common_voice_az_3.mp3", "IĞDIR uzaqdır.")],
+        "dev": [row(SPK_C, "common_voice_az_4.mp3", "Ata-ana gəldi.")],
+        "test": [row(SPK_C, "common_voice_az_5.mp3", "Qış gəldi.")],
+    })
+
+
+def test_layout_ids_and_normalised_text(tmp_path: Path) -> None:
+    release = small_release(tmp_path / "az")
+    dirs = prepare_commonvoice(release, tmp_path / "data")
+    assert set(dirs) == {"train", "dev", "test"}
+    train = dirs["train"]
+    assert sorted(p.name for p in train.iterdir()) == ["spk2utt", "text", "utt2spk", "wav.scp"]
+    text = read_table(train / "text")
+    assert text == {
+        f"{SPK_A}-common_voice_az_1": "o salam dedi",  # bare quotes read as text (QUOTE_NONE)
+        f"{SPK_A}-common_voice_az_2": "bakı azərbaycanın paytaxtıdır",
+        f"{SPK_B}-common_voice_az_3": "ığdır uzaqdır",
+    }
+    lines = (train / "wav.scp").read_text(encoding="utf-8").splitlines()
+    assert [line.split()[0] for line in lines] == sorted(text)  # sorted, speaker-prefixed ids
+    assert lines[0].split()[1] == str((release / "clips" / "common_voice_az_1.mp3").absolute())
+    utt2spk = read_table(train / "utt2spk")
+    assert all(utt.startswith(spk + "-") for utt, spk in utt2spk.items())
+    assert read_table(train / "spk2utt") == {SPK_A: f"{SPK_A}-common_voice_az_1 {SPK_A}-common_voice_az_2",
+                                             SPK_B: f"{SPK_B}-common_voice_az_3"}
+    assert read_table(dirs["dev"] / "text") == {f"{SPK_C}-common_voice_az_4": "ata ana gəldi"}
+
+
+def test_recent_header_and_short_rows(tmp_path: Path) -> None:
+    """Columns found by name (sentence is 4th in recent releases); trailing empty columns may be absent."""
+    header = "client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\tage\tgender"
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text(header + "\n" + f"{SPK_A}\tx.mp3\tff01\tBir cümlə.\n" + "\n"
+                   + f"{SPK_B}\ty.mp3\tff02\tİki \"cümlə\n", encoding="utf-8")
+    rows, faults = read_cv_tsv(tsv)
+    assert faults == []
+    assert [(r.client_id, r.path, r.sentence, r.lineno) for r in rows] == [
+        (SPK_A, "x.mp3", "Bir cümlə.", 2), (SPK_B, "y.mp3", 'İki "cümlə', 4)]
+
+
+def test_bad_rows_named_by_line(tmp_path: Path) -> None:
+    tsv = tmp_path / "dev.tsv"
+    tsv.write_text(OLD_HEADER + "\n" + f"{SPK_A}\tok.mp3\tYaxşı.\n" + f"{SPK_A}\tshort.mp3\n"
+                   + f"\tnospk.mp3\tSöz.\n" + f"{SPK_A}\tx.mp3\tsöz\t1\t0\t\t\t\taz\t\tEXTRA\n", encoding="utf-8")
+    rows, faults = read_cv_tsv(tsv)
+    assert [r.path for r in rows] == ["ok.mp3"]
+    assert faults == [
+        f"{tsv}:3: only 2 fields, no ['sentence'] column(s)",
+        f"{tsv}:4: empty client_id",
+        f"{tsv}:5: 11 tab-separated fields but the header has 10 (a tab inside a field?)",
+    ]
+
+
+def test_missing_column_in_header(tmp_path: Path) -> None:
+    tsv = tmp_path / "test.tsv"
+    tsv.write_text("client_id\tpath\ttext\n", encoding="utf-8")
+    with pytest.raises(CommonVoiceError, match=r"test.tsv:1: header lacks column\(s\) \['sentence'\]"):
+        read_cv_tsv(tsv)
+
+
+def test_missing_clip_and_empty_sentence_name_the_line(tmp_path: Path) -> None:
+    release = small_release(tmp_path / "az")
+    (release / "clips" / "common_voice_az_3.mp3").unlink()
+    with open(release / "dev.tsv", "a", encoding="utf-8") as f:
+        f.write(row(SPK_C, "common_voice_az_6.mp3", " ?! ") + "\n")
+    (release / "clips" / "common_voice_az_6.mp3").touch()
+    with pytest.raises(CommonVoiceError) as err:
+        prepare_commonvoice(release, tmp_path / "data")
+    assert err.value.faults == [
+        f"{release / 'dev.tsv'}:3: empty sentence (after normalisation of '?!')",
+        f"{release / 'train.tsv'}:4: clip 'common_voice_az_3.mp3' not found in {release / 'clips'}",
+    ]
+    assert not (tmp_path / "data").exists()  # nothing written on failure
+
+    dirs = prepare_commonvoice(release, tmp_path / "data", skip_bad_rows=True)
+    assert len(read_table(dirs["train"] / "text")) == 2 and len(read_table(dirs["dev"] / "text")) == 1
+
+
+def test_duplicate_row(tmp_path: Path) -> None:
+    release = small_release(tmp_path / "az")
+    with open(release / "test.tsv", "a", encoding="utf-8") as f:
+        f.write(row(SPK_C, "common_voice_az_5.mp3", "Qış gəldi.") + "\n")
+    with pytest.raises(CommonVoiceError, match=r"test.tsv:3: duplicate utterance .*first at .*test.tsv:2\)"):
+        prepare_commonvoice(release, tmp_path / "data")
+
+
+def test_train_from_validated_leaves_out_dev_test_speakers_and_sentences(tmp_path: Path) -> None:
+    release = small_release(tmp_path / "az")
+    validated = (release / "train.tsv").read_text(encoding="utf-8").splitlines()[1:] + [
+        row(SPK_C, "common_voice_az_4.mp3", "Ata-ana gəldi."),       # dev speaker
+        row("d" * 40, "common_voice_az_7.mp3", "QIŞ GƏLDİ!"),        # test sentence, normalised
+        row("d" * 40, "common_voice_az_8.mp3", "Yeni cümlə."),
+    ]
+    make_release(release, {"validated": validated, **{
+        n: (release / f"{n}.tsv").read_text(encoding="utf-8").splitlines()[1:] for n in ("train", "dev", "test")}})
+    dirs = prepare_commonvoice(release, tmp_path / "data", train_tsv="validated")
+    ids = sorted(read_table(dirs["train"] / "text"))
+    assert ids == sorted([f"{SPK_A}-common_voice_az_1", f"{SPK_A}-common_voice_az_2",
+                          f"{SPK_B}-common_voice_az_3", f"{'d' * 40}-common_voice_az_8"])
+
+
+def test_release_dir_found_by_language(tmp_path: Path) -> None:
+    small_release(tmp_path / "cv-corpus-20.0" / "az")
+    dirs = prepare_commonvoice(tmp_path / "cv-corpus-20.0", tmp_path / "data", lang="az")
+    assert (dirs["test"] / "text").is_file()
+
+
+def test_missing_release_tells_how_to_download(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--cv_root", str(tmp_path / "nowhere"), "--out_dir", str(tmp_path / "data")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "accept the terms" in err and "--cv_root" in err
+
+
+def _check_fixture_release(release: Path, out: Path) -> None:
+    dirs = prepare_commonvoice(release, out)
+    for voice, split, sentences in SPEAKERS:
+        spk2utt = read_table(dirs[split] / "spk2utt")
+        assert len(spk2utt[client_id(voice)].split()) == len(sentences)
+    for path in read_table(dirs["train"] / "wav.scp").values():
+        info = sf.info(path)
+        assert (info.format, info.samplerate, info.channels) == ("MP3", 32000, 1)
+        assert 0.5 < info.duration < 10
+
+
+def test_committed_fixture_release(tmp_path: Path) -> None:
+    _check_fixture_release(COMMITTED, tmp_path / "data")
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_espeak_rendered_release(tmp_path: Path) -> None:
+    """Render the release afresh with espeak-ng -v az and soundfile's MP3 writer."""
+    release = render_release(tmp_path / "az")
+    _check_fixture_release(release, tmp_path / "data")
+    for name in ("train", "dev", "test", "validated"):
+        assert (release / f"{name}.tsv").read_text(encoding="utf-8") == (COMMITTED / f"{name}.tsv").read_text(
+            encoding="utf-8")
