@@ -13,18 +13,21 @@ _REGISTERED = False
 
 def components() -> dict[str, dict[str, type]]:
     """ESPnet choice-table name -> {type name: class} for every Echo component."""
+    from echo_plugin.asr.decoder.dual_decoder import DualCrossAttentionDecoder
     from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
     from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
+    from echo_plugin.asr.encoder.whisper_style_encoder import WhisperStyleEncoder
     from echo_plugin.asr.espnet_model import EchoASRModel
+    from echo_plugin.asr.freezing_model import FreezingASRModel
     from echo_plugin.asr.frontend.echo_frontend import EchoFrontend
     from echo_plugin.asr.specaug.freq_warp_specaug import FreqWarpSpecAug
 
     return {
         "frontend_choices": {"echo": EchoFrontend},
-        "model_choices": {"echo": EchoASRModel},
+        "model_choices": {"echo": EchoASRModel, "echo_freeze": FreezingASRModel},
         "specaug_choices": {"freq_warp": FreqWarpSpecAug},
-        "encoder_choices": {"echo": EchoEncoder},
-        "decoder_choices": {"echo": EchoDecoder},
+        "encoder_choices": {"echo": EchoEncoder, "whisper_style": WhisperStyleEncoder},
+        "decoder_choices": {"echo": EchoDecoder, "dual": DualCrossAttentionDecoder},
     }
 
 

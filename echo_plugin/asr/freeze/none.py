@@ -1,0 +1,12 @@
+"""``freeze: none``: full fine-tuning."""
+from __future__ import annotations
+
+from echo_plugin.asr.freeze.base import FREEZE, FreezeStrategy
+
+
+@FREEZE.register("none")
+class NoFreeze(FreezeStrategy):
+    """Every parameter trains."""
+
+    def trainable(self, name: str, step: int) -> bool:
+        return True
