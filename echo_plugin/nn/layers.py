@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.gates.none import NoGate
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
@@ -105,6 +106,7 @@ class EncoderLayer(nn.Module):
         f0: Optional[F0Track] = None,
         zero_keys: Optional[Tensor] = None,
         aux: Optional[Tensor] = None,
+        memory: Optional[WorkingMemory] = None,
     ) -> Tensor:
         """x (B, T, D), key_padding_mask (B, T) True = real frame, positions (T,) or (B, T) -> (B, T, D).
 
@@ -112,10 +114,14 @@ class EncoderLayer(nn.Module):
         attention module only when given, so attention types without pitch support keep working.
         ``zero_keys``: (B, T) True = silent real frame, for soft masking; passed on likewise.
         ``aux``: (B, T, D) auxiliary stream for gates that read one (``c_gate``).
+        ``memory``: the encoder pass's working memory, handed to attention modules whose
+        ``uses_memory`` is True (``myelinated``), which read and rewrite it.
         """
         extra = {} if f0 is None else {"f0": f0}
         if zero_keys is not None:
             extra["zero_keys"] = zero_keys
+        if memory is not None and getattr(self.self_attn, "uses_memory", False):
+            extra["memory"] = memory
         attended, _ = self.self_attn(
             self.attn_norm(x),
             key_padding_mask=key_padding_mask,

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 import echo_plugin.nn.gates  # noqa: F401  (fills the GATE registry)
 import echo_plugin.nn.rotary  # noqa: F401  (fills the ROTARY registry)
+from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence
 from echo_plugin.nn.registries import ATTENTION, GATE
@@ -336,6 +337,7 @@ class EchoEncoder(AbsEncoder):
             silent = frame_silence(xs_pad, ilens, self.silence_threshold)
             silence = subsample_silence(silent, self.embed)[:, : xs.size(1)].to(xs.device)
         features = xs  # the auxiliary stream of gates that read one
+        memory = WorkingMemory()  # slots passed layer to layer (myelinated attention)
         for block in self.blocks:
-            xs = block(xs, keep, positions, pitch, silence, aux=features)
+            xs = block(xs, keep, positions, pitch, silence, aux=features, memory=memory)
         return self.after_norm(xs), olens, None
