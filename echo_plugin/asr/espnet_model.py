@@ -101,7 +101,19 @@ class EchoASRModel(ESPnetASRModel):
         self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs: Any
     ) -> Tuple[Tensor, Dict[str, Tensor], Tensor]:
         with self._loader_features(kwargs):
-            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+            loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+        if self.training:
+            self._report_loss(loss)
+        return loss, stats, weight
+
+    def _report_loss(self, loss: Tensor) -> None:
+        """Hand the training loss to every submodule with ``observe_loss(float)`` (the adaptive
+        attention's Q-learning span refiner rewards itself with the loss decrease)."""
+        observers = [m for m in self.modules() if m is not self and callable(getattr(m, "observe_loss", None))]
+        if observers:
+            value = float(loss.detach())
+            for module in observers:
+                module.observe_loss(value)
 
     def collect_feats(
         self,
