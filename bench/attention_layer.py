@@ -11,11 +11,18 @@ at the same width (d_model 256, 4 heads, FFN 1024, batch 4):
 * ESPnet's layer with ``use_sdpa=True`` (for context);
 * Echo's ``EncoderLayer`` (``standard`` attention on the fused kernel) once per
   ROTARY variant (masking ``hard``) and once per other MASKING variant (rotary
-  ``standard``); ``--all-pairs`` crosses them. Variants are read from the
+  ``standard``); ``--all-pairs`` crosses them;
+* Echo's ``EncoderLayer`` once per other ATTENTION variant (rotary ``standard``,
+  masking ``hard``, the variant's default conf). Variants are read from the
   registries, so new ones appear without editing this file; each is built from
   its name alone (``ROTARY.build(name, head_dim=...)``) and skipped, with the
   reason, when that or a forward pass fails. A layer whose ``forward`` takes
-  ``f0`` gets a synthetic pitch track.
+  ``f0`` gets a synthetic pitch track, one that takes ``memory`` a fresh
+  working memory per step.
+
+With T=1000 and T=4000 both measured, the report adds each variant's time ratio
+T=4000 / T=1000: 4x is linear in T, 16x quadratic; windowed attention should stay
+at or below about 6x.
 
 Measured (see the report's header for the exact definitions): the median
 wall-clock time of one forward + backward after warm-up, and the peak of bytes
@@ -47,6 +54,7 @@ import torch
 from torch import Tensor, nn
 
 REFERENCE = "espnet (stock)"
+SCALING = (1000, 4000)  # default (short, long) lengths of the report's time-ratio column (--ratio)
 FRAME_PERIOD = 0.04  # seconds per frame after 4x subsampling of 10 ms frames (for the synthetic f0)
 
 
@@ -148,8 +156,10 @@ def _bind_masking(attention_cls: type, strategy: nn.Module) -> Callable[[], Cont
     return bound
 
 
-def echo_case(shape: Shape, rotary: str, masking: str, frames: int, device: torch.device) -> Case:
-    """Echo's EncoderLayer with ``standard`` attention, rotary ``rotary`` and masking ``masking`` (default confs)."""
+def echo_case(
+    shape: Shape, rotary: str, masking: str, frames: int, device: torch.device, attention: str = "standard"
+) -> Case:
+    """Echo's EncoderLayer with attention ``attention``, rotary ``rotary`` and masking ``masking`` (default confs)."""
     import echo_plugin.nn.attention  # noqa: F401  (fill the registries)
     import echo_plugin.nn.masking  # noqa: F401
     import echo_plugin.nn.rotary  # noqa: F401
@@ -158,7 +168,7 @@ def echo_case(shape: Shape, rotary: str, masking: str, frames: int, device: torc
 
     head_dim = shape.d_model // shape.heads
     ROTARY.build(rotary, head_dim=head_dim)  # a variant that needs more than its name fails here
-    attention_cls = ATTENTION.get("standard")
+    attention_cls = ATTENTION.get(attention)
     kwargs = {"d_model": shape.d_model, "n_heads": shape.heads, "dropout": 0.0, "rotary": rotary}
     context: Callable[[], ContextManager] = contextlib.nullcontext
     note = ""
@@ -169,7 +179,7 @@ def echo_case(shape: Shape, rotary: str, masking: str, frames: int, device: torc
         context = _bind_masking(attention_cls, strategy)
         note = "masking bound at the kernel (the attention module takes no `masking` yet)"
     layer = EncoderLayer(
-        ATTENTION.build("standard", **kwargs),
+        ATTENTION.build(attention, **kwargs),
         FeedForward(shape.d_model, shape.ffn, shape.dropout),
         shape.d_model,
         shape.dropout,
@@ -178,11 +188,29 @@ def echo_case(shape: Shape, rotary: str, masking: str, frames: int, device: torc
     if _accepts(layer.forward, "f0"):
         extras["f0"] = synthetic_f0(shape.batch, frames, device)
     positions = torch.arange(frames, device=device)
+    memory_cls = None
+    if _accepts(layer.forward, "memory"):
+        from echo_plugin.nn.attention.memory import WorkingMemory as memory_cls
 
     def run(x: Tensor, keep: Tensor) -> Tensor:
-        return layer(x, keep, positions, **extras)
+        memory = {} if memory_cls is None else {"memory": memory_cls()}
+        return layer(x, keep, positions, **extras, **memory)
 
-    return Case(f"echo, rotary={rotary}, masking={masking}", layer, run, context, note)
+    return Case(echo_name(rotary, masking, attention), layer, run, context, note)
+
+
+def echo_name(rotary: str, masking: str, attention: str = "standard") -> str:
+    if attention == "standard":
+        return f"echo, rotary={rotary}, masking={masking}"
+    return f"echo, attention={attention}"
+
+
+def attention_variants() -> List[str]:
+    """ATTENTION registry names other than ``standard`` (which the rotary/masking rows already use)."""
+    import echo_plugin.nn.attention  # noqa: F401
+    from echo_plugin.nn.registries import ATTENTION
+
+    return [name for name in ATTENTION.names() if name != "standard"]
 
 
 def echo_variants(all_pairs: bool) -> List[Tuple[str, str]]:
@@ -269,7 +297,7 @@ def peak_bytes(fn: Callable[[], None], device: torch.device) -> int:
 
 def schedule(frames: int, repeats: Optional[int], warmup: Optional[int]) -> Tuple[int, int]:
     """(warmup, repeats) per length: fewer for long sequences to keep the CPU run short."""
-    default = (2, 8) if frames <= 500 else (1, 4) if frames <= 1500 else (1, 2)
+    default = (2, 8) if frames <= 500 else (1, 4) if frames <= 1500 else (1, 2) if frames <= 3000 else (1, 1)
     return (default[0] if warmup is None else warmup), (default[1] if repeats is None else repeats)
 
 
@@ -360,6 +388,7 @@ def render(
     shape: Shape,
     device: torch.device,
     command: str,
+    scaling: Sequence[int] = SCALING,
 ) -> str:
     import espnet
 
@@ -383,7 +412,9 @@ def render(
         "- echo: `echo_plugin.nn.layers.EncoderLayer` with `standard` attention (fused "
         "`scaled_dot_product_attention`), FeedForward (swish), layer_norm, pre-norm; one row per "
         "ROTARY variant (masking hard) and per other MASKING variant (rotary standard), "
-        "each built from its registry name with default conf; layers taking `f0` get a synthetic pitch track",
+        "and one row `echo, attention=<name>` per other ATTENTION variant (rotary standard, masking hard), "
+        "each built from its registry name with default conf; layers taking `f0` get a synthetic pitch track, "
+        "layers taking `memory` a fresh working memory per step",
         "- time: median wall-clock seconds of one forward + `backward(fixed random gradient)`, "
         "after warm-up and the memory pass, cases interleaved round-robin; warm-up/repeats per T: "
         + ", ".join(f"T={t}: {w}/{r}" for t, (w, r) in plan.items())
@@ -425,6 +456,7 @@ def render(
                 )
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += scaling_section(results, order, lengths, scaling)
     remarks = [f"- {name}: {note}" for name, note in notes.items()]
     for name in order:
         failed = sorted(results.get(name, Result()).failed.items())
@@ -437,15 +469,48 @@ def render(
     return "\n".join(lines)
 
 
+def scaling_section(
+    results: Dict[str, Result], order: Sequence[str], lengths: Sequence[int], scaling: Sequence[int] = SCALING
+) -> List[str]:
+    """Markdown lines: each variant's time at T=long over its time at T=short, ``scaling = (short, long)``;
+    empty unless both lengths were measured."""
+    short, long = scaling
+    if short not in lengths or long not in lengths:
+        return []
+    factor = long / short
+    lines = [
+        f"## Scaling: time T={long} / time T={short}",
+        "",
+        f"Linear cost in T gives {factor:.0f}x, quadratic {factor**2:.0f}x; target for windowed and "
+        f"adaptive attention: at most {1.5 * factor:.0f}x (sub-quadratic; 6x for T=1000 -> 4000).",
+        "",
+        f"| variant | T={long} / T={short} |",
+        "|---|---|",
+    ]
+    for name in order:
+        seconds = results.get(name, Result()).seconds
+        ratio = f"{seconds[long] / seconds[short]:.1f}x" if short in seconds and long in seconds else "-"
+        lines.append(f"| {name} | {ratio} |")
+    return lines + [""]
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.attention_layer", description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="write the Markdown report here (default: print it)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[250, 1000, 3000], help="sequence lengths T")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[250, 1000, 3000, 4000], help="sequence lengths T")
     parser.add_argument("--batch", type=int, default=Shape.batch)
-    parser.add_argument("--repeats", type=int, help="timed repeats for every T (default: 10 / 5 / 2 by T)")
-    parser.add_argument("--warmup", type=int, help="warm-up steps for every T (default: 2 / 1 / 1 by T)")
+    parser.add_argument("--repeats", type=int, help="timed repeats for every T (default: 8 / 4 / 2 / 1 by T)")
+    parser.add_argument("--warmup", type=int, help="warm-up steps for every T (default: 2 / 1 / 1 / 1 by T)")
     parser.add_argument("--all-pairs", action="store_true", help="every rotary x every masking variant")
+    parser.add_argument(
+        "--ratio", type=int, nargs=2, default=list(SCALING), metavar=("SHORT", "LONG"),
+        help="lengths of the time-ratio column T=LONG / T=SHORT (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", nargs="+", metavar="TEXT",
+        help="measure only the variants whose row name contains one of these (the reference is always measured)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -473,6 +538,17 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
                 ),
             )
         )
+    for attention in attention_variants():
+        builders.append(
+            (
+                echo_name("standard", "hard", attention),
+                functools.partial(
+                    lambda frames, a: echo_case(shape, "standard", "hard", frames, device, attention=a), a=attention
+                ),
+            )
+        )
+    if args.only:
+        builders = [(n, b) for n, b in builders if n == REFERENCE or any(text in n for text in args.only)]
     results: Dict[str, Result] = {}
     notes: Dict[str, str] = {}
     plan = {t: schedule(t, args.repeats, args.warmup) for t in args.lengths}
@@ -482,7 +558,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         measure_length(builders, shape, frames, device, *plan[frames], results, notes, log)
     log(f"done in {time.perf_counter() - started:.0f} s")
     command = "python -m bench.attention_layer" + ("" if not raw else " " + shlex.join(raw))
-    report = render(results, [name for name, _ in builders], notes, args.lengths, plan, shape, device, command)
+    order = [name for name, _ in builders]
+    report = render(results, order, notes, args.lengths, plan, shape, device, command, args.ratio)
     if args.out:
         with open(args.out, "w") as f:
             f.write(report)
