@@ -187,6 +187,8 @@ def test_bad_conf_is_refused_clearly():
     topk(torch.randn(1, 6, D))  # non-causal: fine
     with pytest.raises(ValueError, match="select: threshold in causal"):
         topk(torch.randn(1, 6, D), causal=True)
+    with pytest.raises(ValueError, match="select: threshold in causal"):  # cross-attention: decoder targets
+        topk(torch.randn(1, 6, D), torch.randn(1, 9, D))
 
 
 # ---- Q-learning span refiner ----------------------------------------------------------------

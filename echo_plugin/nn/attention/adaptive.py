@@ -209,7 +209,8 @@ class AdaptiveAttention(MultiHeadAttention):
         t_len, s_len = q.shape[-2], k.shape[-2]
         q_keep = keep[:, s_len - t_len:] if self_attn and keep is not None else None
         score = importance.scores(query, q, k, q_keep, keep) if self_attn else importance.scorer(query).squeeze(-1)
-        important = importance.select(score, q_keep, path["causal"])
+        # cross-attention queries are decoder targets: rank them as a causal sequence (refuses topk)
+        important = importance.select(score, q_keep, path["causal"] or not self_attn)
         importance.track(score, q_keep)
         cheap_name = importance.cheap if self_attn else "mean"
         cheap = getattr(self, f"_cheap_{cheap_name}")(q, **path)  # names checked by NodeImportance

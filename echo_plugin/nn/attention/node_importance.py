@@ -12,8 +12,9 @@ routing):
   query, so it needs ``select: topk`` (non-causal use).
 * **Selection** of the important tokens:
   ``topk`` - per utterance the ``ceil(fraction * length)`` highest scores;
-  it reads every query's score, so it is for non-causal attention (an encoder)
-  and is refused when the call is causal.
+  it reads every query's score, so it is for non-causal self-attention (an
+  encoder) and is refused in causal calls and in cross-attention (whose
+  queries, in this project, are always a decoder's target tokens).
   ``threshold`` (default) - ``r_i > theta``, a token's own score against a
   buffer ``theta`` that tracks, in training, the ``1 - fraction`` quantile of
   the scores (exponential moving average); fixed in eval. A token's route
