@@ -64,9 +64,9 @@ def explicit_attend(
     Returns:
         out (..., T, dh) and entropy (..., T) in [0, 1]; both 0 for a row that sees no key.
     """
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(q.shape[-1])  # softmax in float32 (also under AMP)
     if bias is not None:
-        scores = scores + bias.to(scores.dtype)
+        scores = scores + bias.float()
     scores = scores.masked_fill(~visible, HIDDEN)
     logp = scores.log_softmax(dim=-1)
     p = logp.exp()
@@ -75,7 +75,7 @@ def explicit_attend(
     entropy = -(p * logp).sum(dim=-1) / torch.log(count.clamp(min=2.0)) * alive
     if dropout_p > 0:
         p = nn.functional.dropout(p, dropout_p)
-    return (p @ v) * alive[..., None], entropy.expand(q.shape[:-1])
+    return (p.to(v.dtype) @ v) * alive[..., None].to(v.dtype), entropy.expand(q.shape[:-1])
 
 
 def pool_blocks(x: Tensor, keep: Optional[Tensor], stride: int) -> Tuple[Tensor, Tensor]:

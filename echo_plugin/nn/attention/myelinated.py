@@ -179,7 +179,6 @@ class MyelinatedAttention(MultiHeadAttention):
             self.write_gate = nn.Linear(2 * d_model, d_model)
         self.last_cost: Optional[Tensor] = None  # E[cost] of the last forward, detached
         self.last_rates: Optional[Tensor] = None  # (3,) shares of full / cheap / skip segments
-        self._pending_cost: Optional[Tensor] = None
 
     @property
     def uses_memory(self) -> bool:
@@ -205,8 +204,9 @@ class MyelinatedAttention(MultiHeadAttention):
         total = weight.sum(dim=2)
         return (chunk * weight).sum(dim=2) / total.clamp(min=1.0), total[..., 0] > 0
 
-    def _route(self, summary: Tensor, real: Tensor, first: int) -> Tuple[Tensor, Tensor]:
-        """Policy: summary (B, N, D), real (B, N) -> choice (B, N) long, factor (B, N) (1 in value)."""
+    def _route(self, summary: Tensor, real: Tensor, first: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """Policy: summary (B, N, D), real (B, N) -> choice (B, N) long, straight-through
+        factor (B, N) (1 in value), expected compute cost (scalar)."""
         logits = self.policy(summary).float()
         noise = torch.zeros_like(logits)
         if self.training and self.forced_skip_rate is None:
@@ -225,8 +225,7 @@ class MyelinatedAttention(MultiHeadAttention):
         self.last_cost = cost.detach()
         shares = nn.functional.one_hot(choice, len(PATHS)).float() * weight[..., None]
         self.last_rates = (shares.sum(dim=(0, 1)) / weight.sum().clamp(min=1.0)).detach()
-        self._pending_cost = cost
-        return choice, factor
+        return choice, factor, cost
 
     # ------------------------------------------------------------------ forward
 
@@ -276,7 +275,7 @@ class MyelinatedAttention(MultiHeadAttention):
 
         first, last = past // self.segment, (total - 1) // self.segment
         summary, real = self._summaries(values, keep, first, last - first + 1, causal)
-        seg_choice, seg_factor = self._route(summary, real, first)
+        seg_choice, seg_factor, cost = self._route(summary, real, first)
         seg_of_frame = torch.arange(past, total, device=query.device) // self.segment - first
         choice, factor = seg_choice[:, seg_of_frame], seg_factor[:, seg_of_frame]  # (B, T)
 
@@ -295,19 +294,18 @@ class MyelinatedAttention(MultiHeadAttention):
             rows, index, valid = self._full_rows(
                 query, full, k_heads, v_heads, keep, causal, q_positions, f0, k_f0, zero_keys, mem, past
             )
-            out = scatter_rows(out, index, valid, rows * factor.gather(1, index)[..., None])
+            out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
         cheap = choice == CHEAP
         if bool(cheap.any()):
             rows, index = self._cheap_rows(cheap, values, keep, causal, past)
             valid = select_frames(cheap)[1]
-            out = scatter_rows(out, index, valid, rows * factor.gather(1, index)[..., None])
+            out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
         out = out[:, :frames]
 
         if memory is not None and mem is not None:
             memory.state = self._write(mem, out, keep)
         if self.training and self.cost_weight > 0 and torch.is_grad_enabled():
-            out = AddAuxLoss.apply(out, self.cost_weight * self._pending_cost)
-        self._pending_cost = None
+            out = AddAuxLoss.apply(out, self.cost_weight * cost)
         if k_heads is None:
             k_heads = v_heads.new_zeros(batch, self.n_heads, 0, self.head_dim)
         return out, (k_heads, v_heads)
@@ -367,7 +365,8 @@ class MyelinatedAttention(MultiHeadAttention):
         left = kernel - 1 if causal else kernel // 2
         pos = past + index  # (B, L) absolute frame
         taps = pos[..., None] + torch.arange(kernel, device=values.device) - left  # (B, L, k)
-        ok = (taps >= 0) & (taps < total) & (taps.div(self.segment, rounding_mode="floor") == (pos // self.segment)[..., None])
+        same_segment = taps.div(self.segment, rounding_mode="floor") == (pos // self.segment)[..., None]
+        ok = (taps >= 0) & (taps < total) & same_segment
         taps = taps.clamp(0, total - 1)
         if keep is not None:
             ok = ok & keep.gather(1, taps.flatten(1)).view_as(taps)
