@@ -112,6 +112,18 @@ def test_pooled_global_branch_equals_attention_to_block_means(causal):
     assert (out[:, :, ~sees] == 0).all()
 
 
+def test_global_keys_widen_the_stride_to_cap_the_pooled_keys():
+    capped = build(global_stride=2, global_keys=4).eval()
+    wide = build(global_stride=4).eval()  # ceil(13 / 4) = 4 > 2: the same pooling
+    x, keep = batch()
+    q, k, v = projected(capped, x)
+    torch.testing.assert_close(
+        capped._global(q, k, v, keep, False, None, 0, 0.0)[0], wide._global(q, k, v, keep, False, None, 0, 0.0)[0]
+    )
+    with pytest.raises(ValueError, match="not causal"):
+        capped(x, causal=True)
+
+
 def test_gate_reads_branch_entropies():
     module = build(window=2, global_stride=2).eval()
     x, keep = batch()

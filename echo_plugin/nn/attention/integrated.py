@@ -14,7 +14,9 @@ Branches (both on the same rotated queries/keys and values of one projection set
   blocks are absolute (frames ``[b r, (b + 1) r)``); with ``causal`` a query sees a
   block only once all ``global_stride`` of its frames are in its past (the local
   branch covers the most recent ones), which a decoder step reproduces exactly
-  from its cache.
+  from its cache. ``global_keys: G`` caps the pooled keys at G by widening the
+  stride to ``ceil(S / G)`` (O(T G): linear in T; not with ``causal``, where a
+  decoder step would pool differently from the full pass).
 
 Quality loop: each branch's softmax weights are formed explicitly (the scores
 are needed anyway for the entropy) and give, per head and query, the normalised
@@ -98,6 +100,8 @@ class IntegratedAttention(MultiHeadAttention):
         window: half-width w of the local band (frames).
         global_stride: 1 = global branch over every key; r > 1 = over keys mean-pooled
             in blocks of r frames (sub-quadratic by a factor r).
+        global_keys: None, or G = at most G pooled global keys (stride ``max(r, ceil(S / G))``);
+            non-causal use only.
         fixed_gate: None = learned gate; g in [0, 1] = constant share of the global branch.
     """
 
@@ -111,13 +115,17 @@ class IntegratedAttention(MultiHeadAttention):
         masking: Spec = None,
         window: int = 16,
         global_stride: int = 4,
+        global_keys: Optional[int] = None,
         fixed_gate: Optional[float] = None,
     ) -> None:
         super().__init__(d_model, n_heads, dropout, rotary, rotary_k, masking)
         if window < 0 or global_stride < 1:
             raise ValueError(f"integrated: need window >= 0 and global_stride >= 1, got {window}, {global_stride}")
         self.window = window
+        if global_keys is not None and global_keys < 1:
+            raise ValueError(f"integrated: global_keys must be >= 1 or None, got {global_keys}")
         self.global_stride = global_stride
+        self.global_keys = global_keys
         self.fixed_gate = fixed_gate
         self.gate_x = nn.Linear(d_model, n_heads)
         nn.init.zeros_(self.gate_x.weight)
@@ -237,6 +245,10 @@ class IntegratedAttention(MultiHeadAttention):
     ) -> Tuple[Tensor, Tensor]:
         """Attention to every key, or to blocks of ``global_stride`` pooled keys."""
         stride, total = self.global_stride, k.shape[2]
+        if self.global_keys is not None:
+            if causal:
+                raise ValueError("integrated: global_keys pools by sequence length, not causal; use global_stride")
+            stride = max(stride, -(-total // self.global_keys))
         q_index = torch.arange(past, past + q.shape[2], device=q.device)[:, None]
         if stride == 1:
             visible = torch.ones(1, 1, 1, total, dtype=torch.bool, device=q.device)
