@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Common Voice Azerbaijani (MP3 clips, official speaker-disjoint train/dev/test),
+# 16 kHz, sentencepiece unigram tokens, noise augmentation during training.
+# Download the release by hand first (see README.md), then:
+#   ./run.sh --local_data_opts "--cv_root /data/cv-corpus-<version>/az"
+#   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml --stage 5
+# Options not listed here go to asr.sh (see ./asr.sh --help).
+set -euo pipefail
+
+asr_config=conf/tuning/train_asr_echo.yaml
+inference_config=conf/decode_asr.yaml
+nbpe=150   # the az release is small: a larger vocabulary leaves most pieces rarely seen
+
+# Noise augmentation (babble + coloured noise) is meant to be on by default;
+# these options await asr.sh's --babble / --colored_noise (see README.md).
+noise_opts=(
+    # --babble true
+    # --colored_noise "white pink brown"
+    # --noise_snr_range "0 20"
+    # --noise_apply_prob 0.5
+)
+
+./asr.sh \
+    --fs 16000 \
+    --train_set train \
+    --valid_set dev \
+    --test_sets "dev test" \
+    --token_type bpe \
+    --nbpe "${nbpe}" \
+    --asr_config "${asr_config}" \
+    --inference_config "${inference_config}" \
+    "${noise_opts[@]}" \
+    "$@"
