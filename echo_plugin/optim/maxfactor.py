@@ -139,22 +139,28 @@ class MaxFactor(Optimizer):
         if group["weight_decay"]:
             p.mul_(1.0 - lr * group["weight_decay"])
 
-        grad_sq = grad * grad
+        # Same maths as the module doc, arranged for one full-size temporary per step (CPU
+        # allocations of that size cost more than the arithmetic): g^2, then V, then u live
+        # in one buffer, and u / ||u||_inf is folded into the final row-sized scale.
         if p.dim() >= 2:
             weight = t ** group["beta2_decay"]
             row, col = state["row"], state["col"]
-            row.lerp_(grad_sq.mean(dim=-1, keepdim=True), weight)
-            col.lerp_(grad_sq.mean(dim=-2, keepdim=True), weight)
-            var = row * col / row.amax(dim=-2, keepdim=True).clamp(min=eps1)
+            u = torch.square(grad)
+            row.lerp_(u.mean(dim=-1, keepdim=True), weight)
+            col.lerp_(u.mean(dim=-2, keepdim=True), weight)
+            torch.mul(row / row.amax(dim=-2, keepdim=True).clamp(min=eps1), col, out=u)  # V
         else:
-            var = state["v"]
-            var.mul_(group["gamma"]).add_(grad_sq, alpha=1.0 - group["gamma"])
-
-        u = grad / var.clamp(min=eps1 * eps1).sqrt()
-        u = u / u.abs().amax().clamp(min=eps1)
-        denom = (_rms(u) / d).clamp(min=1.0)
-        magnitude = u.abs() if u.dim() == 0 else u.abs().amax(dim=-1, keepdim=True)
-        p.sub_(u.sign() * magnitude * (alpha / denom))
+            v = state["v"]
+            v.mul_(group["gamma"]).addcmul_(grad, grad, value=1.0 - group["gamma"])
+            u = v.clone()  # V
+        u.clamp_(min=eps1 * eps1).rsqrt_().mul_(grad)  # u = g / sqrt(max(V, eps1^2)), not yet normalised
+        if u.dim() == 0:
+            row_max = u.abs()
+        else:
+            row_max = torch.maximum(u.amax(dim=-1, keepdim=True), -u.amin(dim=-1, keepdim=True))
+        u_max = row_max.amax().clamp(min=eps1)  # max(||u||_inf, eps1)
+        denom = (_rms(u) / (u_max * d)).clamp(min=1.0)  # max(1, RMS(u / u_max) / d)
+        p.addcmul_(u.sign_(), row_max * (alpha / (denom * u_max)), value=-1.0)
 
 
 def _rms(x: Tensor) -> Tensor:
