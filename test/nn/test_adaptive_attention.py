@@ -284,3 +284,37 @@ def test_refiner_ignores_losses_until_it_has_statistics_and_validates_options():
     assert float(refiner.decisions) == 0 and float(refiner.span) == 8
     with pytest.raises(ValueError, match="min_span <= init <= max_span"):
         SpanRefiner(init=1000, max_span=64)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("soft", [False, True])
+def test_gathered_band_for_scattered_queries_matches_the_dense_band(causal, soft):
+    from echo_plugin.nn.attention.local import gathered_band_attend
+
+    q, k, v = qkv(23)
+    index = torch.tensor([[0, 5, 22, 11], [14, 3, 7, 20]])
+    q_sel = q.gather(2, index[:, None, :, None].expand(2, H, 4, 4))
+    width = torch.rand(2, H, 4) * 3 if soft else None
+    expected = dense_band_attend(q_sel, k, v, index, KEEP, causal, 3, width=width, tau=1.5)
+    got = gathered_band_attend(q_sel, index, k, v, KEEP, causal, 3, width=width, tau=1.5)
+    torch.testing.assert_close(got, expected)
+    full = band_reference(q, k, v, KEEP, causal, 3)
+    if not soft:
+        torch.testing.assert_close(got, full.gather(2, index[:, None, :, None].expand(2, H, 4, 4)), rtol=1e-4, atol=1e-5)
+
+
+def test_routed_queries_with_a_span_equal_the_banded_main_path():
+    routed = twin(span={"init": 3}, focus={"w_min": 1, "w_max": 5},
+                  importance={"fraction": 0.25, "select": "topk", "cheap": "mean"})[1]
+    banded = twin(span={"init": 3}, focus={"w_min": 1, "w_max": 5}, importance=False)[1]
+    banded.focus.load_state_dict(routed.focus.state_dict())
+    torch.manual_seed(5)
+    x = torch.randn(2, 24, D)
+    got, _ = routed(x)
+    main, _ = banded(x)
+    score = routed.importance.scorer(x).squeeze(-1)
+    for b in range(2):
+        top = score[b].topk(6).indices
+        torch.testing.assert_close(got[b, top], main[b, top])
+        rest = torch.tensor([t for t in range(24) if t not in set(top.tolist())])
+        assert not torch.allclose(got[b, rest], main[b, rest], atol=1e-4)

@@ -208,3 +208,66 @@ def mean_attend(v: Tensor, keep: Optional[Tensor], causal: bool, q_len: int) -> 
         total = weighted.sum(dim=2, keepdim=True).expand(-1, -1, q_len, -1)
         count = weight.sum(dim=1, keepdim=True).expand(-1, q_len)
     return total / count.clamp(min=1.0)[:, None, :, None]
+
+
+def gathered_band_attend(
+    q: Tensor,
+    q_index: Tensor,
+    k: Tensor,
+    v: Tensor,
+    keep: Optional[Tensor],
+    causal: bool,
+    half_width: int,
+    dropout_p: float = 0.0,
+    width: Optional[Tensor] = None,
+    tau: float = 1.0,
+) -> Tensor:
+    """Banded attention for scattered queries (e.g. routed ones): each sees only its own 2 w + 1 keys.
+
+    Cost O(K (2 w + 1) dh) for K queries, with no (K, S) tensor: each query's key
+    window is copied out by row indexing (keys outside the sequence are hidden).
+
+    Args:
+        q: (B, H, K, dh) queries.  q_index: (B, K) key index of each query.
+        k, v: (B, H, S, dh).  keep: (B, S) bool or None.  causal: hide later keys.
+        half_width: w.  dropout_p: attention-weight dropout.
+        width: (B, H, K) soft-band half-width per query, or None.  tau: soft-band temperature.
+
+    Returns:
+        (B, H, K, dh), equal to :func:`dense_band_attend` with the same ``q_index``.
+    """
+    batch, heads, n_q, dh = q.shape
+    w = int(half_width)
+    span = 2 * w + 1
+    if keep is None:
+        keep = torch.ones(batch, k.shape[-2], dtype=torch.bool, device=q.device)
+
+    s_len = k.shape[-2]
+    key_index = q_index[:, :, None] + torch.arange(-w, w + 1, device=q.device)  # (B, K, 2w + 1)
+    inside = (key_index >= 0) & (key_index < s_len)
+    key_index = key_index.clamp(0, s_len - 1)
+    rows = torch.arange(batch, device=q.device)[:, None, None]
+    keep_win = inside & keep.to(q.device)[rows, key_index]
+
+    head_rows = torch.arange(heads, device=q.device)[None, :, None, None]
+
+    def windows(x: Tensor) -> Tensor:  # (B, H, S, dh) -> (B, H * K, 2w + 1, dh), copied dh-rows
+        picked = x[rows[:, None], head_rows, key_index[:, None]]  # (B, H, K, 2w + 1, dh), contiguous
+        return picked.view(batch, heads * n_q, span, dh)
+
+    distance = w - torch.arange(span, device=q.device)  # key b of a window sits at q_index + b - w
+    allowed = band_mask(distance, w, causal)[None, None] & keep_win[:, None]  # (B, 1, K, 2w + 1)
+    allowed = allowed.expand(batch, heads, n_q, span).reshape(batch, heads * n_q, 1, span)
+    bias = None
+    if width is not None:
+        bias = -(distance.abs().to(width.dtype) - width[..., None]).clamp(min=0.0) / tau  # (B, H, K, 2w + 1)
+        bias = bias.reshape(batch, heads * n_q, 1, span)
+    out = masked_attend(
+        q.reshape(batch, heads * n_q, 1, dh),
+        windows(k),
+        windows(v),
+        allowed,
+        dropout_p,
+        bias,
+    )
+    return out.view(batch, heads, n_q, dh)
