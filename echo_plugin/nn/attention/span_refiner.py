@@ -38,12 +38,15 @@ instead of averaging them (so an integer span would come out as the sum of the
 averaged models' spans); averaged floats give the mean span.
 
 With DDP every rank learns on its own losses, and the default buffer broadcast
-makes rank 0's table and span the ones everybody uses.
+makes rank 0's table and span the ones everybody uses. Under ``torch.nn.DataParallel``
+(ESPnet's ``--ngpu N`` without distributed mode) the losses reach per-step replicas
+whose buffer updates are discarded, so the span does not move: use DDP.
 """
 from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -114,11 +117,19 @@ class SpanRefiner(nn.Module):
         self.register_buffer("stat_count", torch.tensor(0.0))
         self.register_buffer("decisions", torch.tensor(0.0))
         self._unobserved_forwards = 0
+        self._half_width = self._rounded()  # host copy: forward passes read it without a device sync
 
     @property
     def half_width(self) -> int:
         """The current span in frames (rounded)."""
+        return self._half_width
+
+    def _rounded(self) -> int:
         return max(1, int(round(float(self.span))))
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._half_width = self._rounded()
 
     def record(self, entropy: Tensor, edge: Tensor, rows: Tensor) -> None:
         """Add one forward pass's statistics: sums over ``rows`` attention rows (0-dim tensors, no sync)."""
@@ -203,6 +214,7 @@ class SpanRefiner(nn.Module):
         elif action == WIDEN:
             span = max(span * self.factor, span + 1.0)
         self.span.fill_(min(max(span, float(self.min_span)), float(self.max_span)))
+        self._half_width = self._rounded()
 
     def extra_repr(self) -> str:
         return f"span={float(self.span):.1f}, range=[{self.min_span}, {self.max_span}], interval={self.interval}"
