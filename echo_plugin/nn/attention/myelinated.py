@@ -333,7 +333,8 @@ class MyelinatedAttention(MultiHeadAttention):
         q = q.gather(2, index[:, None, :, None].expand(-1, heads, -1, self.head_dim))
         k, keep = self.masking(k_heads, keep, zero_keys)
         v = v_heads
-        visible = torch.ones(batch, 1, rows_count, total, dtype=torch.bool, device=q.device)
+        # (B, 1, 1, S) unless causal: a key-only mask stays broadcast, as in the standard kernel
+        visible = torch.ones(batch, 1, rows_count if causal else 1, total, dtype=torch.bool, device=q.device)
         if keep is not None:
             visible = visible & keep[:, None, None, :].to(q.device)
         if causal:
@@ -347,7 +348,7 @@ class MyelinatedAttention(MultiHeadAttention):
         if mem is not None:
             k = torch.cat([k, self._split_heads(self.key(mem))], dim=2)
             v = torch.cat([v, self._split_heads(self.value(mem))], dim=2)
-            slots = torch.ones(batch, 1, rows_count, mem.shape[1], dtype=torch.bool, device=q.device)
+            slots = visible.new_ones(*visible.shape[:3], mem.shape[1])
             visible = torch.cat([visible, slots], dim=-1)
             if bias is not None:
                 bias = nn.functional.pad(bias, (0, mem.shape[1]))
