@@ -50,6 +50,11 @@ Limits (tested): a span and window covering the sequence (``w >= T - 1``) and
 three at their limits the module equals ``standard`` with the same weights
 (its state-dict keys are a superset of ``standard``'s).
 
+Multi-GPU: a part can leave its parameters without gradient in a step (focus on
+a sequence its narrowest window already covers, routing with no important token,
+span/focus in a cross-attention spec, where they are ignored: set them false
+there), so DDP needs ESPnet's ``--unused_parameters true``.
+
 Causality: band distances are bottom-right aligned like the causal mask, widths
 depend on a query's own input, and routing in causal calls uses a token's own
 score against a fixed threshold, so the decoder's self-attention never sees later
