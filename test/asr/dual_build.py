@@ -18,11 +18,12 @@ def build(
     *options: str,
     encoder: str = "echo",
     encoder_conf: str = ECHO_ENCODER,
+    decoder: str = "dual",
     decoder_conf: str = DUAL_DECODER,
     model: str = "echo_freeze",
     model_conf: Sequence[str] = (),
 ):
-    """(ASRTask, args, model) with ``--decoder dual``; ``options`` are further ESPnet arguments."""
+    """(ASRTask, args, model), by default Echo encoder + dual decoder; ``options``: further ESPnet arguments."""
     echo_plugin.register()
     from espnet2.tasks.asr import ASRTask
 
@@ -30,7 +31,7 @@ def build(
     argv = [
         "--token_list", str(workdir / "tokens.txt"), "--token_type", "char", "--input_size", "20",
         "--normalize", "none", "--model", model, "--model_conf", "ctc_weight=0.3",
-        "--encoder", encoder, "--encoder_conf", encoder_conf, "--decoder", "dual", "--decoder_conf", decoder_conf,
+        "--encoder", encoder, "--encoder_conf", encoder_conf, "--decoder", decoder, "--decoder_conf", decoder_conf,
     ]  # fmt: skip
     for conf in model_conf:
         argv += ["--model_conf", conf]
