@@ -73,6 +73,13 @@ def test_recent_header_and_short_rows(tmp_path: Path) -> None:
         (SPK_A, "x.mp3", "Bir cümlə.", 2), (SPK_B, "y.mp3", 'İki "cümlə', 4)]
 
 
+def test_bom_and_crlf_line_ends(tmp_path: Path) -> None:
+    tsv = tmp_path / "train.tsv"
+    tsv.write_bytes(("\ufeff" + OLD_HEADER + "\r\n" + f"{SPK_A}\tx.mp3\tBir cümlə.\t2\t0\r\n").encode("utf-8"))
+    rows, faults = read_cv_tsv(tsv)
+    assert faults == [] and [(r.client_id, r.sentence) for r in rows] == [(SPK_A, "Bir cümlə.")]
+
+
 def test_bad_rows_named_by_line(tmp_path: Path) -> None:
     tsv = tmp_path / "dev.tsv"
     tsv.write_text(OLD_HEADER + "\n" + f"{SPK_A}\tok.mp3\tYaxşı.\n" + f"{SPK_A}\tshort.mp3\n"
