@@ -284,23 +284,24 @@ class MyelinatedAttention(MultiHeadAttention):
             carried = memory.state if memory is not None and memory.state is not None else None
             mem = self.slots.expand(batch, -1, -1) if carried is None else carried + self.slots
 
-        out = query.new_zeros(batch, frames + 1, width)
-        full = choice == FULL
+        full, cheap = choice == FULL, choice == CHEAP
         k_heads = None
         if bool(full.any()) or cache is not None or causal:
             k_new = self.key_rotary.rotate(self._split_heads(self.key(query)), k_positions, k_f0)
             k_heads = k_new if cache is None else torch.cat([cache[0], k_new], dim=2)
-        if bool(full.any()):
-            rows, index, valid = self._full_rows(
-                query, full, k_heads, v_heads, keep, causal, q_positions, f0, k_f0, zero_keys, mem, past
-            )
-            out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
-        cheap = choice == CHEAP
-        if bool(cheap.any()):
-            rows, index = self._cheap_rows(cheap, values, keep, causal, past)
-            valid = select_frames(cheap)[1]
-            out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
-        out = out[:, :frames]
+        full_args = (query, full, k_heads, v_heads, keep, causal, q_positions, f0, k_f0, zero_keys, mem, past)
+        if bool(full.all()):  # nothing routed elsewhere: no gather, no scatter
+            out = (self._full_rows(*full_args)[0] * factor[..., None]).to(query.dtype)
+        else:
+            out = query.new_zeros(batch, frames + 1, width)  # a spare last frame takes padding rows
+            if bool(full.any()):
+                rows, index, valid = self._full_rows(*full_args)
+                out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
+            if bool(cheap.any()):
+                rows, index = self._cheap_rows(cheap, values, keep, causal, past)
+                valid = select_frames(cheap)[1]
+                out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
+            out = out[:, :frames]
 
         if memory is not None and mem is not None:
             memory.state = self._write(mem, out, keep)
@@ -329,8 +330,10 @@ class MyelinatedAttention(MultiHeadAttention):
         batch, heads, total = k_heads.shape[0], self.n_heads, k_heads.shape[2]
         index, valid = select_frames(full)
         rows_count = index.shape[1]
+        gather = rows_count < full.shape[1] or not bool(valid.all())  # else index is 0 .. T-1 already
         q = self.rotary.rotate(self._split_heads(self.query(query)), q_positions, f0)
-        q = q.gather(2, index[:, None, :, None].expand(-1, heads, -1, self.head_dim))
+        if gather:
+            q = q.gather(2, index[:, None, :, None].expand(-1, heads, -1, self.head_dim))
         k, keep = self.masking(k_heads, keep, zero_keys)
         v = v_heads
         # (B, 1, 1, S) unless causal: a key-only mask stays broadcast, as in the standard kernel
@@ -341,7 +344,7 @@ class MyelinatedAttention(MultiHeadAttention):
             key_pos = torch.arange(total, device=q.device)
             visible = visible & (key_pos[None, None, None, :] <= (past + index)[:, None, :, None])
         bias = self.score_bias(f0, k_f0, total)
-        if bias is not None:
+        if bias is not None and gather:
             bias = bias.expand(batch, heads, -1, -1).gather(
                 2, index[:, None, :, None].expand(-1, heads, -1, total)
             )
