@@ -261,3 +261,13 @@ def test_espnet_model_from_yaml_trains_with_memory_across_layers(tmp_path):
     assert all(b.self_attn.last_rates is not None for b in blocks[:2])
     rebuilt = ASRTask.build_model(args)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
+    model.eval()
+    mixed_policy(model.decoder.blocks[0].self_attn)
+    with torch.no_grad():  # beam-search scoring, one token at a time, equals the teacher-forced pass
+        enc, enc_lens = model.encode(speech[:1], lengths[:1])
+        ys = torch.tensor([[7, 2, 3, 4, 5, 6]])
+        logits, _ = model.decoder(enc, enc_lens, ys, torch.tensor([6]))
+        state = None
+        for t in range(6):
+            logp, state = model.decoder.score(ys[0, : t + 1], state, enc[0])
+            torch.testing.assert_close(logp, logits[0, t].log_softmax(-1))
