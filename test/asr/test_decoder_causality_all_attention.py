@@ -15,7 +15,11 @@ from echo_plugin.nn.registries import ATTENTION
 VOCAB, D, L, CUT = 11, 16, 12, 6
 SMALL_ADAPTIVE = {
     "type": "adaptive",
-    "conf": {"span": {"init": 2}, "focus": {"w_min": 1, "w_max": 3}, "importance": {"fraction": 0.5, "cheap_window": 1}},
+    "conf": {
+        "span": {"init": 2},
+        "focus": {"w_min": 1, "w_max": 3},
+        "importance": {"fraction": 0.5, "cheap_window": 1},
+    },
 }
 SPECS = [(name, name) for name in ATTENTION.names()] + [("adaptive-small-windows", SMALL_ADAPTIVE)]
 ROLES = ["self_attention", "cross_attention"]

@@ -236,7 +236,9 @@ class AdaptiveAttention(MultiHeadAttention):
             return gathered_band_attend(q, q_index, k, v, keep, causal, band, dropout, widths, tau)
         return dense_band_attend(q, k, v, q_index, keep, causal, band, dropout, bias, widths, tau)
 
-    def _routed(self, query: Tensor, q: Tensor, widths: Optional[Tensor], bias: Optional[Tensor], **path: Any) -> Tensor:
+    def _routed(
+        self, query: Tensor, q: Tensor, widths: Optional[Tensor], bias: Optional[Tensor], **path: Any
+    ) -> Tensor:
         """Important queries through the main path, the rest through the cheap path: (B, H, T, dh)."""
         importance = self.importance
         k, keep, self_attn = path["k"], path["keep"], path["self_attn"]

@@ -47,7 +47,9 @@ class FocusWindow(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 <= w_min <= w_max or not 0.0 < init < 1.0 or tau <= 0:
-            raise ValueError(f"focus: need 0 <= w_min <= w_max, 0 < init < 1, tau > 0; got {w_min}, {w_max}, {init}, {tau}")
+            raise ValueError(
+                f"focus: need 0 <= w_min <= w_max, 0 < init < 1, tau > 0; got {w_min}, {w_max}, {init}, {tau}"
+            )
         self.w_min, self.w_max, self.tau = float(w_min), float(w_max), float(tau)
         self.proj = nn.Linear(d_model, n_heads)
         nn.init.normal_(self.proj.weight, std=0.02)

@@ -79,7 +79,9 @@ class NodeImportance(nn.Module):
         if received_weight and select != "topk":
             raise ValueError("importance: received_weight reads every query (future ones too): it needs select: topk")
         if cheap_window < 0 or not 0.0 < momentum <= 1.0:
-            raise ValueError(f"importance: need cheap_window >= 0 and 0 < momentum <= 1, got {cheap_window}, {momentum}")
+            raise ValueError(
+                f"importance: need cheap_window >= 0 and 0 < momentum <= 1, got {cheap_window}, {momentum}"
+            )
         self.fraction, self.select_mode, self.cheap = fraction, select, cheap
         self.cheap_window, self.received_weight, self.momentum = cheap_window, received_weight, momentum
         self.scorer = nn.Linear(d_model, 1)

@@ -138,7 +138,8 @@ class SpanRefiner(nn.Module):
         self.stat_sum += torch.stack([entropy, edge]).detach().to(self.stat_sum)
         self.stat_count += rows.detach().to(self.stat_count)
         self._unobserved_forwards += 1
-        if self._unobserved_forwards == _NO_LOSS_WARN_AFTER and float(self.loss_count) == 0 and float(self.decisions) == 0:
+        never_fed = float(self.loss_count) == 0 and float(self.decisions) == 0
+        if self._unobserved_forwards == _NO_LOSS_WARN_AFTER and never_fed:
             logging.warning(
                 "adaptive attention: the Q-learning span refiner has seen %d training passes but no loss; "
                 "it learns only under model: echo (EchoASRModel calls observe_loss)",
