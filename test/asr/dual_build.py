@@ -22,12 +22,13 @@ def build(
     decoder_conf: str = DUAL_DECODER,
     model: str = "echo_freeze",
     model_conf: Sequence[str] = (),
+    tokens: Sequence[str] = TOKENS,
 ):
     """(ASRTask, args, model), by default Echo encoder + dual decoder; ``options``: further ESPnet arguments."""
     echo_plugin.register()
     from espnet2.tasks.asr import ASRTask
 
-    (workdir / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
+    (workdir / "tokens.txt").write_text("\n".join(tokens) + "\n")
     argv = [
         "--token_list", str(workdir / "tokens.txt"), "--token_type", "char", "--input_size", "20",
         "--normalize", "none", "--model", model, "--model_conf", "ctc_weight=0.3",

@@ -159,3 +159,31 @@ def test_encoder_missing_key_and_mel_mismatch(whisper, tmp_path):
         WhisperStyleEncoder(D["n_mels"], whisper_checkpoint=str(path))
     with pytest.raises(WarmStartError, match="n_mels=6"):
         WhisperStyleEncoder(D["n_mels"] + 1, whisper_checkpoint=str(path))
+
+
+def test_whisper_model_through_espnet_yaml_with_frozen_warm_start(whisper, tmp_path):
+    """encoder: whisper_style + decoder: dual from one checkpoint, model: echo_freeze, built by ASRTask."""
+    from test.asr.dual_build import build
+
+    ref, path = whisper
+    tokens = ["<blank>", "<unk>", *"abcdefgh", "<sos/eos>"]  # n_vocab entries, as the checkpoint needs
+    _, _, model = build(
+        tmp_path, "--input_size", str(D["n_mels"]),
+        encoder="whisper_style", encoder_conf=f"{{whisper_checkpoint: {path}}}",
+        decoder_conf=f"{{whisper_checkpoint: {path}, secondary_init: copy_primary, dropout_rate: 0.0}}",
+        model_conf=["freeze=encoder_and_primary"], tokens=tokens,
+    )  # fmt: skip
+    torch.manual_seed(7)
+    mel = torch.randn(1, D["n_mels"], 2 * D["n_audio_ctx"])
+    model.eval()
+    with torch.no_grad():
+        encoded, lens = model.encode(mel.transpose(1, 2), torch.tensor([mel.size(-1)]))
+        tokens_in = torch.tensor([[10, 2, 3, 4]])
+        logits, _ = model.decoder(encoded, lens, tokens_in, torch.tensor([4]))
+    torch.testing.assert_close(encoded, ref.encoder(mel), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, ref.decoder(tokens_in, ref.encoder(mel)), atol=1e-4, rtol=1e-4)
+    model.train()
+    loss, _, _ = model(mel.transpose(1, 2), torch.tensor([mel.size(-1)]), torch.tensor([[2, 3]]), torch.tensor([2]))
+    loss.backward()
+    trained = {n.split(".")[3] for n, p in model.named_parameters() if p.grad is not None}
+    assert trained == {"secondary_attn", "gate"}
