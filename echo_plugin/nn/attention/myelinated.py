@@ -159,6 +159,8 @@ class MyelinatedAttention(MultiHeadAttention):
                 f"myelinated: need segment >= 1, cheap_kernel >= 1, memory_slots >= 0, tau > 0; got "
                 f"segment={segment}, cheap_kernel={cheap_kernel}, memory_slots={memory_slots}, tau={tau}"
             )
+        if forced_skip_rate is not None and not 0.0 <= forced_skip_rate <= 1.0:
+            raise ValueError(f"myelinated: forced_skip_rate must be in [0, 1] or None, got {forced_skip_rate}")
         if len(path_costs) != len(PATHS):
             raise ValueError(f"myelinated: path_costs needs one cost per path {PATHS}, got {list(path_costs)}")
         self.segment = segment
