@@ -1,6 +1,6 @@
 """One encoder layer, Echo's variants against ESPnet's stock layer: training-step time and peak memory.
 
-    python -m bench.attention_layer --out bench/REPORT.md              # CPU, ~5 minutes
+    python -m bench.attention_layer --out bench/REPORT.md              # CPU, ~20 minutes (T up to 4000)
     python -m bench.attention_layer --device cuda --out bench/REPORT_cuda.md
 
 Everything runs in one process. For each sequence length T the harness builds,
