@@ -51,7 +51,8 @@ class FreezingASRModel(EchoASRModel):
             p.requires_grad_(self._base_trainable[name] and self.freeze_strategy.trainable(name, step))
         if self._applied_step is None or step in self.freeze_strategy.switch_steps():
             n_train = sum(p.numel() for p in params.values() if p.requires_grad)
-            logging.info("freeze at step %d: %d of %d parameters train", step, n_train, sum(p.numel() for p in params.values()))
+            n_all = sum(p.numel() for p in params.values())
+            logging.info("freeze at step %d: %d of %d parameters train", step, n_train, n_all)
         self._applied_step = step
 
     def forward(

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.nn.attention.standard import MultiHeadAttention
 from echo_plugin.nn.layers import ACTIVATIONS
 
 
@@ -137,7 +138,9 @@ class DualDecoderLayer(nn.Module):
         )  # fmt: skip
         x = x + self.dropout(attended)
         h = self.cross_attn_ln(x)
-        primary, primary_cache = self.cross_attn(h, _new_memory(memory, primary_cache), memory_mask, cache=primary_cache)
+        primary, primary_cache = self.cross_attn(
+            h, _new_memory(memory, primary_cache), memory_mask, cache=primary_cache
+        )
         secondary, secondary_cache = self.secondary_attn(
             h, _new_memory(memory, secondary_cache), memory_mask, cache=secondary_cache
         )
@@ -195,6 +198,8 @@ def explicit_cross_attention(
     Returns:
         output (B, L, D) and weights (B, H, L, S).
     """
+    if type(attn) is not MultiHeadAttention:
+        raise TypeError(f"attention maps need standard cross-attention, got {type(attn).__name__}")
     heads = attn.n_heads
 
     def split(t: Tensor) -> Tensor:

@@ -44,4 +44,5 @@ def build(
 def batch():
     """speech (2, 40, 20) features, lengths, text (2, 4) padded with -1, text lengths."""
     torch.manual_seed(1)
-    return torch.randn(2, 40, 20), torch.tensor([40, 29]), torch.tensor([[2, 3, 4, 5], [6, 2, -1, -1]]), torch.tensor([4, 2])
+    text = torch.tensor([[2, 3, 4, 5], [6, 2, -1, -1]])
+    return torch.randn(2, 40, 20), torch.tensor([40, 29]), text, torch.tensor([4, 2])

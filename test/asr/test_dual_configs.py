@@ -17,7 +17,8 @@ def build(config: str, tmp_path: Path):
     from espnet2.tasks.asr import ASRTask
 
     (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
-    args = ASRTask.get_parser().parse_args(["--config", str(TUNING / config), "--token_list", str(tmp_path / "tokens.txt")])
+    argv = ["--config", str(TUNING / config), "--token_list", str(tmp_path / "tokens.txt")]
+    args = ASRTask.get_parser().parse_args(argv)
     args.normalize = None
     torch.manual_seed(0)
     return ASRTask.build_model(args)

@@ -146,7 +146,8 @@ def test_positions_differ_between_schemes():
     [
         ("transformer", "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1}"),
         ("conformer", "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1, cnn_module_kernel: 3}"),
-        ("e_branchformer", "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1, cgmlp_linear_units: 32}"),
+        ("e_branchformer", "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1,"
+                           " cgmlp_linear_units: 32}"),
         ("whisper_style", "{output_size: 16, attention_heads: 2, num_blocks: 1}"),
     ],
 )

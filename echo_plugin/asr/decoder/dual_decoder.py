@@ -77,7 +77,10 @@ def _copy_primary(layer: DualDecoderLayer) -> None:
     layer.secondary_attn.load_state_dict(layer.cross_attn.state_dict())
 
 
-SECONDARY_INIT: Dict[str, Callable[[DualDecoderLayer], None]] = {"fresh": lambda layer: None, "copy_primary": _copy_primary}
+SECONDARY_INIT: Dict[str, Callable[[DualDecoderLayer], None]] = {
+    "fresh": lambda layer: None,
+    "copy_primary": _copy_primary,
+}
 
 
 class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
@@ -188,7 +191,10 @@ class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
     def forward(
         self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
     ) -> Tuple[Tensor, Tensor]:
-        """Teacher-forced pass: hs_pad (B, T, D), hlens (B,), ys_in_pad (B, L), ys_in_lens (B,) -> logits (B, L, V), ys_in_lens."""
+        """Teacher-forced pass.
+
+        hs_pad (B, T, D), hlens (B,), ys_in_pad (B, L), ys_in_lens (B,) -> logits (B, L, V), ys_in_lens.
+        """
         memory_mask, target_mask, positions = self._masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
         x = self._embed(ys_in_pad, positions)
         for block in self.blocks:
@@ -272,7 +278,8 @@ def _read_warm_start(
     if whisper_checkpoint:
         dims, state = whisper_ckpt.read_whisper(whisper_checkpoint)
         source = f"Whisper checkpoint {whisper_checkpoint}"
-        _check_sizes(source, {"n_vocab": (dims["n_vocab"], vocab_size), "n_text_state": (dims["n_text_state"], d_model)})
+        sizes = {"n_vocab": (dims["n_vocab"], vocab_size), "n_text_state": (dims["n_text_state"], d_model)}
+        _check_sizes(source, sizes)
         return whisper_ckpt.convert_decoder(state), whisper_ckpt.decoder_arch(dims), source
     if espnet_checkpoint:
         state = espnet_ckpt.read_espnet_decoder(espnet_checkpoint, espnet_prefix)

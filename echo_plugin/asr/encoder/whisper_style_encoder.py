@@ -13,8 +13,8 @@ self-attention, so real frames do not depend on the padding. With
 """
 from __future__ import annotations
 
-import math
 import logging
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -45,7 +45,8 @@ class WhisperEncoderBlock(nn.Module):
 
     def __init__(self, d_model: int, heads: int, dropout: float, attention_dropout: float) -> None:
         super().__init__()
-        self.attn = drop_key_bias(ATTENTION.build("standard", d_model=d_model, n_heads=heads, dropout=attention_dropout))
+        attn = ATTENTION.build("standard", d_model=d_model, n_heads=heads, dropout=attention_dropout)
+        self.attn = drop_key_bias(attn)
         self.attn_ln = nn.LayerNorm(d_model)
         self.mlp = mlp(d_model, 4 * d_model, "gelu")
         self.mlp_ln = nn.LayerNorm(d_model)

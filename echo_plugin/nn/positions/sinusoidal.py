@@ -11,7 +11,8 @@ from echo_plugin.nn.positions.base import POSITION
 
 def interleaved_sinusoids(positions: Tensor, d_model: int) -> Tensor:
     """(L,) positions -> (L, D) with pe[:, 0::2] = sin(p w_i), pe[:, 1::2] = cos(p w_i), w_i = 10000^(-2i/D)."""
-    freqs = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=positions.device) * (-math.log(10000.0) / d_model))
+    even = torch.arange(0, d_model, 2, dtype=torch.float32, device=positions.device)
+    freqs = torch.exp(even * (-math.log(10000.0) / d_model))
     angles = positions.to(torch.float32)[:, None] * freqs[None, :]
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)[:, :d_model]
 
