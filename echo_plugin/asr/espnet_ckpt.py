@@ -60,10 +60,14 @@ def decoder_arch(state: Mapping[str, Tensor]) -> Dict[str, Any]:
     }
 
 
+LEGACY = ("embed.1.pe",)
+"""Sinusoid tables that ESPnet before v.0.5.3 stored in checkpoints; recomputed, not weights."""
+
+
 def convert_decoder(state: Mapping[str, Tensor]) -> Converted:
     """ESPnet decoder tensors (prefix stripped) under dual-decoder names."""
     return rename(
-        state,
+        {k: v for k, v in state.items() if k not in LEGACY},
         exact={},
         modules={"embed.0": "token_embedding", "after_norm": "ln", "output_layer": "output_layer"},
         layers=LAYER,

@@ -94,3 +94,14 @@ def test_width_mismatch_and_wrong_prefix_are_refused(espnet):
         DualCrossAttentionDecoder(VOCAB, 32, espnet_checkpoint=str(path))
     with pytest.raises(WarmStartError, match="no 'model.decoder.embed.0.weight'"):
         DualCrossAttentionDecoder(VOCAB, WIDTH, espnet_checkpoint=str(path), espnet_prefix="model.decoder.")
+
+
+def test_legacy_positional_table_is_not_a_weight(espnet, tmp_path):
+    reference, state, _ = espnet
+    path = tmp_path / "old.pth"
+    torch.save({**state, "decoder.embed.1.pe": torch.zeros(1, 50, WIDTH)}, path)
+    memory, hlens, tokens, ylens = batch()
+    with torch.no_grad():
+        logits, _ = dual(path, gate_override=1.0)(memory, hlens, tokens, ylens)
+        expected, _ = reference(memory, hlens, tokens, ylens)
+    torch.testing.assert_close(logits[0], expected[0], atol=1e-5, rtol=1e-5)
