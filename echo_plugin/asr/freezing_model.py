@@ -14,7 +14,8 @@ validation passes do not count). Parameters already frozen by ESPnet's
 without a gradient is skipped by it, so no update and no weight decay.
 
 Multi-GPU DDP registers only parameters that require gradients when it is
-built: with ``two_stage`` use one GPU (or unfreeze with a second run).
+built: ``two_stage`` is refused with more than one process (run the stages as two
+trainings instead; the fixed strategies work with DDP).
 """
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ class FreezingASRModel(EchoASRModel):
         super().__init__(*args, **kwargs)
         self.freeze_strategy = FREEZE.build(freeze)
         self.freeze_strategy.check(self)
+        if self.freeze_strategy.switch_steps() and _world_size() > 1:
+            raise NotImplementedError(
+                f"freeze {freeze} changes the trainable set during training, which DDP ({_world_size()} processes) "
+                "cannot follow: train the first stage, then start a second run with freeze: none and --init_param"
+            )
         self.register_buffer("freeze_step", torch.zeros((), dtype=torch.long))
         self._base_trainable: Optional[Dict[str, bool]] = None
         self._applied_step: Optional[int] = None
@@ -62,6 +68,12 @@ class FreezingASRModel(EchoASRModel):
             self.apply_freeze(int(self.freeze_step))
             self.freeze_step += 1
         return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+
+
+def _world_size() -> int:
+    """Number of distributed processes (1 without torch.distributed)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _signature() -> inspect.Signature:

@@ -112,3 +112,12 @@ def test_parameters_frozen_by_espnet_stay_frozen_after_the_switch(tmp_path, name
 def test_encoder_and_primary_needs_the_dual_decoder(tmp_path):
     with pytest.raises(ValueError, match="needs decoder: dual.*EchoDecoder"):
         build(tmp_path, decoder="echo", decoder_conf="{num_blocks: 1}", model_conf=["freeze=encoder_and_primary"])
+
+
+def test_two_stage_is_refused_under_ddp(tmp_path, monkeypatch):
+    import echo_plugin.asr.freezing_model as freezing_model
+
+    monkeypatch.setattr(freezing_model, "_world_size", lambda: 2)
+    with pytest.raises(NotImplementedError, match="DDP"):
+        build_with(tmp_path, "{type: two_stage, conf: {switch_step: 1}}")
+    assert isinstance(build_with(tmp_path, "encoder"), FreezingASRModel)  # fixed strategies are fine
