@@ -157,7 +157,8 @@ def report(
         "Both are measured, not derived. The analytic MaxFactor count (sum of rows + cols over matrices plus",
         "vector sizes) is " + ", ".join(
             f"{MODELS[k][0]}: {counts[k][2]:,} numbers x 4 bytes "
-            + ("= the measured state" if 4 * counts[k][2] == rows[k]["MaxFactor"]["state_bytes"] else "!= the measured state")
+            + ("=" if 4 * counts[k][2] == rows[k]["MaxFactor"]["state_bytes"] else "!=")
+            + " the measured state"
             for k in rows
         ) + ".",
         "",

@@ -25,7 +25,7 @@ def curiosity(score: str, masking: object = None, rotary: object = "standard") -
     module = ATTENTION.build(spec, d_model=D, n_heads=H, rotary=rotary, masking=masking).double().eval()
     with torch.no_grad():
         module.gate.copy_(torch.tensor([-0.7, 1.3]))  # distinct, open gates
-        for name, p in module.score.named_parameters():
+        for p in module.score.parameters():
             p.copy_(torch.tensor([0.4, 1.1]))  # per-head log temperature / log sigma
     return module
 
@@ -60,7 +60,9 @@ def test_closed_gate_equals_standard_attention_exactly(score: str) -> None:
     assert torch.equal(module(x, memory, key_padding_mask=mask)[0], standard(x, memory, key_padding_mask=mask)[0])
 
 
-def naive(module: CuriosityAttention, x: torch.Tensor, keep: torch.Tensor, key_scale: Optional[torch.Tensor]) -> torch.Tensor:
+def naive(
+    module: CuriosityAttention, x: torch.Tensor, keep: torch.Tensor, key_scale: Optional[torch.Tensor]
+) -> torch.Tensor:
     """out = W_o concat_h((1 - g_h) softmax(main) v + g_h softmax(c_j score) v_aux), scores written out literally."""
     positions = torch.arange(x.shape[1])
     split = module._split_heads
@@ -96,7 +98,8 @@ def test_scores_equal_explicit_softmax_formula(score: str) -> None:
     module = curiosity(score)
     x = inputs()
     with torch.no_grad():
-        torch.testing.assert_close(module(x, key_padding_mask=PADDING)[0], naive(module, x, PADDING, None), rtol=1e-10, atol=1e-12)
+        out = module(x, key_padding_mask=PADDING)[0]
+        torch.testing.assert_close(out, naive(module, x, PADDING, None), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("score", SCORES)
@@ -133,12 +136,12 @@ def test_padding_keys_are_ignored(score: str) -> None:
     with torch.no_grad():
         noisy = x.clone()
         noisy[1, 4:] = 30.0
-        torch.testing.assert_close(module(noisy, key_padding_mask=PADDING)[0][1, :4], module(x, key_padding_mask=PADDING)[0][1, :4], rtol=0, atol=1e-12)
+        clean, changed = (module(y, key_padding_mask=PADDING)[0][1, :4] for y in (x, noisy))
+        torch.testing.assert_close(changed, clean, rtol=0, atol=1e-12)
         noisy_memory = memory.clone()
         noisy_memory[1, 4:] = -30.0
-        torch.testing.assert_close(
-            module(x, noisy_memory, key_padding_mask=PADDING)[0], module(x, memory, key_padding_mask=PADDING)[0], rtol=0, atol=1e-12
-        )
+        clean, changed = (module(x, m, key_padding_mask=PADDING)[0] for m in (memory, noisy_memory))
+        torch.testing.assert_close(changed, clean, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("score", SCORES)

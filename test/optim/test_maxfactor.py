@@ -115,7 +115,8 @@ def test_update_equals_loop_reference(conf: dict) -> None:
             full["weight_decay"], full["gamma"], full["maximize"],
         )  # fmt: skip
         assert not torch.equal(p.detach(), start)
-        torch.testing.assert_close(p.detach().flatten(), torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+        expected = torch.tensor(expected, dtype=torch.float64)
+        torch.testing.assert_close(p.detach().flatten(), expected, rtol=1e-10, atol=1e-12)
 
 
 def state_bytes(opt: torch.optim.Optimizer) -> int:
