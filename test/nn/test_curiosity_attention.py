@@ -224,3 +224,39 @@ def test_inside_echo_encoder_and_decoder_built_through_espnet(tmp_path: Path) ->
         logits, _ = decoder(xs, torch.full((3,), xs.size(1)), ys, torch.full((3,), 5))
     torch.testing.assert_close(logp, logits[:, -1].log_softmax(-1), rtol=1e-4, atol=1e-5)
     assert states[0][0].self_k.shape == (4, 5, 8)
+
+
+def test_pitch_aware_rotary_and_f0_reach_both_streams() -> None:
+    """In an EchoEncoder with pitch-aware rotary (radii, pitch score bias) and f0: closed gates give the
+    standard-attention encoder exactly; open gates train every auxiliary parameter."""
+    from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
+
+    conf = {"angle_source": "phase", "radii": True, "radius_floor": 0.2, "pitch_bias": 1.0}
+    pitch = {"type": "pitch_aware", "conf": conf}
+
+    def encoder(attention: object) -> EchoEncoder:
+        torch.manual_seed(0)
+        layers = [{"num": 2, "attention": attention, "rotary": pitch}]
+        sizes = dict(output_size=16, attention_heads=2, linear_units=32, num_blocks=2)
+        return EchoEncoder(input_size=20, layers=layers, **sizes)
+
+    standard, curious = encoder("standard").eval(), encoder({"type": "curiosity", "conf": {"score": "rbf"}})
+    missing, unexpected = curious.load_state_dict(standard.state_dict(), strict=False)
+    assert not unexpected and missing
+    torch.manual_seed(1)
+    xs, ilens = torch.randn(2, 41, 20), torch.tensor([41, 33])
+    f0 = 120 + 80 * torch.rand(2, 41)
+    f0[:, 10:17] = 0.0
+    curious.train()
+    out, olens, _ = curious(xs, ilens, f0=f0)
+    out.pow(2).sum().backward()
+    for block in curious.blocks:
+        for p in [block.self_attn.aux_key.weight, block.self_attn.gate, block.self_attn.score.log_sigma]:
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+    curious.eval()
+    with torch.no_grad():
+        for block in curious.blocks:
+            block.self_attn.gate.fill_(float("-inf"))
+        closed, _, _ = curious(xs, ilens, f0=f0)
+        reference, _, _ = standard(xs, ilens, f0=f0)
+    assert torch.equal(closed, reference)
