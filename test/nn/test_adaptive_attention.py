@@ -319,3 +319,21 @@ def test_routed_queries_with_a_span_equal_the_banded_main_path():
         torch.testing.assert_close(got[b, top], main[b, top])
         rest = torch.tensor([t for t in range(24) if t not in set(top.tolist())])
         assert not torch.allclose(got[b, rest], main[b, rest], atol=1e-4)
+
+
+@pytest.mark.parametrize("conf", [
+    dict(span={"init": 3}, focus={"w_min": 1, "w_max": 5}),  # chunked band
+    dict(span=False, focus=False, importance={"fraction": 0.3, "select": "topk", "received_weight": 0.5}),
+    dict(span={"init": 4}, focus=False, importance={"fraction": 0.5, "cheap": "mean"}),
+], ids=["span+focus", "topk+received", "span+threshold"])  # fmt: skip
+def test_padding_never_changes_the_real_frames(conf):
+    """A short utterance padded in a batch gives exactly its outputs alone (eval mode)."""
+    _, adaptive = twin(**conf)
+    torch.manual_seed(6)
+    x = torch.randn(2, 30, D)
+    keep = torch.ones(2, 30, dtype=torch.bool)
+    keep[1, 17:] = False
+    x[1, 17:] = 50.0  # loud padding
+    batch, _ = adaptive(x, key_padding_mask=keep)
+    alone, _ = adaptive(x[1:, :17])
+    torch.testing.assert_close(batch[1, :17], alone[0], rtol=1e-4, atol=1e-5)
