@@ -32,3 +32,25 @@ def write_corpus(root: Path, corpus: Corpus, render: Render = noise_flac) -> Pat
                     trans.append(f"{uttid} {words}\n")
                 (folder / f"{spk}-{chapter}.trans.txt").write_text("".join(trans))
     return root / "LibriSpeech"
+
+
+def espeak_renderer(voice: str, rate: int = 160) -> Render:
+    """Render a transcript with espeak-ng (``voice``, words per minute) into a 16 kHz mono FLAC."""
+    import subprocess
+    import tempfile
+
+    def render(words: str, path: Path) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "say.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(wav), words.lower()], check=True)
+            subprocess.run(["sox", str(wav), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True)
+
+    return render
+
+
+def write_spoken_corpus(root: Path, corpus: Corpus, voices: Mapping[str, str]) -> Path:
+    """:func:`write_corpus` with each speaker's lines spoken by espeak-ng in ``voices[speaker]``."""
+    for subset, speakers in corpus.items():
+        for spk, chapters in speakers.items():
+            write_corpus(root, {subset: {spk: chapters}}, espeak_renderer(voices[spk]))
+    return root / "LibriSpeech"

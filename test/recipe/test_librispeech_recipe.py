@@ -1,0 +1,117 @@
+"""Smoke test of the LibriSpeech-100 recipe: every stage (1-8) on a tiny spoken corpus.
+
+espeak-ng speaks a few sentences; sox writes them as 16 kHz FLAC into the exact
+upstream layout (LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
+plus <spk>-<chapter>.trans.txt) for train-clean-100, dev-clean, dev-other,
+test-clean and test-other. The real run.sh then runs with its own options
+(speed perturbation 0.9/1.0/1.1, its decode config) except for a tiny model and
+a small BPE vocabulary.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from test.data.librispeech_layout import write_spoken_corpus
+from test.recipe.recipe_helpers import REPO, copy_recipe, run_recipe
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+                                reason="needs espeak-ng and sox")
+
+CORPUS = {
+    "train-clean-100": {
+        "19": {"198": ["THE CAT SAT ON A MAT", "A DOG RAN TO THE MAN", "IT'S NOT THE HAT"]},
+        "103": {"1240": ["THE MAN SAT ON THE DOG", "A CAT AND A HAT", "THE DOG RAN AND SAT"]},
+    },
+    "dev-clean": {"84": {"121123": ["THE CAT RAN"]}},
+    "dev-other": {"116": {"288045": ["A MAN AND A DOG"]}},
+    "test-clean": {"1089": {"134686": ["THE HAT SAT ON THE CAT"]}},
+    "test-other": {"1688": {"142285": ["IT'S A DOG"]}},
+}
+VOICES = {"19": "en+m3", "103": "en+f2", "84": "en+m1", "116": "en+f3", "1089": "en+m2", "1688": "en+f4"}
+TEST_SETS = ("dev_clean", "dev_other", "test_clean", "test_other")
+NBPE = 20
+TAG = "asr_train_asr_tiny"
+DECODE = "decode_decode_asr_valid.acc.ave"
+
+
+def table(path: Path) -> dict[str, str]:
+    return dict((line.split(" ", 1) + [""])[:2] for line in path.read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the recipe that has run stages 1-8 on the spoken corpus."""
+    tmp = tmp_path_factory.mktemp("librispeech")
+    corpus = write_spoken_corpus(tmp / "corpus", CORPUS, VOICES)
+    root = copy_recipe(tmp, "librispeech_100")
+    shutil.copy2(REPO / "test" / "fixtures" / "librispeech" / "train_asr_tiny.yaml", root / "conf" / "train_asr_tiny.yaml")
+    run_recipe(root, "--asr_config", "conf/train_asr_tiny.yaml", "--inference_config", "conf/decode_asr.yaml",
+               "--nbpe", str(NBPE), "--nj", "2", "--inference_nj", "1", "--stage", "1", "--stop_stage", "8",
+               "--local_data_opts", f"--librispeech_root {corpus}")
+    return root
+
+
+def test_data_dirs(recipe: Path) -> None:
+    text = table(recipe / "data" / "train_clean_100" / "text")
+    assert text["19-198-0002"] == "IT'S NOT THE HAT" and len(text) == 6
+    assert table(recipe / "data" / "train_clean_100" / "utt2spk")["103-1240-0001"] == "103-1240"
+    assert sorted(table(recipe / "data" / "dev" / "text")) == ["116-288045-0000", "84-121123-0000"]
+    for name in TEST_SETS:
+        assert len(table(recipe / "data" / name / "wav.scp")) == 1
+
+
+def test_speed_perturbed_training_set(recipe: Path) -> None:
+    dump = recipe / "dump" / "raw" / "train_clean_100_sp"
+    text = table(dump / "text")
+    originals = table(recipe / "data" / "train_clean_100" / "text")
+    assert sorted(text) == sorted([*originals, *(f"sp0.9-{u}" for u in originals), *(f"sp1.1-{u}" for u in originals)])
+    assert table(dump / "utt2spk")["sp1.1-19-198-0000"] == "sp1.1-19-198"
+    dur = {u: float(d) for u, d in table(dump / "utt2dur").items()}
+    for u in originals:
+        assert dur[f"sp0.9-{u}"] == pytest.approx(dur[u] / 0.9, abs=0.002)
+        assert dur[f"sp1.1-{u}"] == pytest.approx(dur[u] / 1.1, abs=0.002)
+    wav = table(dump / "wav.scp")
+    assert wav["19-198-0000"].endswith("19-198-0000.flac")  # the upstream FLAC, read in place
+    assert sf.info(wav["sp0.9-19-198-0000"]).samplerate == 16000
+
+
+def test_tokens_stats_and_training(recipe: Path) -> None:
+    tokens = (recipe / "data" / "token_list" / f"bpe_unigram{NBPE}" / "tokens.txt").read_text().split()
+    assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>" and len(tokens) <= NBPE + 2
+    stats = recipe / "exp" / f"asr_stats_bpe{NBPE}_fs16000" / "train"
+    assert len((stats / "speech_shape").read_text().splitlines()) == 18  # trained on the _sp set
+    exp = recipe / "exp" / TAG
+    assert (exp / "valid.acc.ave.pth").exists()
+    assert int((exp / "epochs").read_text()) == 1
+    assert int((exp / "num_params").read_text()) > 1000
+
+
+def word_errors(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance over words."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, start=1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def test_decoding_scores_and_results(recipe: Path) -> None:
+    results = (recipe / "RESULTS.md").read_text()
+    for name in TEST_SETS:
+        set_dir = recipe / "exp" / TAG / DECODE / name
+        refs = table(recipe / "dump" / "raw" / name / "text")
+        hyps = table(set_dir / "text")
+        assert sorted(hyps) == sorted(refs)
+        wer = json.loads((set_dir / "score" / "scores.json").read_text())["wer"]
+        errors = sum(word_errors(refs[u].split(), hyps[u].split()) for u in refs)
+        assert wer["substitutions"] + wer["deletions"] + wer["insertions"] == errors
+        assert wer["n_tokens"] == sum(len(refs[u].split()) for u in refs)
+        assert f"|{name}|" in results
+    assert "train_asr_tiny" in results
+    assert (recipe / "exp" / TAG / "train_asr_tiny.zip").is_file()
