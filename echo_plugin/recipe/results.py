@@ -1,8 +1,16 @@
 """Stage 7: collect experiments' scores into a RESULTS.md.
 
-    python -m echo_plugin.recipe.results --recipe_dir egs/fsdd/asr1 \
-        [--recipe_dir egs/other/asr1 ...] --out egs/fsdd/asr1/RESULTS.md \
+    python -m echo_plugin.recipe.results --recipe_dir egs/fsdd/asr1 --out egs/fsdd/asr1/RESULTS.md
+    python -m echo_plugin.recipe.results --recipe_dir egs/fsdd/asr1 egs/librispeech_100/asr1 \
+        --out RESULTS_ALL.md [--recipe_results true|false] \
         [--date YYYY-MM-DD] [--python_version X] [--torch_version Y]
+
+``--recipe_dir`` takes one or more dirs and may be repeated. With several, the
+``--out`` table holds every experiment of every recipe (with a recipe column)
+and each recipe's own ``<recipe_dir>/RESULTS.md`` is rewritten with its
+experiments alone (unless ``--recipe_results false``); ``--out`` may then be
+left out. With one recipe dir only ``--out`` (default ``<recipe_dir>/RESULTS.md``)
+is written, as asr.sh's stage 7 does.
 
 An experiment is a dir ``<recipe_dir>/exp/<asr_tag>/`` holding a
 ``config.yaml`` (not one of ESPnet's ``collect_stats`` runs), an
@@ -273,12 +281,25 @@ def render(command: str, env_line: str, experiments: list[Experiment], with_reci
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe_dir", type=Path, action="append", required=True, help="repeat for several")
-    parser.add_argument("--out", type=Path, required=True, help="the Markdown file to write")
+    parser.add_argument("--recipe_dir", type=Path, nargs="+", action="extend", required=True,
+                        help="one or more recipe dirs (egs/<corpus>/asr1); may be repeated")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the Markdown file of all experiments (default: <recipe_dir>/RESULTS.md for one dir)")
+    parser.add_argument("--recipe_results", type=str2bool, default=True,
+                        help="with several recipe dirs, also rewrite each one's RESULTS.md (default true)")
     parser.add_argument("--date", default=None, help="date on the environment line (default today)")
     parser.add_argument("--python_version", default=None, help="default: env.txt, else this interpreter")
     parser.add_argument("--torch_version", default=None, help="default: env.txt, else the installed torch")
     return parser.parse_args(argv)
+
+
+def str2bool(value: str) -> bool:
+    """``true``/``false`` as asr.sh passes them."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,11 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"results: error: recipe dir not found: {' '.join(missing)}", file=sys.stderr)
         return 1
-    experiments = read_experiments(args.recipe_dir)
-    with_recipe = len(args.recipe_dir) > 1
+    several = len(args.recipe_dir) > 1
+    if args.out is None and not (several and args.recipe_results):
+        if several:
+            print("results: error: give --out, or leave --recipe_results true", file=sys.stderr)
+            return 1
+        args.out = args.recipe_dir[0] / "RESULTS.md"
+    per_recipe = {recipe_dir: read_experiments([recipe_dir]) for recipe_dir in dict.fromkeys(args.recipe_dir)}
+    experiments = sorted((e for own in per_recipe.values() for e in own), key=lambda e: (e.recipe, e.tag))
     command = shlex.join(["python", "-m", "echo_plugin.recipe.results", *argv])
-    text, summary = render(command, environment(args, experiments), experiments, with_recipe)
-    atomic_write_text(args.out, text)
+    env_line = environment(args, experiments)
+    if several and args.recipe_results:
+        for recipe_dir, own in per_recipe.items():
+            atomic_write_text(recipe_dir / "RESULTS.md", render(command, env_line, own, False)[0])
+    text, summary = render(command, env_line, experiments, several)
+    if args.out is not None:
+        atomic_write_text(args.out, text)
     print("\n".join(summary))
     return 0
 

@@ -143,3 +143,57 @@ def test_cli_writes_atomically(recipe: Path):
     assert proc.returncode == 0, proc.stderr
     assert "|asr_train_a|" in proc.stdout
     assert sorted(p.name for p in recipe.iterdir()) == ["RESULTS.md", "exp"]
+
+
+def fake_recipe(root: Path, corpus: str, experiments: dict[str, tuple[str, list[str], list[str]]]) -> Path:
+    """``root/egs/<corpus>/asr1`` with one scored test set per experiment: tag -> (set, refs, hyps)."""
+    recipe_dir = root / "egs" / corpus / "asr1"
+    for tag, (test_set, refs, hyps) in experiments.items():
+        exp = recipe_dir / "exp" / tag
+        write(exp / "asr_config_path", f"conf/tuning/{tag}.yaml\n")
+        write(exp / "num_params", "38471952\n")
+        write(exp / "epochs", "70\n")
+        write(exp / "train_seconds", "7200\n")
+        scored(exp / "decode_asr" / test_set, refs, hyps, "1.0\n")
+    return recipe_dir
+
+
+def test_one_command_for_several_recipes_writes_one_table_and_each_recipe_results(tmp_path: Path,
+                                                                                   capsys: pytest.CaptureFixture):
+    fsdd = fake_recipe(tmp_path, "fsdd", {"asr_echo": ("test", ["u1 ONE TWO"], ["u1 ONE TWO"])})
+    libri = fake_recipe(tmp_path, "librispeech_100", {
+        "asr_echo": ("test_clean", ["a HELLO WORLD"], ["a HELLO"]),
+        "asr_e_branchformer": ("test_other", ["b GOOD DAY TO YOU"], ["b GOOD DAY TO YOU TOO"]),
+    })
+    out = tmp_path / "ALL.md"
+    capsys.readouterr()
+    # one --recipe_dir with two dirs (nargs) = the repeated form
+    assert run("--recipe_dir", str(fsdd), str(libri), "--out", str(out)) == 0
+    rows = summary_lines(out.read_text())
+    assert rows[0] == "|recipe|" + "|".join(results.SUMMARY_COLUMNS) + "|"
+    assert rows[2:] == [
+        "|fsdd/asr1|asr_echo|conf/tuning/asr_echo.yaml|38.47|70|2:00:00|decode_asr|test|0.00|0/0/0|0.00|1.0000|",
+        "|librispeech_100/asr1|asr_e_branchformer|conf/tuning/asr_e_branchformer.yaml|38.47|70|2:00:00|decode_asr|"
+        "test_other|25.00|0/0/1|26.67|1.0000|",
+        "|librispeech_100/asr1|asr_echo|conf/tuning/asr_echo.yaml|38.47|70|2:00:00|decode_asr|test_clean|50.00|"
+        "0/1/0|54.55|1.0000|",
+    ]
+    assert capsys.readouterr().out.splitlines() == rows
+    own = summary_lines((libri / "RESULTS.md").read_text())
+    assert own[0].startswith("|experiment|") and [r.split("|")[1] for r in own[2:]] == ["asr_e_branchformer", "asr_echo"]
+    fsdd_rows = summary_lines((fsdd / "RESULTS.md").read_text())
+    assert len(fsdd_rows) == 3 and "test_clean" not in (fsdd / "RESULTS.md").read_text()
+    assert out.read_text().split("\n", 3)[2] == (fsdd / "RESULTS.md").read_text().split("\n", 3)[2]  # same command
+
+
+def test_several_recipes_without_out_or_recipe_results(tmp_path: Path, capsys: pytest.CaptureFixture):
+    a = fake_recipe(tmp_path, "a", {"asr_x": ("test", ["u1 A"], ["u1 A"])})
+    b = fake_recipe(tmp_path, "b", {"asr_y": ("test", ["u1 B"], ["u1 C"])})
+    assert run("--recipe_dir", str(a), "--recipe_dir", str(b)) == 0  # each recipe's RESULTS.md only
+    assert "asr_x" in (a / "RESULTS.md").read_text() and "asr_x" not in (b / "RESULTS.md").read_text()
+    (a / "RESULTS.md").unlink()
+    assert run("--recipe_dir", str(a), str(b), "--out", str(tmp_path / "all.md"), "--recipe_results", "false") == 0
+    assert not (a / "RESULTS.md").exists() and "asr_y" in (tmp_path / "all.md").read_text()
+    assert run("--recipe_dir", str(a), str(b), "--recipe_results", "false") == 1
+    assert "give --out" in capsys.readouterr().err
+    assert run("--recipe_dir", str(a)) == 0 and (a / "RESULTS.md").is_file()  # one dir: its RESULTS.md
