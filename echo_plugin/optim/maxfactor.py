@@ -42,7 +42,7 @@ sparse gradients are refused.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -106,12 +106,18 @@ class MaxFactor(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            small: Dict[Tuple[torch.device, torch.dtype], List[Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("MaxFactor does not support sparse gradients")
-                self._update(p, group)
+                if p.dim() >= 2:
+                    self._update_matrix(p, group)
+                else:
+                    small.setdefault((p.device, p.dtype), []).append(p)
+            for params in small.values():
+                self._update_small(params, group)
         return loss
 
     def _init_state(self, p: Tensor) -> dict:
@@ -124,43 +130,70 @@ class MaxFactor(Optimizer):
             }
         return {"step": 0, "v": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _update(self, p: Tensor, group: dict) -> None:
+    def _next_step(self, p: Tensor) -> int:
+        """Create ``p``'s state on first use, count this step, return its number t."""
         state = self.state[p]
         if not state:
             state.update(self._init_state(p))
         state["step"] += 1
-        t = state["step"]
+        return state["step"]
+
+    def _update_matrix(self, p: Tensor, group: dict) -> None:
+        """Steps 1-7 of the module doc for one tensor with dim >= 2."""
+        t = self._next_step(p)
+        state = self.state[p]
         lr, d = group["lr"], group["d"]
         eps1 = torch.finfo(p.dtype).eps if group["eps"][0] is None else group["eps"][0]
-        eps2 = group["eps"][1]
         grad = -p.grad if group["maximize"] else p.grad
 
-        alpha = _rms(p).clamp(min=eps2) * min(lr, 1.0 / math.sqrt(t))
+        alpha = _rms(p).clamp(min=group["eps"][1]) * min(lr, 1.0 / math.sqrt(t))
         if group["weight_decay"]:
             p.mul_(1.0 - lr * group["weight_decay"])
-
-        # Same maths as the module doc, arranged for one full-size temporary per step (CPU
-        # allocations of that size cost more than the arithmetic): g^2, then V, then u live
-        # in one buffer, and u / ||u||_inf is folded into the final row-sized scale.
-        if p.dim() >= 2:
-            weight = t ** group["beta2_decay"]
-            row, col = state["row"], state["col"]
-            u = torch.square(grad)
-            row.lerp_(u.mean(dim=-1, keepdim=True), weight)
-            col.lerp_(u.mean(dim=-2, keepdim=True), weight)
-            torch.mul(row / row.amax(dim=-2, keepdim=True).clamp(min=eps1), col, out=u)  # V
-        else:
-            v = state["v"]
-            v.mul_(group["gamma"]).addcmul_(grad, grad, value=1.0 - group["gamma"])
-            u = v.clone()  # V
+        # Arranged for one full-size temporary per step (CPU allocations of that size cost more
+        # than the arithmetic): g^2, then V, then u live in one buffer, and u / ||u||_inf is
+        # folded into the final row-sized scale.
+        row, col = state["row"], state["col"]
+        weight = t ** group["beta2_decay"]
+        u = torch.square(grad)
+        row.lerp_(u.mean(dim=-1, keepdim=True), weight)
+        col.lerp_(u.mean(dim=-2, keepdim=True), weight)
+        torch.mul(row / row.amax(dim=-2, keepdim=True).clamp(min=eps1), col, out=u)  # V
         u.clamp_(min=eps1 * eps1).rsqrt_().mul_(grad)  # u = g / sqrt(max(V, eps1^2)), not yet normalised
-        if u.dim() == 0:
-            row_max = u.abs()
-        else:
-            row_max = torch.maximum(u.amax(dim=-1, keepdim=True), -u.amin(dim=-1, keepdim=True))
+        row_max = torch.maximum(u.amax(dim=-1, keepdim=True), -u.amin(dim=-1, keepdim=True))
         u_max = row_max.amax().clamp(min=eps1)  # max(||u||_inf, eps1)
         denom = (_rms(u) / (u_max * d)).clamp(min=1.0)  # max(1, RMS(u / u_max) / d)
         p.addcmul_(u.sign_(), row_max * (alpha / (denom * u_max)), value=-1.0)
+
+    def _update_small(self, params: List[Tensor], group: dict) -> None:
+        """Steps 1-7 for vectors and scalars of one device and dtype, on multi-tensor (foreach) kernels.
+
+        For these the maximum of ``|u|`` over the last dimension is its maximum overall.
+        """
+        steps = [self._next_step(p) for p in params]
+        lr, d, gamma = group["lr"], group["d"], group["gamma"]
+        dtype, device = params[0].dtype, params[0].device
+        eps1 = torch.finfo(dtype).eps if group["eps"][0] is None else group["eps"][0]
+        grads = [p.grad for p in params]
+        if group["maximize"]:
+            grads = torch._foreach_neg(grads)
+        root_n = torch.tensor([math.sqrt(max(p.numel(), 1)) for p in params], dtype=dtype, device=device)
+        rho = torch.tensor([min(lr, 1.0 / math.sqrt(t)) for t in steps], dtype=dtype, device=device)
+
+        alpha = (torch.stack(torch._foreach_norm(params)) / root_n).clamp(min=group["eps"][1]) * rho
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
+        v = [self.state[p]["v"] for p in params]
+        torch._foreach_mul_(v, gamma)
+        torch._foreach_addcmul_(v, grads, grads, value=1.0 - gamma)
+        u = torch._foreach_clamp_min(v, eps1 * eps1)
+        torch._foreach_rsqrt_(u)
+        torch._foreach_mul_(u, grads)  # u = g / sqrt(max(v, eps1^2)), not yet normalised
+        row_max = torch.stack(torch._foreach_norm(u, math.inf))
+        u_max = row_max.clamp(min=eps1)
+        denom = (torch.stack(torch._foreach_norm(u)) / root_n / (u_max * d)).clamp(min=1.0)
+        torch._foreach_sign_(u)
+        torch._foreach_mul_(u, list((row_max * alpha / (denom * u_max)).unbind()))
+        torch._foreach_sub_(params, u)
 
 
 def _rms(x: Tensor) -> Tensor:
