@@ -4,8 +4,8 @@
         [--noise_dir DIR] [--babble true] [--colored_noise "white pink brown"] [--rir_dir DIR] \
         [--seed 0] [--n_babble 20] [--babble_seconds 10] [--colored_seconds 30]
 
-Writes ``<out_dir>/noise.scp`` (``key path`` lines; ESPnet's ``--noise_scp``) and,
-with ``--rir_dir``, ``<out_dir>/rir.scp`` (``--rir_scp``). Every listed file is a
+Writes ``<out_dir>/noise.scp`` (``key path`` lines; ESPnet's ``--noise_scp``) when
+there is a noise source and, with ``--rir_dir``, ``<out_dir>/rir.scp`` (``--rir_scp``). Every listed file is a
 mono wav at ``--fs``: ESPnet's ASR preprocessor neither resamples nor downmixes
 noise, so other files are converted under ``<out_dir>/noise/``:
 
@@ -136,8 +136,8 @@ def make_noise_lists(args: argparse.Namespace) -> None:
     stamp_file = out / "options.json"
     noise_scp, rir_scp = args.out_dir / "noise.scp", args.out_dir / "rir.scp"
     stamp = options_stamp(args)
-    if stamp_file.is_file() and stamp_file.read_text() == stamp and noise_scp.is_file():
-        print(f"{noise_scp} is up to date")
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+        print(f"{args.out_dir}/{{noise,rir}}.scp are up to date")
         return
     colors = args.colored_noise.split()
     unknown = [c for c in colors if c not in COLOR_EXPONENTS]
@@ -151,16 +151,19 @@ def make_noise_lists(args: argparse.Namespace) -> None:
                                     out / "babble"))
     if colors:
         entries.update(colored_clips(colors, args.fs, args.seed, args.colored_seconds, out / "colored"))
-    if not entries:
-        raise ValueError("no noise source: give --noise_dir, --babble true or --colored_noise")
-    atomic_write_text(noise_scp, "".join(f"{k} {v}\n" for k, v in sorted(entries.items())))
+    if not entries and args.rir_dir is None:
+        raise ValueError("no noise source: give --noise_dir, --babble true, --colored_noise or --rir_dir")
+    if entries:
+        atomic_write_text(noise_scp, "".join(f"{k} {v}\n" for k, v in sorted(entries.items())))
+    elif noise_scp.exists():
+        noise_scp.unlink()
     if args.rir_dir is not None:
         rirs = at_rate(scan_audio(args.rir_dir), args.rir_dir, args.fs, out / "rir", "rir", False)
         atomic_write_text(rir_scp, "".join(f"{k} {v}\n" for k, v in sorted(rirs.items())))
     elif rir_scp.exists():
         rir_scp.unlink()
     atomic_write_text(stamp_file, stamp)
-    print(f"wrote {noise_scp} ({len(entries)} noise files)")
+    print(f"wrote {args.out_dir}/{{noise,rir}}.scp ({len(entries)} noise files)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from test.recipe.recipe_helpers import FAST_DECODE, FSDD, REPO, TINY_CONFIG, copy_recipe, recipe_env, run_recipe
 
@@ -129,3 +130,26 @@ def test_killed_training_resumes(recipe: Path) -> None:
     assert int((exp / "epochs").read_text()) == 3
     # A SIGKILLed run cannot record its time (a SIGTERM/SIGINT one does): only the rerun's is there.
     assert len((exp / "train_seconds").read_text().split()) == 1
+
+
+def test_noise_augmentation_and_snr_test_sets(recipe: Path) -> None:
+    """run.sh --noise_aug true: noise.scp made and given to ESPnet; --snr_test_sets decoded and scored."""
+    run_recipe(recipe, "--stage", "5", "--stop_stage", "7", "--noise_aug", "true", "--asr_args", "--max_epoch 1",
+               "--test_sets", "test_isolated", "--snr_test_sets", "clean 10", "--snr_noise", "babble")
+    noise_scp = recipe / "data" / "train" / "noise.scp"
+    keys = [line.split()[0] for line in noise_scp.read_text().splitlines()]
+    assert {"colored-white", "colored-pink", "colored-brown"} <= set(keys)
+    assert any(key.startswith("babble-") for key in keys)
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny_noiseaug"
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["noise_scp"] == "data/train/noise.scp"
+    assert config["noise_db_range"] == "0_20" and config["noise_apply_prob"] == 0.5
+    decode = exp / "decode_decode_fast_valid.acc.ave"
+    ref_ids = (recipe / "dump" / "raw" / "test_isolated" / "text").read_text().split("\n")
+    for name in ("test_isolated_clean", "test_isolated_snr10"):
+        assert (recipe / "dump" / "raw" / name / "text").read_text().split("\n") == ref_ids
+        scores = json.loads((decode / name / "score" / "scores.json").read_text())
+        assert scores["wer"]["n_sentences"] == len([line for line in ref_ids if line])
+    assert not (decode / "test_isolated").exists()  # replaced by its SNR bands
+    results = (recipe / "RESULTS.md").read_text()
+    assert "test_isolated_snr10" in results and "test_isolated_clean" in results

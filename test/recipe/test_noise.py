@@ -155,3 +155,11 @@ def test_espnet_mixes_our_noise_at_the_requested_snr(tmp_path: Path) -> None:
     assert fixed == pytest.approx([7.0] * 5, abs=0.01)
     half = measured_snrs(espnet_preprocessor(tmp_path, out / "noise.scp", "5_5", "0.5"), speech, 200)
     assert 60 < sum(s is None for s in half) < 140  # --noise_apply_prob 0.5
+
+
+def test_rir_only_writes_no_noise_scp(tmp_path: Path, noise_dir: Path) -> None:
+    rc, out = run_noise(tmp_path, "--colored_noise", "white")
+    assert rc == 0 and (out / "noise.scp").is_file()
+    rc, out = run_noise(tmp_path, "--rir_dir", str(noise_dir))
+    assert rc == 0 and not (out / "noise.scp").exists()  # a stale list would still be used
+    assert len(read_scp(out / "rir.scp")) == 2

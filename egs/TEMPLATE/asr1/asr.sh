@@ -16,6 +16,11 @@ help_message="Usage: $0 [options]
   --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
   --fs HZ                      audio rate for the model (stage 2 resamples to it)
   --speed_perturb_factors \"0.9 1.0 1.1\"  stage 2 trains on data/<train_set>_sp (default: off)
+  --noise_dir DIR --babble true --colored_noise \"white pink brown\" --rir_dir DIR
+                               noise augmentation at training (ESPnet's --noise_scp):
+                               --noise_snr_range \"0 20\" (dB) --noise_apply_prob 0.5 --rir_apply_prob 0.5
+  --snr_test_sets \"clean 20 10 5 0\"  decode each test set as <set>_clean, <set>_snr20, ...
+                               --snr_noise colored|white|pink|brown|babble|DIR  (default: colored)
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
   --feats_normalize global_mvn|utterance_mvn|none   feature normalization at training
   --asr_args / --inference_args  extra options passed through to ESPnet
@@ -51,11 +56,20 @@ asr_tag=
 asr_args=
 feats_normalize=global_mvn
 resume=true
+noise_dir=          # noise augmentation (off unless one of noise_dir, babble, colored_noise, rir_dir is set)
+babble=false
+colored_noise=
+noise_snr_range="0 20"
+noise_apply_prob=0.5
+rir_dir=
+rir_apply_prob=0.5
 # Decoding
 inference_config=
 inference_tag=
 inference_args=
 inference_asr_model=valid.acc.ave.pth
+snr_test_sets=      # e.g. "clean 20 10 5 0": SNR-stratified copies of every test set
+snr_noise=colored
 # Packing
 pack_tag=
 
@@ -92,7 +106,7 @@ set_src() { case "$1" in */*) echo "$1" ;; *) echo "data/$1" ;; esac; }
 format_set() {
     local src=$1 dst=$2
     [ -f "${src}/wav.scp" ] || die "no data dir at ${src} (wav.scp missing)"
-    if [ -f "${dst}/utt2dur" ] && [ -z "$(find "${src}" -maxdepth 1 -type f -newer "${dst}/utt2dur")" ]; then
+    if [ -f "${dst}/utt2dur" ] && [ -z "$(find "${src}" -maxdepth 1 -type f ! -name noise.scp ! -name rir.scp -newer "${dst}/utt2dur")" ]; then
         log "  ${dst} is up to date"
         return
     fi
@@ -183,6 +197,17 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
     norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | none
     [ "${feats_normalize}" != global_mvn ] || norm_opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
+    noise_opts=()   # ESPnet's on-the-fly noise/RIR augmentation from data/<train_set>/{noise,rir}.scp
+    if [ -n "${noise_dir}${colored_noise}${rir_dir}" ] || [ "${babble}" = true ]; then
+        log "  noise augmentation: SNR ${noise_snr_range} dB, p=${noise_apply_prob} -> data/${train_set}/noise.scp"
+        ${python} -m echo_plugin.recipe.noise --train_dir "${dumpdir}/raw/${train_set}" --out_dir "data/${train_set}" \
+            --fs "${fs}" --babble "${babble}" --colored_noise "${colored_noise}" \
+            ${noise_dir:+--noise_dir "${noise_dir}"} ${rir_dir:+--rir_dir "${rir_dir}"}
+        read -r snr_lo snr_hi <<< "${noise_snr_range}"
+        [ ! -f "data/${train_set}/noise.scp" ] || noise_opts+=(--noise_scp "data/${train_set}/noise.scp"
+            --noise_db_range "${snr_lo}_${snr_hi:-${snr_lo}}" --noise_apply_prob "${noise_apply_prob}")
+        [ -z "${rir_dir}" ] || noise_opts+=(--rir_scp "data/${train_set}/rir.scp" --rir_apply_prob "${rir_apply_prob}")
+    fi
     start=$(date +%s)
     # Training time counts across resumes; an interrupted run (INT/TERM) records its part too.
     trap 'echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"; exit 130' INT TERM
@@ -193,11 +218,29 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
-        "${norm_opts[@]}" \
+        "${norm_opts[@]}" "${noise_opts[@]}" \
         --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" ${asr_args}
     trap - INT TERM
     echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
     ${python} -m echo_plugin.recipe.train_info --exp_dir "${asr_exp}"
+fi
+
+# --snr_test_sets: every test set is decoded and scored as data/<set>_clean, data/<set>_snr<N>
+# (made from its stage-2 copy by echo_plugin.recipe.snr_sets; deterministic, reused when current).
+if [ -n "${snr_test_sets}" ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 6 ]; then
+    snr_sets=
+    for dset in ${test_sets}; do
+        name=$(set_name "${dset}")
+        if [ "${stage}" -le 6 ]; then
+            format_set "$(set_src "${dset}")" "${dumpdir}/raw/${name}"
+            ${python} -m echo_plugin.recipe.snr_sets --src "${dumpdir}/raw/${name}" --name "${name}" --out_dir data \
+                --fs "${fs}" --bands "${snr_test_sets}" --noise "${snr_noise}" --babble_src "${dumpdir}/raw/${train_set}"
+        fi
+        for band in ${snr_test_sets}; do
+            case "${band}" in clean) snr_sets+=" ${name}_clean" ;; *) snr_sets+=" ${name}_snr${band}" ;; esac
+        done
+    done
+    test_sets=${snr_sets# }
 fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then

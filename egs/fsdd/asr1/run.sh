@@ -5,12 +5,37 @@
 #   ./run.sh                                   # every stage with the Echo default
 #   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml
 #   ./run.sh --stage 6 --test_sets /path/to/any/kaldi/data_dir
+# Noise robustness (both opt-in; the default run above is unchanged):
+#   ./run.sh --noise_aug true                  # train with babble of training speakers and
+#                                              # white/pink/brown noise, 0-20 dB SNR, p=0.5
+#                                              # (exp/asr_<config>_noiseaug; finer control:
+#                                              # asr.sh --noise_dir --babble --colored_noise
+#                                              # --noise_snr_range --noise_apply_prob --rir_dir)
+#   ./run.sh --stage 6 --snr_test_sets "clean 20 10 5 0" --snr_noise babble
+#                                              # decode + score test_*_clean, test_*_snr20, ...
+#                                              # (noise: colored|white|pink|brown|babble|DIR)
 # Options not listed here go to asr.sh (see ./asr.sh --help).
 set -euo pipefail
 
 asr_config=conf/tuning/train_asr_echo.yaml
 inference_config=conf/decode_asr.yaml
 test_sets="test_isolated test_connected"
+
+noise_aug=false
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --noise_aug) [ $# -ge 2 ] || { echo "$0: --noise_aug needs a value" >&2; exit 1; }
+            noise_aug=$2; shift 2 ;;
+        --asr_config) [ $# -ge 2 ] && asr_config=$2; args+=("$1"); shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+aug_opts=()
+if [ "${noise_aug}" = true ]; then
+    aug_opts=(--babble true --colored_noise "white pink brown" --noise_snr_range "0 20" --noise_apply_prob 0.5
+              --asr_tag "$(basename "${asr_config}" .yaml)_noiseaug")
+fi
 
 ./asr.sh \
     --fs 8000 \
@@ -22,4 +47,5 @@ test_sets="test_isolated test_connected"
     --nbpe 30 \
     --asr_config "${asr_config}" \
     --inference_config "${inference_config}" \
-    "$@"
+    "${aug_opts[@]}" \
+    "${args[@]}"
