@@ -85,18 +85,16 @@ def test_dual_interface_maps_and_plot(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.load(tmp_path / "gate_layer1.npy"), maps[1].gate.numpy())
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def save_tiny_model(root: Path, *options: str) -> tuple[Path, Path]:
     """A tiny untrained Echo model (8 kHz fbank frontend) saved as ESPnet's config.yaml + weights."""
     echo_plugin.register()
     from espnet2.tasks.asr import ASRTask
 
-    root = tmp_path_factory.mktemp("tiny")
     (root / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
     args = ASRTask.get_parser().parse_args([
         "--config", str(REPO / "test" / "fixtures" / "train_asr_echo_tiny.yaml"),
         "--token_list", str(root / "tokens.txt"), "--token_type", "char", "--frontend_conf", "fs=8000",
-        "--normalize", "utterance_mvn", "--output_dir", str(root)])
+        "--normalize", "utterance_mvn", "--output_dir", str(root), *options])
     torch.manual_seed(0)
     model = ASRTask.build_model(args)
     torch.save(model.state_dict(), root / "model.pth")
@@ -105,11 +103,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "model.pth", root / "config.yaml"
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def write_wav(tmp_path: Path) -> Path:
+    wav = tmp_path / "a.wav"
+    sf.write(wav, voiced(np.random.default_rng(0), seconds=1.0), 8000, subtype="PCM_16")
+    return wav
+
+
 def test_command_writes_maps_and_pngs(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
     from echo_plugin.bin import plot_attention
 
-    wav = tmp_path / "a.wav"
-    sf.write(wav, voiced(np.random.default_rng(0), seconds=1.0), 8000, subtype="PCM_16")
+    wav = write_wav(tmp_path)
     out = tmp_path / "plots"
     model_file, config = tiny_model
     assert plot_attention.main(["--model_file", str(model_file), "--config", str(config), "--wav", str(wav),
@@ -143,3 +151,25 @@ def test_command_refuses_half_a_model(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit):
         plot_attention.parse_args(["--model_file", "x.pth", "--wav", "a.wav", "--out_dir", str(tmp_path)])
+
+
+def test_command_on_the_dual_decoder(tmp_path: Path) -> None:
+    """decoder: dual end to end: both maps per layer are distributions, the gate lies in [0, 1]."""
+    from echo_plugin.bin import plot_attention
+
+    model_file, config = save_tiny_model(tmp_path, "--decoder", "dual",
+                                         "--decoder_conf", "{num_blocks: 2, attention_heads: 2, linear_units: 64}")
+    out = tmp_path / "plots"
+    assert plot_attention.main(["--model_file", str(model_file), "--config", str(config), "--wav",
+                                str(write_wav(tmp_path)), "--out_dir", str(out), "--decode_config",
+                                str(REPO / "test" / "fixtures" / "decode_fast.yaml")]) == 0
+    n_steps = len((out / "hypothesis.txt").read_text().split("\n")[1].split()) + 1
+    for layer in range(2):
+        primary, secondary = (np.load(out / f"{kind}_attn_layer{layer}.npy") for kind in ("primary", "secondary"))
+        assert primary.shape[:2] == secondary.shape[:2] == (2, n_steps) and primary.shape == secondary.shape
+        np.testing.assert_allclose(primary.sum(-1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(secondary.sum(-1), 1.0, atol=1e-5)
+        gate = np.load(out / f"gate_layer{layer}.npy")
+        assert gate.shape == (n_steps,) and np.all((gate >= 0) & (gate <= 1))
+        assert matplotlib.image.imread(out / f"dual_attn_layer{layer}.png").shape[:2] == pixels(DUAL_SIZE)
+    assert not (out / "cross_attn_layer0.npy").exists()
