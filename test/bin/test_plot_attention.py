@@ -173,3 +173,24 @@ def test_command_on_the_dual_decoder(tmp_path: Path) -> None:
         assert gate.shape == (n_steps,) and np.all((gate >= 0) & (gate <= 1))
         assert matplotlib.image.imread(out / f"dual_attn_layer{layer}.png").shape[:2] == pixels(DUAL_SIZE)
     assert not (out / "cross_attn_layer0.npy").exists()
+
+
+def test_pitch_aware_model_gets_its_f0_track(tmp_path: Path) -> None:
+    """A pitch-aware encoder: f0.npy holds the frontend's f0, which finds the synthetic voice's pitch."""
+    from echo_plugin.bin import plot_attention
+
+    model_file, config = save_tiny_model(
+        tmp_path, "--model", "echo", "--frontend", "echo",
+        "--frontend_conf", "{features: [spectrogram, pitch], output_size: 40, f0: {method: dio, floor: 60.0, ceil: 300.0}}",
+        "--encoder_conf", "{layers: [{num: 2, rotary: {type: pitch_aware}}]}")
+    wav = write_wav(tmp_path)
+    out = tmp_path / "plots"
+    assert plot_attention.main(["--model_file", str(model_file), "--config", str(config), "--wav", str(wav),
+                                "--out_dir", str(out), "--decode_config",
+                                str(REPO / "test" / "fixtures" / "decode_fast.yaml")]) == 0
+    f0 = np.load(out / "f0.npy")
+    true_f0 = np.random.default_rng(0).uniform(90, 250)  # voiced()'s first draw
+    assert f0.ndim == 1 and abs(len(f0) - sf.info(wav).frames / 80) <= 2  # one value per 10 ms frame
+    assert np.median(f0[f0 > 0]) == pytest.approx(true_f0, rel=0.05)
+    assert matplotlib.image.imread(out / "spectrogram.png").shape[:2] == pixels(SPEC_SIZE)
+    assert (out / "cross_attn_layer0.npy").is_file()
