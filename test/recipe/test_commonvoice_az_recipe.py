@@ -3,7 +3,8 @@
 The fixture (test/fixtures/commonvoice_az, made by test.data.cv_fixture) has
 the exact Common Voice layout: clips/*.mp3 at 32 kHz and train/dev/test/validated.tsv
 with a recent release's header; five espeak-ng voices are the speakers. The
-real ``run.sh`` runs stages 1-8 with a tiny Echo config, 1 epoch and 40 BPE pieces.
+real ``run.sh`` runs stages 1-8 with a tiny Echo config, 1 epoch and 40 BPE pieces,
+its default noise augmentation included.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import yaml
 
 from echo_plugin.data.commonvoice import read_cv_tsv
 from echo_plugin.recipe.data_dir import read_table
@@ -75,10 +77,18 @@ def test_token_list_covers_azerbaijani_letters(recipe: Path) -> None:
     assert (recipe / "exp" / f"asr_stats_bpe{NBPE}_fs16000" / "train" / "feats_stats.npz").is_file()
 
 
-def test_one_epoch_trained(recipe: Path) -> None:
+def test_one_epoch_trained_with_noise_augmentation(recipe: Path) -> None:
     exp = recipe / "exp" / EXP
     assert (exp / "valid.acc.ave.pth").exists()
     assert int((exp / "epochs").read_text()) == 1
+    # run.sh's default: babble of training speakers + white/pink/brown noise, 0-20 dB, p=0.5
+    noise = read_table(recipe / "data" / "train" / "noise.scp")
+    kinds = {key if key.startswith("colored-") else key.split("-")[0] for key in noise}
+    assert kinds == {"babble", "colored-white", "colored-pink", "colored-brown"}, sorted(noise)
+    assert all(sf.info(path).samplerate == 16000 for path in noise.values())
+    config = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
+    assert config["noise_scp"] == "data/train/noise.scp"
+    assert config["noise_db_range"] == "0_20" and config["noise_apply_prob"] == 0.5
 
 
 def test_decoded_and_scored(recipe: Path) -> None:

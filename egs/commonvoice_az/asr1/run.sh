@@ -11,14 +11,11 @@ asr_config=conf/tuning/train_asr_echo.yaml
 inference_config=conf/decode_asr.yaml
 nbpe=150   # the az release is small: a larger vocabulary leaves most pieces rarely seen
 
-# Noise augmentation (babble + coloured noise) is meant to be on by default;
-# these options await asr.sh's --babble / --colored_noise (see README.md).
-noise_opts=(
-    # --babble true
-    # --colored_noise "white pink brown"
-    # --noise_snr_range "0 20"
-    # --noise_apply_prob 0.5
-)
+# Noise augmentation, on by default: babble of training speakers and white/pink/brown
+# noise at 0-20 dB SNR on half the training utterances (ESPnet's --noise_scp mixing).
+# Off: ./run.sh --babble false --colored_noise ""   (later options win)
+# Recorded noise too: --noise_dir DIR; SNR-stratified test sets: --snr_test_sets "clean 20 10 5 0"
+noise_opts=(--babble true --colored_noise "white pink brown" --noise_snr_range "0 20" --noise_apply_prob 0.5)
 
 ./asr.sh \
     --fs 16000 \
