@@ -164,6 +164,8 @@ def _row_problem(fields: list[str], header: list[str], index: dict[str, int]) ->
 def row_utterance(row: ClipRow, clips: Path, normalize: Callable[[str], str]) -> Utterance | str:
     """The utterance of a row, or a fault naming the tsv line."""
     clip = clips / row.path
+    if not clip.is_file() and not Path(row.path).suffix and (clips / f"{row.path}.mp3").is_file():
+        clip = clips / f"{row.path}.mp3"  # some older releases list clip names without the extension
     if not clip.is_file():
         return f"{row.where}: clip {row.path!r} not found in {clips}"
     text = normalize(row.sentence)

@@ -118,6 +118,15 @@ def test_missing_clip_and_empty_sentence_name_the_line(tmp_path: Path) -> None:
     assert len(read_table(dirs["train"] / "text")) == 2 and len(read_table(dirs["dev"] / "text")) == 1
 
 
+def test_clip_named_without_extension(tmp_path: Path) -> None:
+    release = small_release(tmp_path / "az")
+    (release / "test.tsv").write_text(OLD_HEADER + "\n" + row(SPK_C, "common_voice_az_5", "Qış gəldi.") + "\n",
+                                      encoding="utf-8")
+    dirs = prepare_commonvoice(release, tmp_path / "data")
+    assert read_table(dirs["test"] / "wav.scp") == {
+        f"{SPK_C}-common_voice_az_5": str((release / "clips" / "common_voice_az_5.mp3").absolute())}
+
+
 def test_duplicate_row(tmp_path: Path) -> None:
     release = small_release(tmp_path / "az")
     with open(release / "test.tsv", "a", encoding="utf-8") as f:
