@@ -194,3 +194,22 @@ def test_pitch_aware_model_gets_its_f0_track(tmp_path: Path) -> None:
     assert np.median(f0[f0 > 0]) == pytest.approx(true_f0, rel=0.05)
     assert matplotlib.image.imread(out / "spectrogram.png").shape[:2] == pixels(SPEC_SIZE)
     assert (out / "cross_attn_layer0.npy").is_file()
+
+
+def test_packed_model_gives_the_same_maps(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    from espnet2.main_funcs.pack_funcs import pack
+
+    from echo_plugin.bin import plot_attention
+
+    model_file, config = tiny_model
+    archive = tmp_path / "tiny.zip"
+    pack(files={"asr_model_file": model_file}, yaml_files={"asr_train_config": config}, outpath=archive)
+    wav = write_wav(tmp_path)
+    decode = str(REPO / "test" / "fixtures" / "decode_fast.yaml")
+    common = ["--wav", str(wav), "--decode_config", decode]
+    assert plot_attention.main(["--packed_model", str(archive), "--out_dir", str(tmp_path / "a"), *common]) == 0
+    assert plot_attention.main(["--model_file", str(model_file), "--config", str(config),
+                                "--out_dir", str(tmp_path / "b"), *common]) == 0
+    assert (tmp_path / "a" / "hypothesis.txt").read_text() == (tmp_path / "b" / "hypothesis.txt").read_text()
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "cross_attn_layer0.npy"),
+                                  np.load(tmp_path / "b" / "cross_attn_layer0.npy"))
