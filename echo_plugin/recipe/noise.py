@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from echo_plugin.recipe.data_dir import DataDirError, atomic_write_text, fault, read_table, report_faults
 from echo_plugin.recipe.format_data import AudioFault, load_audio, resample, str2bool, write_wav
@@ -63,10 +64,14 @@ def at_rate(files: Iterable[Path], root: Path, fs: int, out: Path, prefix: str,
     entries = {}
     for path in files:
         rel = path.relative_to(root)
-        data, rate = load_audio(path)
-        if rate == fs and data.shape[1] == 1 and path.suffix.lower() in AUDIO_SUFFIXES:
-            entries[key_of(prefix, rel)] = str(path.absolute())
+        try:
+            info = sf.info(str(path))
+        except (sf.SoundFileError, RuntimeError, OSError) as e:
+            raise AudioFault(f"unreadable audio file {path}: {e}") from e
+        if info.samplerate == fs and info.channels == 1 and info.frames > 0:
+            entries[key_of(prefix, rel)] = str(path.absolute())  # used as it is: not read here
             continue
+        data, rate = load_audio(path)
         mono = data.mean(axis=1) if channel_mean else data[:, 0]
         target = out / rel.with_suffix(".wav")
         write_wav(resample(mono, rate, fs), fs, target)

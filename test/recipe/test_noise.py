@@ -163,3 +163,9 @@ def test_rir_only_writes_no_noise_scp(tmp_path: Path, noise_dir: Path) -> None:
     rc, out = run_noise(tmp_path, "--rir_dir", str(noise_dir))
     assert rc == 0 and not (out / "noise.scp").exists()  # a stale list would still be used
     assert len(read_scp(out / "rir.scp")) == 2
+
+
+def test_unreadable_noise_file_is_named(tmp_path: Path, noise_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (noise_dir / "broken.wav").write_bytes(b"RIFF-not-really")
+    assert run_noise(tmp_path, "--noise_dir", str(noise_dir))[0] == 1
+    assert "broken.wav" in capsys.readouterr().err
