@@ -83,7 +83,8 @@ def write_layer(maps: LayerMaps, index: int, labels: List[str], out_dir: Path) -
     names = [out_dir / f"{kind}_layer{index}.npy" for kind in ("primary_attn", "secondary_attn", "gate")]
     for name, array in zip(names, (primary, secondary, gate)):
         np.save(name, array)
-    png = plot_dual_attention(primary, secondary, gate, labels, f"layer {index}", out_dir / f"dual_attn_layer{index}.png")
+    png = plot_dual_attention(primary, secondary, gate, labels, f"layer {index}",
+                              out_dir / f"dual_attn_layer{index}.png")
     return [*names, png]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echo_plugin.recipe.format_data import AudioFault, load_audio, resample
+from echo_plugin.recipe.format_data import load_audio, resample
 
 FRAME = 1024
 HOP = 512
@@ -120,5 +120,5 @@ def babble(by_speaker: dict[str, list[np.ndarray]], n: int, rng: np.random.Gener
     return mixture / np.sqrt(np.mean(mixture ** 2)), chosen
 
 
-__all__ = ["AudioFault", "active_mask", "babble", "colored_noise", "mix_at_snr", "noise_gain",
+__all__ = ["active_mask", "babble", "colored_noise", "mix_at_snr", "noise_gain",
            "read_mono", "speech_power", "utt_rng", "wrap_segment"]

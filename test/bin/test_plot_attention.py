@@ -181,7 +181,8 @@ def test_pitch_aware_model_gets_its_f0_track(tmp_path: Path) -> None:
 
     model_file, config = save_tiny_model(
         tmp_path, "--model", "echo", "--frontend", "echo",
-        "--frontend_conf", "{features: [spectrogram, pitch], output_size: 40, f0: {method: dio, floor: 60.0, ceil: 300.0}}",
+        "--frontend_conf",
+        "{features: [spectrogram, pitch], output_size: 40, f0: {method: dio, floor: 60.0, ceil: 300.0}}",
         "--encoder_conf", "{layers: [{num: 2, rotary: {type: pitch_aware}}]}")
     wav = write_wav(tmp_path)
     out = tmp_path / "plots"
