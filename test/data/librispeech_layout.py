@@ -1,6 +1,16 @@
-"""Write a small corpus in LibriSpeech's upstream layout (for tests)."""
+"""Write a small corpus in LibriSpeech's upstream layout (for tests).
+
+The spoken corpus of the recipe smoke test is committed under
+``test/fixtures/librispeech/LibriSpeech`` (so the test runs where espeak-ng is
+not installed); it was made with
+
+    .venv/bin/python -m test.data.librispeech_layout test/fixtures/librispeech
+
+(espeak-ng 1.51, sox 14.4.2, Debian 12).
+"""
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -54,3 +64,23 @@ def write_spoken_corpus(root: Path, corpus: Corpus, voices: Mapping[str, str]) -
         for spk, chapters in speakers.items():
             write_corpus(root, {subset: {spk: chapters}}, espeak_renderer(voices[spk]))
     return root / "LibriSpeech"
+
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "test" / "fixtures" / "librispeech" / "LibriSpeech"
+# subset -> speaker -> chapter -> transcripts: the recipe smoke test's corpus
+SMOKE_CORPUS: Corpus = {
+    "train-clean-100": {
+        "19": {"198": ["THE CAT SAT ON A MAT", "A DOG RAN TO THE MAN", "IT'S NOT THE HAT"]},
+        "103": {"1240": ["THE MAN SAT ON THE DOG", "A CAT AND A HAT", "THE DOG RAN AND SAT"]},
+    },
+    "dev-clean": {"84": {"121123": ["THE CAT RAN"]}},
+    "dev-other": {"116": {"288045": ["A MAN AND A DOG"]}},
+    "test-clean": {"1089": {"134686": ["THE HAT SAT ON THE CAT"]}},
+    "test-other": {"1688": {"142285": ["IT'S A DOG"]}},
+}
+SMOKE_VOICES = {"19": "en+m3", "103": "en+f2", "84": "en+m1", "116": "en+f3", "1089": "en+m2", "1688": "en+f4"}
+
+
+if __name__ == "__main__":
+    write_spoken_corpus(Path(sys.argv[1]), SMOKE_CORPUS, SMOKE_VOICES)

@@ -1,9 +1,10 @@
 """Smoke test of the LibriSpeech-100 recipe: every stage (1-8) on a tiny spoken corpus.
 
-espeak-ng speaks a few sentences; sox writes them as 16 kHz FLAC into the exact
+A few sentences spoken by espeak-ng, written by sox as 16 kHz FLAC in the exact
 upstream layout (LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
 plus <spk>-<chapter>.trans.txt) for train-clean-100, dev-clean, dev-other,
-test-clean and test-other. The real run.sh then runs with its own options
+test-clean and test-other: the committed copy under test/fixtures/librispeech
+(see test/data/librispeech_layout.py; re-rendered and compared where espeak-ng is installed). The real run.sh then runs with its own options
 (speed perturbation 0.9/1.0/1.1, its decode config) except for a tiny model and
 a small BPE vocabulary.
 """
@@ -16,23 +17,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from test.data.librispeech_layout import write_spoken_corpus
+from test.data.librispeech_layout import COMMITTED, SMOKE_CORPUS, SMOKE_VOICES, write_spoken_corpus
 from test.recipe.recipe_helpers import REPO, copy_recipe, run_recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
-                                reason="needs espeak-ng and sox")
-
-CORPUS = {
-    "train-clean-100": {
-        "19": {"198": ["THE CAT SAT ON A MAT", "A DOG RAN TO THE MAN", "IT'S NOT THE HAT"]},
-        "103": {"1240": ["THE MAN SAT ON THE DOG", "A CAT AND A HAT", "THE DOG RAN AND SAT"]},
-    },
-    "dev-clean": {"84": {"121123": ["THE CAT RAN"]}},
-    "dev-other": {"116": {"288045": ["A MAN AND A DOG"]}},
-    "test-clean": {"1089": {"134686": ["THE HAT SAT ON THE CAT"]}},
-    "test-other": {"1688": {"142285": ["IT'S A DOG"]}},
-}
-VOICES = {"19": "en+m3", "103": "en+f2", "84": "en+m1", "116": "en+f3", "1089": "en+m2", "1688": "en+f4"}
+CORPUS = SMOKE_CORPUS
 TEST_SETS = ("dev_clean", "dev_other", "test_clean", "test_other")
 NBPE = 20
 TAG = "asr_train_asr_tiny"
@@ -47,7 +35,7 @@ def table(path: Path) -> dict[str, str]:
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the recipe that has run stages 1-8 on the spoken corpus."""
     tmp = tmp_path_factory.mktemp("librispeech")
-    corpus = write_spoken_corpus(tmp / "corpus", CORPUS, VOICES)
+    corpus = Path(shutil.copytree(COMMITTED, tmp / "corpus" / "LibriSpeech"))  # the recipe reads a copy
     root = copy_recipe(tmp, "librispeech_100")
     shutil.copy2(REPO / "test" / "fixtures" / "librispeech" / "train_asr_tiny.yaml", root / "conf" / "train_asr_tiny.yaml")
     run_recipe(root, "--asr_config", "conf/train_asr_tiny.yaml", "--inference_config", "conf/decode_asr.yaml",
@@ -83,7 +71,7 @@ def test_speed_perturbed_training_set(recipe: Path) -> None:
 def test_tokens_stats_and_training(recipe: Path) -> None:
     tokens = (recipe / "data" / "token_list" / f"bpe_unigram{NBPE}" / "tokens.txt").read_text().split()
     assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>" and len(tokens) <= NBPE + 2
-    stats = recipe / "exp" / f"asr_stats_bpe{NBPE}_fs16000" / "train"
+    stats = recipe / "exp" / f"asr_stats_bpe{NBPE}_fs16000_sp" / "train"  # speed perturbation: own stats
     assert len((stats / "speech_shape").read_text().splitlines()) == 18  # trained on the _sp set
     exp = recipe / "exp" / TAG
     assert (exp / "valid.acc.ave.pth").exists()
@@ -115,3 +103,16 @@ def test_decoding_scores_and_results(recipe: Path) -> None:
         assert f"|{name}|" in results
     assert "train_asr_tiny" in results
     assert (recipe / "exp" / TAG / "train_asr_tiny.zip").is_file()
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox")
+def test_committed_corpus_is_what_the_renderer_writes(tmp_path: Path) -> None:
+    """The committed fixture has the layout and transcripts of SMOKE_CORPUS and re-renders to the same lengths."""
+    fresh = write_spoken_corpus(tmp_path, CORPUS, SMOKE_VOICES)
+    committed = sorted(p.relative_to(COMMITTED) for p in COMMITTED.rglob("*") if p.is_file())
+    assert committed == sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    for rel in committed:
+        if rel.suffix == ".txt":
+            assert (COMMITTED / rel).read_text() == (fresh / rel).read_text()
+        else:
+            assert sf.info(COMMITTED / rel).frames == sf.info(fresh / rel).frames
