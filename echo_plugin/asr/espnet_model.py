@@ -5,7 +5,7 @@
 frontend), ``encode`` runs::
 
     frontend.extract -> feats (B, T, D), lengths, f0 (B, T) Hz (0 = unvoiced)
-    specaug(feats), normalize(feats)        f0 untouched
+    specaug(feats), normalize(feats)        f0 untouched; speaker_mvn gets the batch's spk_stats
     encoder(feats, lengths, f0=f0)          only if encoder.forward has an ``f0`` parameter
     postencoder, ESPnet's output checks
 
@@ -14,7 +14,8 @@ read it (``needs_f0`` False: an EchoEncoder without pitch-aware rotaries), or
 when a feature (pitch) needs it anyway; the encoder then gets it too. The
 encoder must know the frontend's frame shift (EchoEncoder: ``frame_shift:
 hop_length / fs`` seconds).
-Any other frontend (e.g. ``default``) gives exactly ESPnet's ``encode``.
+Any other frontend (e.g. ``default``) gives exactly ESPnet's ``encode``, unless
+``model_conf.f0`` asks the model to compute f0 for it (``frontend_pitch.py``).
 
 Features cached at data preparation (``python -m echo_plugin.features.cache``)
 reach the frontend through ESPnet's data loader: list them as extra
@@ -34,15 +35,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Any, ContextManager, Dict, Iterator, Mapping, Optional, Tuple
 
 import torch
 from espnet2.asr.espnet_model import ESPnetASRModel, autocast_type
 from espnet2.layers.global_mvn import GlobalMVN
 from torch import Tensor
 
+from echo_plugin.asr.frontend_pitch import FrontendPitch, frontend_grid
+from echo_plugin.asr.normalize.speaker_mvn import STATS_KEY as SPEAKER_STATS_KEY
+from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.features.extractor import STORED_FEATURES
+from echo_plugin.features.pitch import F0Config
 
 CachedInputs = Dict[str, Tuple[Tensor, Tensor]]
 
@@ -58,18 +63,30 @@ def accepts_kwarg(function: Any, name: str) -> bool:
 
 
 class EchoASRModel(ESPnetASRModel):
-    """ESPnetASRModel whose ``encode`` passes the frontend's f0 to the encoder (same constructor)."""
+    """ESPnetASRModel whose ``encode`` passes f0 to the encoder.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # ESPnetASRModel's arguments (see below)
+    ESPnetASRModel's constructor, plus ``f0`` (``model_conf``): the WORLD f0
+    search ``{method, floor, ceil}`` run on the waveform for a frontend that gives
+    no f0 (ESPnet's ``default``), see ``frontend_pitch.py``. The Echo frontend
+    computes f0 itself (``frontend_conf.f0``).
+    """
+
+    def __init__(self, *args: Any, f0: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frontend_extracts = callable(getattr(self.frontend, "extract", None))
         self.encoder_takes_f0 = self.encoder is not None and accepts_kwarg(self.encoder.forward, "f0")
         # f0 costs a WORLD analysis: skip it for encoders that say they do not read it (EchoEncoder.needs_f0)
         self.encoder_wants_f0 = self.encoder_takes_f0 and bool(getattr(self.encoder, "needs_f0", True))
-        if getattr(self.encoder, "needs_f0", False) and not self.frontend_extracts:
+        self.pitch: Optional[FrontendPitch] = None
+        if f0 is not None:
+            if self.frontend_extracts:
+                raise ValueError(f"model_conf f0 is for frontends without f0; the {type(self.frontend).__name__} "
+                                 "frontend takes frontend_conf f0")
+            self.pitch = FrontendPitch(frontend_grid(self.frontend), F0Config(**dict(f0)))
+        if getattr(self.encoder, "needs_f0", False) and not self.frontend_extracts and self.pitch is None:
             raise ValueError(
                 f"the encoder reads f0 (pitch-aware rotary) but the {type(self.frontend).__name__} frontend gives "
-                "none: use frontend: echo"
+                "none: set model_conf f0 (e.g. {method: dio, floor: 60.0, ceil: 300.0}), or use frontend: echo"
             )
         if self.frontend_extracts and self.preencoder is not None:
             raise NotImplementedError(
@@ -85,7 +102,8 @@ class EchoASRModel(ESPnetASRModel):
 
     @contextmanager
     def _loader_features(self, batch: Mapping[str, Any]) -> Iterator[None]:
-        """Make the data loader's cached features (``<name>``, ``<name>_lengths``) visible to encode()."""
+        """Make the data loader's cached features (``<name>``, ``<name>_lengths``) and speaker
+        statistics (``spk_stats``, for ``normalize: speaker_mvn``) visible to encode()."""
         cached = {
             name: (batch[name], batch[f"{name}_lengths"])
             for name in STORED_FEATURES
@@ -93,9 +111,21 @@ class EchoASRModel(ESPnetASRModel):
         }
         self._cached = cached or None
         try:
-            yield
+            with self.speaker_stats(batch.get(SPEAKER_STATS_KEY)):
+                yield
         finally:
             self._cached = None
+
+    def speaker_stats(self, stats: Optional[Tensor]) -> ContextManager[None]:
+        """Context giving ``normalize: speaker_mvn`` the batch's speaker statistics (B, 2, D)."""
+        if isinstance(self.normalize, SpeakerMVN):
+            return self.normalize.provide(stats)
+        if stats is not None:
+            raise ValueError(
+                f"the batch holds '{SPEAKER_STATS_KEY}' but normalize is {type(self.normalize).__name__}: "
+                "use normalize: speaker_mvn, or leave the speaker statistics out of the data"
+            )
+        return nullcontext()
 
     def forward(
         self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs: Any
@@ -139,19 +169,27 @@ class EchoASRModel(ESPnetASRModel):
     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         assert speech_lengths.dim() == 1, speech_lengths.shape
         speech = speech[:, : speech_lengths.max()]  # for data-parallel
-        out = self.frontend.extract(speech, speech_lengths, with_f0=with_f0, cached=self._cached)
+        if not self.frontend_extracts:
+            feats, feats_lengths = super()._extract_feats(speech, speech_lengths)
+            f0 = self.pitch(speech, speech_lengths, feats.shape[1]) if with_f0 and self.pitch is not None else None
+            return feats, feats_lengths, f0
+        # speaker_mvn with the Echo frontend normalizes its raw frame features, not its fused output
+        input_norm = self.normalize if isinstance(self.normalize, SpeakerMVN) else None
+        out = self.frontend.extract(speech, speech_lengths, with_f0=with_f0, cached=self._cached,
+                                    input_norm=input_norm)
         return out.feats, out.lengths, out.f0
 
     def encode(self, speech: Tensor, speech_lengths: Tensor) -> Tuple[Any, Tensor]:
         """Frontend + encoder, as ESPnet's, with f0 for encoders that take it (used by asr_inference too)."""
-        if not self.frontend_extracts:
+        if not self.frontend_extracts and self.pitch is None:
             return super().encode(speech, speech_lengths)
         # ESPnet's torch.cuda.amp.autocast, without its deprecation warning
         with torch.autocast("cuda", enabled=self.autocast_frontend, dtype=autocast_type):
             feats, feats_lengths, f0 = self._extract_feats_f0(speech, speech_lengths, self.encoder_wants_f0)
             if self.specaug is not None and self.training:
                 feats, feats_lengths = self.specaug(feats, feats_lengths)
-            if self.normalize is not None:
+            in_frontend = self.frontend_extracts and isinstance(self.normalize, SpeakerMVN)  # see _extract_feats_f0
+            if self.normalize is not None and not in_frontend:
                 feats, feats_lengths = self.normalize(feats, feats_lengths)
         if f0 is not None:
             assert f0.shape == feats.shape[:2], (f0.shape, feats.shape)
@@ -185,5 +223,11 @@ class EchoASRModel(ESPnetASRModel):
         return encoder_out, encoder_out_lens
 
 
-# ESPnet's --print_config and config checks read the constructor's signature: show the parent's
-EchoASRModel.__init__.__signature__ = inspect.signature(ESPnetASRModel.__init__)  # type: ignore[attr-defined]
+def _signature() -> inspect.Signature:
+    """ESPnet's constructor signature plus ``f0`` (ESPnet's --print_config and config checks read it)."""
+    base = inspect.signature(ESPnetASRModel.__init__)
+    f0 = inspect.Parameter("f0", inspect.Parameter.KEYWORD_ONLY, default=None)
+    return base.replace(parameters=[*base.parameters.values(), f0])
+
+
+EchoASRModel.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

@@ -24,7 +24,6 @@ import logging
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from espnet2.asr.espnet_model import ESPnetASRModel
 from torch import Tensor
 
 from echo_plugin.asr.espnet_model import EchoASRModel
@@ -77,8 +76,8 @@ def _world_size() -> int:
 
 
 def _signature() -> inspect.Signature:
-    """ESPnet's constructor signature plus ``freeze`` (ESPnet's --print_config reads it)."""
-    base = inspect.signature(ESPnetASRModel.__init__)
+    """EchoASRModel's constructor signature plus ``freeze`` (ESPnet's --print_config reads it)."""
+    base = inspect.signature(EchoASRModel.__init__)
     freeze = inspect.Parameter("freeze", inspect.Parameter.KEYWORD_ONLY, default="none")
     return base.replace(parameters=[*base.parameters.values(), freeze])
 

@@ -5,6 +5,12 @@
 
 Prints ``<id> <text>`` per input (the file path is the id for plain files).
 Weights load strictly; audio at another rate is resampled to the model's.
+
+A model trained with ``normalize: speaker_mvn`` normalizes each input with
+its speaker's statistics: ``--speaker pooled`` treats all inputs as one speaker
+and pools their statistics (best for several recordings of one person);
+``--speaker per_file`` takes each file's own; the default ``--speaker unknown``
+uses the training speakers' pooled statistics.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import yaml
 
 from echo_plugin import register
@@ -45,11 +52,25 @@ def load_speech2text(archive: Path, cache_dir: Path, decoding: dict):
     """Unpack the archive (ESPnet's packer format) and build a strict Speech2Text."""
     register()
     strict_load.install()
-    from espnet2.bin.asr_inference import Speech2Text
     from espnet2.main_funcs.pack_funcs import unpack
 
+    from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text
+
     files = unpack(archive, cache_dir)
-    return Speech2Text(**files, device="cpu", **decoding), files["asr_train_config"]
+    return EchoSpeech2Text(**files, device="cpu", **decoding), files["asr_train_config"]
+
+
+def speaker_statistics(speech2text, audio: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray | None]:
+    """id -> speaker statistics (2, D) for ``normalize: speaker_mvn`` models (None: the model's fallback)."""
+    from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
+    from echo_plugin.recipe.speaker_stats import DEFAULT_VAD_RANGE, accumulate
+
+    model = speech2text.asr_model
+    if mode == "unknown" or not isinstance(model.normalize, SpeakerMVN):
+        return {utt: None for utt in audio}
+    speaker = (lambda utt: "all") if mode == "pooled" else (lambda utt: utt)  # noqa: E731
+    stats = accumulate(model.frontend, ((utt, speaker(utt), x) for utt, x in audio.items()), DEFAULT_VAD_RANGE)
+    return {utt: stats.speakers[speaker(utt)].mean_std() for utt in audio}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode_config", type=Path, default=None, help="YAML of decoding options")
     parser.add_argument("--wav_scp", type=Path, default=None)
     parser.add_argument("--cache_dir", type=Path, default=None, help="where to unpack (default: temporary)")
+    parser.add_argument("--speaker", choices=("unknown", "pooled", "per_file"), default="unknown",
+                        help="speaker statistics for speaker_mvn models (see above)")
     parser.add_argument("audio", nargs="*")
     args = parser.parse_args(argv)
     if not args.audio and args.wav_scp is None:
@@ -71,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         speech2text, train_config = load_speech2text(args.model, args.cache_dir or Path(tmp), decoding)
         fs = model_rate(train_config)
-        for utt, path in inputs(args.audio, args.wav_scp):
-            speech = read_audio(path, fs, utt_id=utt if utt != path else None)
-            text = speech2text(speech)[0][0]
+        audio = {utt: read_audio(path, fs, utt_id=utt if utt != path else None)
+                 for utt, path in inputs(args.audio, args.wav_scp)}
+        stats = speaker_statistics(speech2text, audio, args.speaker)
+        for utt, speech in audio.items():
+            text = speech2text(speech, spk_stats=stats[utt])[0][0]
             print(f"{utt} {text}", flush=True)
     return 0
 

@@ -236,8 +236,63 @@ def test_pitch_aware_encoder_without_the_echo_frontend_is_refused(task):
          "--encoder", "echo", "--encoder_conf", yaml.safe_dump(conf),
          "--decoder", "transformer", "--decoder_conf", yaml.safe_dump(DECODER)]
     )  # fmt: skip
-    with pytest.raises(ValueError, match="frontend: echo"):
+    with pytest.raises(ValueError, match="model_conf f0"):
         ASRTask.build_model(args)
+
+
+def default_frontend_args(ASRTask, workdir, encoder: str, encoder_conf: dict, model_conf: dict):
+    return ASRTask.get_parser().parse_args(
+        ["--token_list", str(workdir / "tokens.txt"), "--model", "echo", "--frontend", "default",
+         "--frontend_conf", "{fs: 8000, n_fft: 256, hop_length: 80, n_mels: 20}", "--normalize", "none",
+         "--encoder", encoder, "--encoder_conf", yaml.safe_dump(encoder_conf),
+         "--decoder", "transformer", "--decoder_conf", yaml.safe_dump(DECODER),
+         "--model_conf", yaml.safe_dump(model_conf)]
+    )  # fmt: skip
+
+
+def test_model_conf_f0_gives_the_default_frontend_world_f0_on_its_frames(task, monkeypatch):
+    """model_conf f0: the model computes WORLD f0 on the default frontend's grid; feats are ESPnet's own."""
+    from espnet2.asr.encoder.abs_encoder import AbsEncoder
+    import espnet2.tasks.asr as asr_task
+
+    from echo_plugin.features.grid import FrameGrid
+    from echo_plugin.features.pitch import F0Config, extract_f0
+
+    ASRTask, workdir = task
+    recorder = type("F0RecorderEncoder", (F0Recorder, AbsEncoder), {})
+    monkeypatch.setitem(asr_task.encoder_choices.classes, "f0_recorder", recorder)
+    f0_conf = {"method": "dio", "floor": 60.0, "ceil": 300.0}
+    model = ASRTask.build_model(default_frontend_args(ASRTask, workdir, "f0_recorder", {"output_size": 16},
+                                                      {"ctc_weight": 0.3, "f0": f0_conf}))
+    speech, lengths, text, text_lengths = speech_batch()
+    model(speech, lengths, text, text_lengths)
+    f0 = model.encoder.seen[-1]
+    feats, feats_lengths = model.frontend(speech, lengths)
+    assert f0.shape == feats.shape[:2]
+    grid = FrameGrid(fs=8000, n_fft=256, hop_length=80)
+    for i, n in enumerate(lengths.tolist()):
+        expect = extract_f0(speech[i, :n].numpy(), grid, F0Config(**f0_conf))
+        frames = int(feats_lengths[i])
+        torch.testing.assert_close(f0[i, :frames], torch.from_numpy(expect[:frames]))
+        assert torch.all(f0[i, frames:] == 0)
+    assert 70 < f0[f0 > 0].median() < 250  # male speakers
+
+
+def test_pitch_aware_encoder_on_the_default_frontend_with_model_conf_f0(task):
+    ASRTask, workdir = task
+    conf = {**TRANSFORMER, "frame_shift": 0.01,
+            "layers": [{"num": 1, "rotary": {"type": "pitch_aware", "conf": {"radii": True, "pitch_bias": 1.0}}}]}
+    model = ASRTask.build_model(default_frontend_args(ASRTask, workdir, "echo", conf,
+                                                      {"ctc_weight": 0.3, "f0": {"method": "dio"}}))
+    assert model.encoder.needs_f0 and model.pitch is not None
+    loss, _, _ = model(*speech_batch())
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_model_conf_f0_with_the_echo_frontend_is_refused(task):
+    with pytest.raises(ValueError, match="frontend_conf f0"):
+        build(task, ["spectrogram"], extra=["--model_conf", "{f0: {method: dio}}"])
 
 
 def test_intermediate_ctc_works(task):

@@ -22,19 +22,23 @@ encoders that take ``f0``.
 
 The frontend normalises its raw inputs per utterance and ends in LayerNorm,
 so it needs no ESPnet ``normalize`` (use ``--normalize none``; ``global_mvn``
-works, but its statistics would describe the untrained frontend).
+works, but its statistics would describe the untrained frontend). With
+``normalize: speaker_mvn`` (``model: echo``) the raw frame features
+(spectrogram, harmonic, aperiodic, phase; :meth:`EchoFrontend.speaker_features`
+gives them concatenated, for the statistics) are normalized with the speaker's
+statistics instead of per utterance, and the fused output is left as it is.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import humanfriendly
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import Tensor, nn
 
-from echo_plugin.asr.frontend.encoders import ENCODER_OPTIONS, EncoderInputs, build_encoder
+from echo_plugin.asr.frontend.encoders import ENCODER_OPTIONS, FRAME_FEATURES, EncoderInputs, build_encoder
 from echo_plugin.asr.frontend.fusion import FUSION
 from echo_plugin.features.extractor import FEATURES, FeatureConfig, FeatureExtractor
 from echo_plugin.features.grid import frame_mask
@@ -123,18 +127,37 @@ class EchoFrontend(AbsFrontend):
     def output_size(self) -> int:
         return self._output_size
 
+    @property
+    def frame_features(self) -> Tuple[str, ...]:
+        """The configured features that a speaker normalization applies to, in configuration order."""
+        return tuple(name for name in self.features if name in FRAME_FEATURES)
+
+    @torch.no_grad()
+    def speaker_features(self, speech: Tensor, speech_lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        """speech (B, N), lengths (B,) -> the raw frame features concatenated (B, T, D), frame lengths (B,)."""
+        names = self.frame_features
+        if not names:
+            raise ValueError(f"speaker statistics need a frame feature ({', '.join(FRAME_FEATURES)}); "
+                             f"this frontend has {list(self.features)}")
+        raw = self.extractor(speech, speech_lengths, names=names)
+        return torch.cat([raw.feats[name] for name in names], dim=-1), raw.lengths
+
     def extract(
         self,
         speech: Tensor,
         speech_lengths: Optional[Tensor] = None,
         with_f0: bool = False,
         cached: Optional[Mapping[str, Tuple[Tensor, Tensor]]] = None,
+        input_norm: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None,
     ) -> FrontendOutput:
         """speech (B, N) zero-padded, lengths (B,) -> :class:`FrontendOutput`.
 
         ``with_f0`` computes f0 even if no feature needs it. ``cached`` maps a
         stored-feature name (see ``features/extractor.py``) to ``(array, lengths)``
-        delivered by the data loader; it replaces the computation.
+        delivered by the data loader; it replaces the computation. ``input_norm``
+        (x (B, T, D), lengths) -> (normalized, lengths), e.g. SpeakerMVN, replaces the
+        per-utterance normalization of the frame features (concatenated as in
+        :meth:`speaker_features`).
         """
         if speech.dim() != 2:
             raise ValueError(f"EchoFrontend takes single-channel speech (B, N), got {tuple(speech.shape)}")
@@ -142,8 +165,16 @@ class EchoFrontend(AbsFrontend):
             speech_lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long, device=speech.device)
         speech = speech[:, : int(speech_lengths.max())]
         raw = self.extractor(speech, speech_lengths, with_f0=with_f0, cached=cached)
-        mask = frame_mask(raw.lengths.to(speech.device), self.grid.num_frames(speech.size(1)))
-        inputs = EncoderInputs(speech, speech_lengths, raw.feats, raw.lengths.to(speech.device), mask)
+        lengths = raw.lengths.to(speech.device)
+        mask = frame_mask(lengths, self.grid.num_frames(speech.size(1)))
+        feats, normalized = dict(raw.feats), frozenset()
+        if input_norm is not None and self.frame_features:
+            names = self.frame_features
+            joined, _ = input_norm(torch.cat([feats[name] for name in names], dim=-1), lengths)
+            widths = [feats[name].size(-1) for name in names]
+            feats.update(zip(names, torch.split(joined, widths, dim=-1)))
+            normalized = frozenset(names)
+        inputs = EncoderInputs(speech, speech_lengths, feats, lengths, mask, normalized)
         encoded: Dict[str, Tensor] = {name: encoder(inputs) for name, encoder in self.encoders.items()}
         feats = self.fusion(encoded) * mask[..., None]
         return FrontendOutput(feats=feats, lengths=inputs.frame_lengths, f0=raw.f0)

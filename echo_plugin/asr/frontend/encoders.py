@@ -7,7 +7,7 @@ utterance's own frames, so a batch member is encoded as if it were alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, FrozenSet, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ class EncoderInputs:
     feats: Mapping[str, Tensor]  # name -> (B, T, C); pitch -> (B, T) f0 Hz
     frame_lengths: Tensor  # (B,)
     mask: Tensor  # (B, T) True on real frames
+    normalized: FrozenSet[str] = frozenset()  # frame features already normalized (speaker_mvn): used as given
 
 
 def masked_utterance_norm(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
@@ -62,8 +63,12 @@ class FrameConvStack(nn.Module):
         return self.norm(h.transpose(1, 2))
 
 
+FRAME_FEATURES = ("spectrogram", "harmonic", "aperiodic", "phase")  # what FrameFeatureEncoder encodes
+
+
 class FrameFeatureEncoder(nn.Module):
-    """A stored frame feature (spectrogram, harmonic, aperiodic, phase): utterance MVN, then a conv stack."""
+    """A stored frame feature (spectrogram, harmonic, aperiodic, phase): utterance MVN (unless the
+    feature comes normalized, see ``EncoderInputs.normalized``), then a conv stack."""
 
     def __init__(
         self, name: str, in_dim: int, d_model: int, layers: int = 2, kernel_size: int = 3, dropout: float = 0.0
@@ -73,7 +78,10 @@ class FrameFeatureEncoder(nn.Module):
         self.stack = FrameConvStack(in_dim, d_model, layers, kernel_size, dropout)
 
     def forward(self, inputs: EncoderInputs) -> Tensor:
-        return self.stack(masked_utterance_norm(inputs.feats[self.name], inputs.mask), inputs.mask)
+        x = inputs.feats[self.name]
+        if self.name not in inputs.normalized:
+            x = masked_utterance_norm(x, inputs.mask)
+        return self.stack(x, inputs.mask)
 
 
 class PitchEncoder(nn.Module):

@@ -21,8 +21,11 @@ help_message="Usage: $0 [options]
                                --noise_snr_range \"0 20\" (dB) --noise_apply_prob 0.5 --rir_apply_prob 0.5
   --snr_test_sets \"clean 20 10 5 0\"  decode each test set as <set>_clean, <set>_snr20, ...
                                --snr_noise colored|white|pink|brown|babble|DIR  (default: colored)
+  --feature_cache \"pitch harmonic aperiodic\"  stage 5 computes these Echo frontend features once
+                               per set (kaldiio ark/scp under exp/<tag>/feature_cache) and trains on them
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
-  --feats_normalize global_mvn|utterance_mvn|none   feature normalization at training
+  --feats_normalize global_mvn|utterance_mvn|speaker_mvn|none   feature normalization
+                               (speaker_mvn: per-speaker statistics from utt2spk, Kaldi's CMVN)
   --asr_args / --inference_args  extra options passed through to ESPnet
   --local_data_opts \"...\"      options for local/data.sh"
 
@@ -55,6 +58,7 @@ asr_config=
 asr_tag=
 asr_args=
 feats_normalize=global_mvn
+feature_cache=      # e.g. "pitch harmonic aperiodic": precomputed Echo frontend features (frontend: echo)
 resume=true
 noise_dir=          # noise augmentation (off unless one of noise_dir, babble, colored_noise, rir_dir is set)
 babble=false
@@ -86,6 +90,7 @@ sp_source_set=${train_set}
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 asr_exp=${expdir}/asr_${asr_tag}
 stats_dir=${expdir}/asr_stats_${token_type}${nbpe}_fs${fs}
+[ -z "${speed_perturb_factors}" ] || stats_dir=${stats_dir}_sp   # its own shapes (ESPnet's naming)
 if [ "${token_type}" = bpe ]; then
     token_dir=data/token_list/bpe_${bpemode}${nbpe}
     bpemodel=${token_dir}/bpe.model
@@ -126,6 +131,33 @@ split_keys() {
     echo "${n}"
 }
 
+# speaker_stats DATA_DIR CONFIG OUT_DIR: per-speaker feature statistics (normalize: speaker_mvn).
+speaker_stats() {
+    ${python} -m echo_plugin.recipe.speaker_stats --data_dir "$1" --config "$2" --fs "${fs}" --out_dir "$3" \
+        || die "speaker statistics of $1 failed"
+}
+
+# feature_cache DATA_DIR OUT_DIR: the --feature_cache features of a set, computed unless current
+# (every scp there and newer than the set's wav.scp and the training config).
+feature_cache() {
+    local feature current=true
+    for feature in ${feature_cache}; do
+        [ "$2/${feature}.scp" -nt "$1/wav.scp" ] && [ "$2/${feature}.scp" -nt "${asr_config}" ] || current=false
+    done
+    if [ "${current}" = true ]; then
+        log "  feature cache $2 is up to date"
+        return
+    fi
+    # shellcheck disable=SC2086
+    ${python} -m echo_plugin.features.cache --wav_scp "$1/wav.scp" --out_dir "$2" --features ${feature_cache} \
+        --config "${asr_config}" --fs "${fs}" --nj "${nj}" || die "feature cache of $1 failed"
+}
+
+# True when the experiment was trained with normalize: speaker_mvn (read from its config.yaml).
+uses_speaker_mvn() {
+    grep -q '^normalize: speaker_mvn$' "${asr_exp}/config.yaml" 2>/dev/null
+}
+
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086
@@ -147,7 +179,10 @@ fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: token list (${token_type}) -> ${token_dir}"
-    ${python} -m echo_plugin.recipe.tokens --text "${dumpdir}/raw/${train_set}/text" \
+    # trained on the original training text: speed perturbation repeats it (as ESPnet's bpe_train_text)
+    token_text=${dumpdir}/raw/${train_set}/text
+    [ -z "${speed_perturb_factors}" ] || token_text=data/${sp_source_set}/text
+    ${python} -m echo_plugin.recipe.tokens --text "${token_text}" \
         --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" --out_dir "${token_dir}"
     ${python} -m echo_plugin.recipe.check_text --text "${dumpdir}/raw/${valid_set}/text" \
         --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}"
@@ -195,8 +230,32 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     echo "${asr_config}" > "${asr_exp}/asr_config_path"
     dist_opts=()
     [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
-    norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | none
-    [ "${feats_normalize}" != global_mvn ] || norm_opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
+    norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | speaker_mvn | none
+    case "${feats_normalize}" in
+        global_mvn) norm_opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz") ;;
+        speaker_mvn)   # per-speaker statistics as extra data (batch key spk_stats); model: echo applies them
+            for dset in "${train_set}" "${valid_set}"; do
+                speaker_stats "${dumpdir}/raw/${dset}" "${asr_config}" "${asr_exp}/speaker_stats/${dset}"
+            done
+            norm_opts+=(--normalize_conf "stats_file=${asr_exp}/speaker_stats/${train_set}/pooled_stats.npz"
+                --train_data_path_and_name_and_type "${asr_exp}/speaker_stats/${train_set}/spk_stats.scp,spk_stats,npy"
+                --valid_data_path_and_name_and_type "${asr_exp}/speaker_stats/${valid_set}/spk_stats.scp,spk_stats,npy"
+                --allow_variable_data_keys true) ;;
+    esac
+    cache_opts=()   # features computed once (echo_plugin.features.cache), read by ESPnet's data loader
+    if [ -n "${feature_cache}" ]; then
+        [ -z "${noise_dir}${colored_noise}${rir_dir}" ] && [ "${babble}" != true ] \
+            || die "--feature_cache describes the stored audio; it cannot be combined with noise augmentation"
+        for part in train valid; do
+            [ "${part}" = train ] && dset=${train_set} || dset=${valid_set}
+            cache_dir=${asr_exp}/feature_cache/${dset}
+            feature_cache "${dumpdir}/raw/${dset}" "${cache_dir}"
+            for feature in ${feature_cache}; do
+                cache_opts+=(--${part}_data_path_and_name_and_type "${cache_dir}/${feature}.scp,${feature},kaldi_ark")
+            done
+        done
+        cache_opts+=(--allow_variable_data_keys true)
+    fi
     noise_opts=()   # ESPnet's on-the-fly noise/RIR augmentation from data/<train_set>/{noise,rir}.scp
     if [ -n "${noise_dir}${colored_noise}${rir_dir}" ] || [ "${babble}" = true ]; then
         log "  noise augmentation: SNR ${noise_snr_range} dB, p=${noise_apply_prob} -> data/${train_set}/noise.scp"
@@ -218,7 +277,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
-        "${norm_opts[@]}" "${noise_opts[@]}" \
+        "${norm_opts[@]}" "${noise_opts[@]}" "${cache_opts[@]}" \
         --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" ${asr_args}
     trap - INT TERM
     echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
@@ -256,10 +315,16 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         n_jobs=$(split_keys "${dumpdir}/raw/${name}/wav.scp" "${inference_nj}" "${logdir}")
         device_opts=(--ngpu 0)
         [ "${gpu_inference}" != true ] || device_opts=(--ngpu 1)
+        spk_opts=()
+        if uses_speaker_mvn; then
+            speaker_stats "${dumpdir}/raw/${name}" "${asr_exp}/config.yaml" "${asr_exp}/speaker_stats/${name}"
+            spk_opts=(--data_path_and_name_and_type "${asr_exp}/speaker_stats/${name}/spk_stats.scp,spk_stats,npy"
+                      --allow_variable_data_keys true)
+        fi
         # shellcheck disable=SC2086
         ${decode_cmd} --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/asr_inference.JOB.log" \
             ${python} -m echo_plugin.bin.asr_inference "${device_opts[@]}" --batch_size 1 \
-            --data_path_and_name_and_type "${dumpdir}/raw/${name}/wav.scp,speech,sound" \
+            --data_path_and_name_and_type "${dumpdir}/raw/${name}/wav.scp,speech,sound" "${spk_opts[@]}" \
             --key_file "${logdir}/keys.JOB.scp" --asr_train_config "${asr_exp}/config.yaml" \
             --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${logdir}/output.JOB" \
             --config "${inference_config}" ${inference_args}
@@ -284,6 +349,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     [ -n "${pack_tag}" ] || pack_tag=${asr_tag}
     log "Stage 8: pack ${asr_exp} -> ${asr_exp}/${pack_tag}.zip"
     pack_opts=(--option "${stats_dir}/train/feats_stats.npz")
+    ! uses_speaker_mvn || pack_opts+=(--option "${asr_exp}/speaker_stats/${train_set}/pooled_stats.npz")
     [ "${token_type}" != bpe ] || pack_opts+=(--option "${bpemodel}")
     ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_asr_model}" "${pack_opts[@]}" \

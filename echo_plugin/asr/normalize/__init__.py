@@ -1,0 +1,1 @@
+"""Feature normalizations for ESPnet's ``normalize:`` choice."""
