@@ -22,10 +22,12 @@ from torch import Tensor, nn
 import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 import echo_plugin.nn.gates  # noqa: F401  (fills the GATE registry)
 import echo_plugin.nn.rotary  # noqa: F401  (fills the ROTARY registry)
+from echo_plugin.asr.encoder.patch_input import PatchEmbedding
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence
 from echo_plugin.nn.registries import ATTENTION, GATE
+from echo_plugin.nn.rotary.axial import grid_positions
 from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
 
 
@@ -173,7 +175,9 @@ INPUT_LAYERS: Dict[str, Callable[[int, int, float, bool], nn.Module]] = {
     "linear": _subsampling(LinearInput),  # time / 1
     "se_conv": _subsampling(SEConvSubsampling),  # time / 4, ceil
     "se_conv2": _subsampling(partial(SEConvSubsampling, subsample=2)),  # time / 2, ceil
+    "patch2d": _subsampling(PatchEmbedding),  # time / 4, (4 x 8) spectrogram patches as tokens
 }
+PATCH_ROTARIES = ("axial", "none")  # what layers over (time, frequency) patch tokens may use
 
 
 def subsampled_lengths(embed: nn.Module, ilens: Tensor) -> Tensor:
@@ -205,6 +209,23 @@ def subsampling_factor(embed: nn.Module) -> int:
 LAYER_DEFAULTS: Mapping[str, Any] = {"attention": "standard", "rotary": "standard", "masking": "hard", "gate": "none"}
 
 
+def _spec_type(spec: Any) -> str:
+    return spec if isinstance(spec, str) else str(spec.get("type"))
+
+
+def _check_patch_layers(specs: Sequence[Mapping[str, Any]], silence_threshold: Optional[float]) -> None:
+    """Patch tokens carry (time, frequency) positions: only axial (or no) rotary and standard attention."""
+    for number, spec in enumerate(specs):
+        if _spec_type(spec["rotary"]) not in PATCH_ROTARIES or _spec_type(spec["attention"]) != "standard":
+            raise ValueError(
+                f"input_layer patch2d: layer {number} has rotary {_spec_type(spec['rotary'])} and attention "
+                f"{_spec_type(spec['attention'])}; patch tokens need rotary {' or '.join(PATCH_ROTARIES)} "
+                "and attention standard"
+            )
+    if silence_threshold is not None:
+        raise ValueError("input_layer patch2d does not mark silence frames: leave silence_threshold unset")
+
+
 def _check_silence_frames(embed: nn.Module, input_layer: str) -> None:
     """Refuse an input layer whose frames ``subsample_silence`` does not follow (it
     mirrors Conv2d time convolutions only), rather than mark the wrong frames silent."""
@@ -230,8 +251,10 @@ class EchoEncoder(AbsEncoder):
         dropout_rate: residual, feed-forward and input-layer dropout.
         attention_dropout_rate: dropout on attention weights.
         input_layer: one of ``INPUT_LAYERS``: ESPnet's conv2d (time / 4), conv2d2, conv2d6,
-            conv2d8, linear (no subsampling), or the SE-block conv front ``se_conv`` (time / 4)
-            and ``se_conv2`` (time / 2), see :class:`SEConvSubsampling`.
+            conv2d8, linear (no subsampling), the SE-block conv front ``se_conv`` (time / 4)
+            and ``se_conv2`` (time / 2), see :class:`SEConvSubsampling`, or ``patch2d``:
+            spectrogram patches as tokens with (time, frequency) positions for the ``axial``
+            rotary, averaged over frequency at the output (``patch_input.py``).
         norm: ``layer_norm`` or ``rms_norm``.
         activation: feed-forward activation (``swish``, ``gelu``, ``relu``).
         layers: per-group specs ``[{num: n, attention: spec, rotary: spec, masking: spec, gate: spec}, ...]``
@@ -298,6 +321,9 @@ class EchoEncoder(AbsEncoder):
             for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
         )
         self.after_norm = make_norm(norm, output_size)
+        self.patches = isinstance(self.embed, PatchEmbedding)
+        if self.patches:
+            _check_patch_layers(layer_specs(layers, num_blocks, LAYER_DEFAULTS), silence_threshold)
 
     def output_size(self) -> int:
         return self._output_size
@@ -329,6 +355,8 @@ class EchoEncoder(AbsEncoder):
         in_mask = ~make_pad_mask(ilens, maxlen=xs_pad.size(1)).to(xs_pad.device)
         xs, _ = self.embed(xs_pad, in_mask.unsqueeze(1))  # padded convs (se_conv) zero the padding
         olens = subsampled_lengths(self.embed, ilens.to(xs.device))
+        if self.patches:
+            return self._forward_patches(xs, olens)
         keep = ~make_pad_mask(olens, maxlen=xs.size(1)).to(xs.device)  # (B, T') True = real frame
         positions = torch.arange(xs.size(1), device=xs.device)
         pitch = None if f0 is None else F0Track(resample_f0(f0.to(xs.device), xs.size(1)), self.frame_period)
@@ -341,3 +369,16 @@ class EchoEncoder(AbsEncoder):
         for block in self.blocks:
             xs = block(xs, keep, positions, pitch, silence, aux=features, memory=memory)
         return self.after_norm(xs), olens, None
+
+    def _forward_patches(self, tokens: Tensor, olens: Tensor) -> Tuple[Tensor, Tensor, None]:
+        """tokens (B, T', F', D) -> layers over the T' x F' tokens, time-major, with (t, f) positions ->
+        mean over the F' tokens of each time step -> (B, T', D)."""
+        batch, frames, n_freq, width = tokens.shape
+        keep = ~make_pad_mask(olens, maxlen=frames).to(tokens.device)
+        keep = keep[:, :, None].expand(batch, frames, n_freq).reshape(batch, frames * n_freq)
+        positions = grid_positions(frames, n_freq, device=tokens.device)
+        xs = tokens.reshape(batch, frames * n_freq, width)
+        features, memory = xs, WorkingMemory()
+        for block in self.blocks:
+            xs = block(xs, keep, positions, None, None, aux=features, memory=memory)
+        return self.after_norm(xs.reshape(batch, frames, n_freq, width).mean(dim=2)), olens, None
