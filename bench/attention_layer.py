@@ -12,6 +12,8 @@ at the same width (d_model 256, 4 heads, FFN 1024, batch 4):
 * Echo's ``EncoderLayer`` (``standard`` attention on the fused kernel) once per
   ROTARY variant (masking ``hard``) and once per other MASKING variant (rotary
   ``standard``); ``--all-pairs`` crosses them;
+* the rows of ``EXTRA_ROTARIES`` (the full pitch-aware rotary with soft masking);
+  the axial rotary gets (time, frequency) positions of spectrogram patch tokens;
 * Echo's ``EncoderLayer`` once per other ATTENTION variant (rotary ``standard``,
   masking ``hard``, the variant's default conf). Variants are read from the
   registries, so new ones appear without editing this file; each is built from
@@ -156,10 +158,19 @@ def _bind_masking(attention_cls: type, strategy: nn.Module) -> Callable[[], Cont
     return bound
 
 
+# Rows beyond one per registry name: (label, rotary spec, masking). The full pitch-aware rotary
+# (radii from f0 and the pitch-similarity score bias) with soft masking on the fused kernel.
+EXTRA_ROTARIES: List[Tuple[str, Dict, str]] = [
+    ("pitch_aware(radii, pitch_bias)", {"type": "pitch_aware", "conf": {"radii": True, "pitch_bias": 1.0}}, "soft"),
+]
+PATCH_FREQ_TOKENS = 5  # axial rotary: tokens are spectrogram patches, 5 frequency patches per time step
+
+
 def echo_case(
-    shape: Shape, rotary: str, masking: str, frames: int, device: torch.device, attention: str = "standard"
+    shape: Shape, rotary, masking: str, frames: int, device: torch.device, attention: str = "standard",
+    label: Optional[str] = None,
 ) -> Case:
-    """Echo's EncoderLayer with attention ``attention``, rotary ``rotary`` and masking ``masking`` (default confs)."""
+    """Echo's EncoderLayer with attention ``attention``, rotary ``rotary`` (name or spec) and masking ``masking``."""
     import echo_plugin.nn.attention  # noqa: F401  (fill the registries)
     import echo_plugin.nn.masking  # noqa: F401
     import echo_plugin.nn.rotary  # noqa: F401
@@ -188,6 +199,11 @@ def echo_case(
     if _accepts(layer.forward, "f0"):
         extras["f0"] = synthetic_f0(shape.batch, frames, device)
     positions = torch.arange(frames, device=device)
+    if rotary == "axial":  # patch tokens (input_layer patch2d): (time, frequency) positions, time-major
+        from echo_plugin.nn.rotary.axial import grid_positions
+
+        positions = grid_positions(-(-frames // PATCH_FREQ_TOKENS), PATCH_FREQ_TOKENS, device)[:frames]
+        note = f"tokens are patches: (time, frequency) positions, {PATCH_FREQ_TOKENS} frequency patches per step"
     memory_cls = None
     if _accepts(layer.forward, "memory"):
         from echo_plugin.nn.attention.memory import WorkingMemory as memory_cls
@@ -196,7 +212,7 @@ def echo_case(
         memory = {} if memory_cls is None else {"memory": memory_cls()}
         return layer(x, keep, positions, **extras, **memory)
 
-    return Case(echo_name(rotary, masking, attention), layer, run, context, note)
+    return Case(echo_name(label or rotary, masking, attention), layer, run, context, note)
 
 
 def echo_name(rotary: str, masking: str, attention: str = "standard") -> str:
@@ -535,6 +551,15 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
                 f"echo, rotary={rotary}, masking={masking}",
                 functools.partial(
                     lambda frames, r, m: echo_case(shape, r, m, frames, device), r=rotary, m=masking
+                ),
+            )
+        )
+    for label, spec, masking in EXTRA_ROTARIES:
+        builders.append(
+            (
+                echo_name(label, masking),
+                functools.partial(
+                    lambda frames, r, m, n: echo_case(shape, r, m, frames, device, label=n), r=spec, m=masking, n=label
                 ),
             )
         )
