@@ -10,8 +10,10 @@ import os
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -32,7 +34,7 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_data_and_dump_dirs(recipe: Path) -> None:
-    for name in ("train", "dev", *SETS):
+    for name in ("train_sp", "dev", *SETS):
         dump = recipe / "dump" / "raw" / name
         ids = [line.split()[0] for line in (dump / "text").read_text().splitlines()]
         assert ids == sorted(ids) and len(ids) == len(set(ids)) > 0
@@ -43,7 +45,7 @@ def test_data_and_dump_dirs(recipe: Path) -> None:
 def test_token_list_and_stats(recipe: Path) -> None:
     tokens = (recipe / "data" / "token_list" / "bpe_unigram30" / "tokens.txt").read_text().split()
     assert tokens[0] == "<blank>" and tokens[1] == "<unk>" and tokens[-1] == "<sos/eos>"
-    stats = recipe / "exp" / "asr_stats_bpe30_fs8000"
+    stats = recipe / "exp" / "asr_stats_bpe30_fs8000_sp"  # run.sh speed-perturbs the training set
     assert (stats / "train" / "feats_stats.npz").is_file()
     shapes = (stats / "train" / "text_shape.bpe").read_text().splitlines()
     assert shapes and all(line.endswith(f",{len(tokens)}") for line in shapes)
@@ -93,6 +95,61 @@ def test_packed_model_transcribes(recipe: Path) -> None:
     assert line.startswith(str(wav))
 
 
+def test_speaker_statistics_per_set(recipe: Path) -> None:
+    """speaker_mvn (run.sh's default): one statistics file per speaker of every set, handed to ESPnet."""
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny"
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["normalize"] == "speaker_mvn"
+    assert config["normalize_conf"]["stats_file"].endswith("speaker_stats/train/pooled_stats.npz")
+    assert config["train_data_path_and_name_and_type"][-1][1:] == ["spk_stats", "npy"]
+    for name in ("train_sp", "dev", *SETS):
+        utt2spk = dict(line.split() for line in (recipe / "dump" / "raw" / name / "utt2spk").read_text().splitlines())
+        stats_dir = exp / "speaker_stats" / name
+        scp = dict(line.split() for line in (stats_dir / "spk_stats.scp").read_text().splitlines())
+        assert set(scp) == set(utt2spk)
+        assert {Path(path).stem for path in scp.values()} == set(utt2spk.values())
+        for path in set(scp.values()):
+            stats = np.load(path)
+            assert stats.shape == (2, 40) and np.all(stats[1] > 0)
+    archive = zipfile.ZipFile(exp / "train_asr_echo_tiny.zip")
+    assert any(name.endswith("pooled_stats.npz") for name in archive.namelist())
+
+
+def test_transcribe_pools_the_statistics_of_one_speaker(recipe: Path) -> None:
+    """--speaker pooled: several files of one speaker, normalized with their pooled statistics."""
+    archive = recipe / "exp" / "asr_train_asr_echo_tiny" / "train_asr_echo_tiny.zip"
+    wavs = [str(p) for p in sorted((FSDD / "recordings").glob("[0-9]_lucas_4*.wav"))[:3]]
+    out = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "echo_plugin.bin.transcribe", "--model", str(archive),
+         "--decode_config", str(REPO / "test" / "fixtures" / "decode_fast.yaml"), "--speaker", "pooled", *wavs],
+        capture_output=True, text=True, check=True, cwd=recipe, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert [line.split()[0] for line in out.stdout.strip().splitlines()[-3:]] == wavs
+
+
+def test_feature_cache_is_computed_once_and_read_by_the_loader(recipe: Path) -> None:
+    """--feature_cache pitch with an Echo-frontend config: kaldi_ark per set, listed as data, reused."""
+    config = yaml.safe_load((recipe / TINY_CONFIG).read_text())
+    config["frontend"] = "echo"
+    config["frontend_conf"] = {**config["frontend_conf"], "features": ["spectrogram", "pitch"], "output_size": 32}
+    (recipe / "conf" / "tiny_pitch.yaml").write_text(yaml.safe_dump(config))
+    args = ("--stage", "5", "--stop_stage", "5", "--asr_config", "conf/tiny_pitch.yaml", "--feature_cache", "pitch",
+            "--asr_args", "--max_epoch 1")
+    run_recipe(recipe, *args)
+    exp = recipe / "exp" / "asr_tiny_pitch"
+    for name in ("train_sp", "dev"):
+        scp = exp / "feature_cache" / name / "pitch.scp"
+        keys = [line.split()[0] for line in scp.read_text().splitlines()]
+        assert keys == [line.split()[0] for line in (recipe / "dump" / "raw" / name / "wav.scp").read_text().splitlines()]
+    trained = yaml.safe_load((exp / "config.yaml").read_text())
+    assert [f"{exp.relative_to(recipe)}/feature_cache/train/pitch.scp", "pitch", "kaldi_ark"] in \
+        trained["train_data_path_and_name_and_type"]
+    again = run_recipe(recipe, *args, "--asr_tag", "tiny_pitch", "--resume", "true", "--asr_args", "--max_epoch 2")
+    assert "feature cache exp/asr_tiny_pitch/feature_cache/train_sp is up to date" in again.stdout
+    noisy = run_recipe(recipe, *args, "--asr_tag", "tiny_pitch_noise", "--babble", "true", check=False)
+    assert noisy.returncode != 0 and "cannot be combined with noise augmentation" in noisy.stderr + noisy.stdout
+
+
 def test_stage6_decodes_a_data_dir_given_by_path(recipe: Path, tmp_path: Path) -> None:
     """A Kaldi dir the recipe never made: two real recordings of the test speaker."""
     new = tmp_path / "my_set"
@@ -136,13 +193,13 @@ def test_noise_augmentation_and_snr_test_sets(recipe: Path) -> None:
     """run.sh --noise_aug true: noise.scp made and given to ESPnet; --snr_test_sets decoded and scored."""
     run_recipe(recipe, "--stage", "5", "--stop_stage", "7", "--noise_aug", "true", "--asr_args", "--max_epoch 1",
                "--test_sets", "test_isolated", "--snr_test_sets", "clean 10", "--snr_noise", "babble")
-    noise_scp = recipe / "data" / "train" / "noise.scp"
+    noise_scp = recipe / "data" / "train_sp" / "noise.scp"
     keys = [line.split()[0] for line in noise_scp.read_text().splitlines()]
     assert {"colored-white", "colored-pink", "colored-brown"} <= set(keys)
     assert any(key.startswith("babble-") for key in keys)
     exp = recipe / "exp" / "asr_train_asr_echo_tiny_noiseaug"
     config = yaml.safe_load((exp / "config.yaml").read_text())
-    assert config["noise_scp"] == "data/train/noise.scp"
+    assert config["noise_scp"] == "data/train_sp/noise.scp"
     assert config["noise_db_range"] == "0_20" and config["noise_apply_prob"] == 0.5
     decode = exp / "decode_decode_fast_valid.acc.ave"
     ref_ids = (recipe / "dump" / "raw" / "test_isolated" / "text").read_text().split("\n")

@@ -1,0 +1,75 @@
+"""Every FSDD ablation config differs from the Echo default by its mechanism alone (same budget, same data)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import yaml
+
+CONF = Path(__file__).resolve().parents[2] / "egs" / "fsdd" / "asr1" / "conf" / "tuning"
+BASE = "train_asr_echo.yaml"
+ESPNET_MODEL = {"encoder", "encoder_conf", "decoder", "decoder_conf"}
+# config -> the top-level keys or dotted paths it may change (and must change some of)
+ALLOWED: Dict[str, set] = {
+    "train_asr_echo_rope_none.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_rope_learned.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_rope_mel.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_rope_givens.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_rope_quaternion.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_rope_axial.yaml": {"encoder_conf.layers", "encoder_conf.input_layer"},
+    "train_asr_echo_pitch_rope.yaml": {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"},
+    "train_asr_echo_soft_mask.yaml": {"encoder_conf.layers", "encoder_conf.silence_threshold", "decoder_conf.layers"},
+    "train_asr_echo_se_conv.yaml": {"encoder_conf.input_layer"},
+    "train_asr_echo_gates.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_multifeature.yaml": {"frontend", "frontend_conf"},
+    "train_asr_echo_curiosity.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_integrated.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_myelinated.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_adaptive.yaml": {"encoder_conf.layers", "decoder_conf.layers"},
+    "train_asr_echo_maxfactor.yaml": {"optim", "optim_conf"},
+    "train_asr_echo_dual.yaml": {"decoder", "decoder_conf"},
+    "train_asr_echo_single_wide.yaml": {"decoder_conf.linear_units"},
+    "train_asr_transformer.yaml": ESPNET_MODEL,
+    "train_asr_conformer.yaml": ESPNET_MODEL,
+    "train_asr_e_branchformer.yaml": ESPNET_MODEL,
+}
+
+
+def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested mappings -> {dotted path: leaf value}; lists are leaves."""
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def changed_paths(name: str) -> set:
+    base = flatten(yaml.safe_load((CONF / BASE).read_text()))
+    other = flatten(yaml.safe_load((CONF / name).read_text()))
+    return {path for path in base.keys() | other.keys() if base.get(path, "<absent>") != other.get(path, "<absent>")}
+
+
+def within(path: str, allowed: set) -> bool:
+    return any(path == a or path.startswith(f"{a}.") for a in allowed)
+
+
+def test_every_config_of_the_recipe_is_listed() -> None:
+    assert {p.name for p in CONF.glob("*.yaml")} == set(ALLOWED) | {BASE}
+
+
+@pytest.mark.parametrize("name", sorted(ALLOWED))
+def test_config_changes_only_its_mechanism(name: str) -> None:
+    changed = changed_paths(name)
+    assert changed, f"{name} is the same as {BASE}"
+    assert {path for path in changed if not within(path, ALLOWED[name])} == set(), name
+
+
+def test_the_base_is_model_echo_with_speaker_normalizable_frontend() -> None:
+    """speaker_mvn (run.sh) needs model: echo in every config."""
+    for path in CONF.glob("*.yaml"):
+        assert yaml.safe_load(path.read_text()).get("model") == "echo", path.name
