@@ -170,7 +170,7 @@ def echo_case(
     shape: Shape, rotary, masking: str, frames: int, device: torch.device, attention: str = "standard",
     label: Optional[str] = None,
 ) -> Case:
-    """Echo's EncoderLayer with attention ``attention``, rotary ``rotary`` (name or spec) and masking ``masking``."""
+    """Echo's EncoderLayer: attention ``attention``, rotary ``rotary`` (name or spec), masking ``masking``."""
     import echo_plugin.nn.attention  # noqa: F401  (fill the registries)
     import echo_plugin.nn.masking  # noqa: F401
     import echo_plugin.nn.rotary  # noqa: F401
@@ -559,7 +559,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
             (
                 echo_name(label, masking),
                 functools.partial(
-                    lambda frames, r, m, n: echo_case(shape, r, m, frames, device, label=n), r=spec, m=masking, n=label
+                    lambda frames, r, m, n: echo_case(shape, r, m, frames, device, label=n),
+                    r=spec, m=masking, n=label,
                 ),
             )
         )

@@ -4,7 +4,8 @@
         --fs 8000 --out_dir exp/asr_x/speaker_stats/train [--vad_range 8.0]
 
 Runs the training config's frontend (one without trainable parameters, e.g.
-ESPnet's ``default`` log-mel; of the Echo frontend, its raw frame features) on every utterance of ``<data_dir>/wav.scp`` and
+ESPnet's ``default`` log-mel; of the Echo frontend, its raw frame features) on
+every utterance of ``<data_dir>/wav.scp`` and
 pools, per speaker of ``<data_dir>/utt2spk``, the mean and standard deviation of
 the feature frames. Frames of silence are left out of the statistics: a frame
 counts when its log energy (log-sum-exp over the feature bins) is within

@@ -42,7 +42,7 @@ def test_encoder_output_is_one_vector_per_time_step_and_ignores_padding() -> Non
 
 
 def test_axial_positions_reach_the_rotary() -> None:
-    """Patch tokens get (t, f) positions: swapping the frequency ladder changes the output, time alone does not do it."""
+    """Patch tokens get (t, f) positions: changing the frequency ladder changes the output."""
     enc = encoder(layers=AXIAL)
     x = torch.randn(1, 24, 20)
     with torch.no_grad():

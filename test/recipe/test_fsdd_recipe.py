@@ -103,7 +103,8 @@ def test_speaker_statistics_per_set(recipe: Path) -> None:
     assert config["normalize_conf"]["stats_file"].endswith("speaker_stats/train/pooled_stats.npz")
     assert config["train_data_path_and_name_and_type"][-1][1:] == ["spk_stats", "npy"]
     for name in ("train_sp", "dev", *SETS):
-        utt2spk = dict(line.split() for line in (recipe / "dump" / "raw" / name / "utt2spk").read_text().splitlines())
+        dump = recipe / "dump" / "raw" / name
+        utt2spk = dict(line.split() for line in (dump / "utt2spk").read_text().splitlines())
         stats_dir = exp / "speaker_stats" / name
         scp = dict(line.split() for line in (stats_dir / "spk_stats.scp").read_text().splitlines())
         assert set(scp) == set(utt2spk)
@@ -140,7 +141,8 @@ def test_feature_cache_is_computed_once_and_read_by_the_loader(recipe: Path) -> 
     for name in ("train_sp", "dev"):
         scp = exp / "feature_cache" / name / "pitch.scp"
         keys = [line.split()[0] for line in scp.read_text().splitlines()]
-        assert keys == [line.split()[0] for line in (recipe / "dump" / "raw" / name / "wav.scp").read_text().splitlines()]
+        wav_scp = recipe / "dump" / "raw" / name / "wav.scp"
+        assert keys == [line.split()[0] for line in wav_scp.read_text().splitlines()]
     trained = yaml.safe_load((exp / "config.yaml").read_text())
     assert [f"{exp.relative_to(recipe)}/feature_cache/train/pitch.scp", "pitch", "kaldi_ark"] in \
         trained["train_data_path_and_name_and_type"]

@@ -4,7 +4,8 @@ A few sentences spoken by espeak-ng, written by sox as 16 kHz FLAC in the exact
 upstream layout (LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
 plus <spk>-<chapter>.trans.txt) for train-clean-100, dev-clean, dev-other,
 test-clean and test-other: the committed copy under test/fixtures/librispeech
-(see test/data/librispeech_layout.py; re-rendered and compared where espeak-ng is installed). The real run.sh then runs with its own options
+(see test/data/librispeech_layout.py; re-rendered and compared where espeak-ng
+is installed). The real run.sh then runs with its own options
 (speed perturbation 0.9/1.0/1.1, its decode config) except for a tiny model and
 a small BPE vocabulary.
 """
@@ -105,7 +106,8 @@ def test_decoding_scores_and_results(recipe: Path) -> None:
     assert (recipe / "exp" / TAG / "train_asr_tiny.zip").is_file()
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+                    reason="needs espeak-ng and sox")
 def test_committed_corpus_is_what_the_renderer_writes(tmp_path: Path) -> None:
     """The committed fixture has the layout and transcripts of SMOKE_CORPUS and re-renders to the same lengths."""
     fresh = write_spoken_corpus(tmp_path, CORPUS, SMOKE_VOICES)
