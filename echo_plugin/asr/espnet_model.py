@@ -88,10 +88,11 @@ class EchoASRModel(ESPnetASRModel):
                 f"the encoder reads f0 (pitch-aware rotary) but the {type(self.frontend).__name__} frontend gives "
                 "none: set model_conf f0 (e.g. {method: dio, floor: 60.0, ceil: 300.0}), or use frontend: echo"
             )
-        if self.frontend_extracts and self.preencoder is not None:
+        if (self.frontend_extracts or self.pitch is not None) and self.preencoder is not None:
             raise NotImplementedError(
-                f"model 'echo' with the {type(self.frontend).__name__} frontend does not support a preencoder "
-                f"({type(self.preencoder).__name__}): f0 is aligned to the frontend's frames; use preencoder: null"
+                f"model 'echo' with f0 from the model or the {type(self.frontend).__name__} frontend does not support "
+                f"a preencoder ({type(self.preencoder).__name__}): f0 is aligned to the frontend's frames; "
+                "use preencoder: null"
             )
         if self.frontend_extracts and isinstance(self.normalize, GlobalMVN):
             logging.warning(

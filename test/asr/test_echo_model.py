@@ -290,6 +290,15 @@ def test_pitch_aware_encoder_on_the_default_frontend_with_model_conf_f0(task):
     assert torch.isfinite(loss)
 
 
+def test_model_conf_f0_with_a_preencoder_is_refused(task):
+    ASRTask, workdir = task
+    args = default_frontend_args(ASRTask, workdir, "echo", {**TRANSFORMER, "input_layer": "linear"},
+                                 {"ctc_weight": 0.3, "f0": {"method": "dio"}})
+    args.preencoder, args.preencoder_conf = "linear", {"input_size": 20, "output_size": 20}
+    with pytest.raises(NotImplementedError, match="preencoder"):
+        ASRTask.build_model(args)
+
+
 def test_model_conf_f0_with_the_echo_frontend_is_refused(task):
     with pytest.raises(ValueError, match="frontend_conf f0"):
         build(task, ["spectrogram"], extra=["--model_conf", "{f0: {method: dio}}"])
