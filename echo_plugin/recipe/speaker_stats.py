@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataDirError, ValueError, OSError) as err:
         print(f"speaker_stats: {err}", file=sys.stderr)
         return 1
+    if len(stats.speakers) == len(utt2spk) > 1:
+        print(f"speaker_stats: warning: every utterance of {args.data_dir} is its own speaker (utt2spk missing or "
+              "one utterance per speaker), so each is normalized with its own statistics; give the real "
+              "speakers in utt2spk", file=sys.stderr)
     print(f"speaker_stats: {len(stats.speakers)} speakers, {stats.pooled.count} frames -> {args.out_dir}")
     return 0
 

@@ -160,3 +160,11 @@ def test_frame_stats_merge_equals_one_pass() -> None:
     right.add(b)
     left.merge(right)
     np.testing.assert_allclose(left.mean_std(), one.mean_std(), rtol=1e-6)
+
+
+def test_one_utterance_per_speaker_is_warned_about(data, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data_dir, _ = data
+    (data_dir / "utt2spk").write_text("a1 a1\na2 a2\nb1 b1\n")
+    assert speaker_stats.main(["--data_dir", str(data_dir), "--config", str(tmp_path / "config.yaml"), "--fs", str(FS),
+                               "--out_dir", str(tmp_path / "o")]) == 0
+    assert "every utterance" in capsys.readouterr().err
