@@ -405,6 +405,7 @@ def render(
     device: torch.device,
     command: str,
     scaling: Sequence[int] = SCALING,
+    load: Optional[Tuple[float, float]] = None,
 ) -> str:
     import espnet
 
@@ -418,7 +419,12 @@ def render(
         "",
         f"- device: {device_description(device)}; torch {torch.__version__} "
         f"({torch.get_num_threads()} intra-op thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
-        f"espnet {espnet.__version__}, Python {platform.python_version()}",
+        f"espnet {espnet.__version__}, Python {platform.python_version()}"
+        + (
+            f"; 1-minute load average at start / end: {load[0]:.1f} / {load[1]:.1f} "
+            "(above 1, other processes shared the cores: absolute times grow, the interleaved ratios much less)"
+            if load else ""
+        ),
         f"- shape: batch {shape.batch}, d_model {shape.d_model}, {shape.heads} heads, FFN {shape.ffn}, "
         f"float32, training mode (residual/FFN dropout {shape.dropout}, attention-weight dropout 0); "
         "utterance lengths T, 0.9T, 0.8T, 0.7T in each batch, padding masked",
@@ -579,13 +585,15 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     notes: Dict[str, str] = {}
     plan = {t: schedule(t, args.repeats, args.warmup) for t in args.lengths}
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
     for frames in args.lengths:
         log(f"T={frames}: {len(builders)} layers, warm-up {plan[frames][0]}, repeats {plan[frames][1]}")
         measure_length(builders, shape, frames, device, *plan[frames], results, notes, log)
     log(f"done in {time.perf_counter() - started:.0f} s")
     command = "python -m bench.attention_layer" + ("" if not raw else " " + shlex.join(raw))
     order = [name for name, _ in builders]
-    report = render(results, order, notes, args.lengths, plan, shape, device, command, args.ratio)
+    load = (load_start, os.getloadavg()[0])
+    report = render(results, order, notes, args.lengths, plan, shape, device, command, args.ratio, load)
     if args.out:
         with open(args.out, "w") as f:
             f.write(report)

@@ -100,7 +100,7 @@ def test_speaker_statistics_per_set(recipe: Path) -> None:
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
     config = yaml.safe_load((exp / "config.yaml").read_text())
     assert config["normalize"] == "speaker_mvn"
-    assert config["normalize_conf"]["stats_file"].endswith("speaker_stats/train/pooled_stats.npz")
+    assert config["normalize_conf"]["stats_file"].endswith("speaker_stats/train_sp/pooled_stats.npz")
     assert config["train_data_path_and_name_and_type"][-1][1:] == ["spk_stats", "npy"]
     for name in ("train_sp", "dev", *SETS):
         dump = recipe / "dump" / "raw" / name
@@ -144,7 +144,7 @@ def test_feature_cache_is_computed_once_and_read_by_the_loader(recipe: Path) -> 
         wav_scp = recipe / "dump" / "raw" / name / "wav.scp"
         assert keys == [line.split()[0] for line in wav_scp.read_text().splitlines()]
     trained = yaml.safe_load((exp / "config.yaml").read_text())
-    assert [f"{exp.relative_to(recipe)}/feature_cache/train/pitch.scp", "pitch", "kaldi_ark"] in \
+    assert [f"{exp.relative_to(recipe)}/feature_cache/train_sp/pitch.scp", "pitch", "kaldi_ark"] in \
         trained["train_data_path_and_name_and_type"]
     again = run_recipe(recipe, *args, "--asr_tag", "tiny_pitch", "--resume", "true", "--asr_args", "--max_epoch 2")
     assert "feature cache exp/asr_tiny_pitch/feature_cache/train_sp is up to date" in again.stdout
