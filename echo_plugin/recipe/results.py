@@ -27,7 +27,8 @@ a missing or unreadable piece shows as ``-``, with a warning when unreadable):
 
 Writes ``--out`` atomically: a header naming this command, the environment,
 a summary table with one row per (experiment, decode dir, test set), sorted,
-then ESPnet-style WER and CER tables per experiment. The summary table is
+then a WER-by-SNR-band table when some decodes are SNR-stratified
+(echo_plugin.recipe.snr_table), then ESPnet-style WER and CER tables per experiment. The summary table is
 also printed.
 """
 from __future__ import annotations
@@ -48,6 +49,7 @@ import yaml
 
 from echo_plugin.recipe.data_dir import atomic_write_text, parse_numbers
 from echo_plugin.recipe.score import TABLE_HEADER, table_row
+from echo_plugin.recipe.snr_table import snr_section
 
 T = TypeVar("T")
 DASH = "-"
@@ -274,6 +276,7 @@ def render(command: str, env_line: str, experiments: list[Experiment], with_reci
     ]
     if not experiments:
         lines += ["No experiments found.", ""]
+    lines += snr_section(experiments)
     for e in experiments:
         lines += detail_section(e, with_recipe)
     return "\n".join(lines), summary
