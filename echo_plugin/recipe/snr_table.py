@@ -9,21 +9,10 @@ band found anywhere (``clean`` first, then SNR from high to low), and cells
 from __future__ import annotations
 
 import re
-from typing import Iterable, Protocol
+from typing import Any, Iterable
 
 BAND = re.compile(r"^(?P<base>.+)_(?:(?P<clean>clean)|snr(?P<snr>-?\d+(?:\.\d+)?))$")
 CLEAN = "clean"
-
-
-class _Decode(Protocol):
-    decode_dir: str
-    test_set: str
-    scores: dict | None
-
-
-class _Experiment(Protocol):
-    tag: str
-    decodes: list
 
 
 def split_band(test_set: str) -> tuple[str, str] | None:
@@ -41,16 +30,17 @@ def band_order(bands: Iterable[str]) -> list[str]:
     return ([CLEAN] if CLEAN in unique else []) + snrs
 
 
-def wer_cell(scores: dict | None) -> str:
-    """``WER % (Sub/Del/Ins)`` of a decode's scores, or a dash."""
-    if scores is None:
-        return "-"
+def wer_cell(scores: dict) -> str:
+    """``WER % (Sub/Del/Ins)`` of a decode's scores (echo_plugin.recipe.score's scores.json)."""
     wer = scores["wer"]
     return f"{wer['error_rate']:.2f} ({wer['substitutions']}/{wer['deletions']}/{wer['insertions']})"
 
 
-def snr_section(experiments: Iterable[_Experiment]) -> list[str]:
-    """Markdown lines of the "WER by SNR band" section; empty when no decode is SNR-stratified."""
+def snr_section(experiments: Iterable[Any]) -> list[str]:
+    """The "WER by SNR band" section's Markdown lines for results.Experiment objects (``tag``, ``decodes``).
+
+    Empty when no decode is SNR-stratified.
+    """
     cells: dict[tuple[str, str, str], dict[str, str]] = {}
     for e in experiments:
         for d in e.decodes:
