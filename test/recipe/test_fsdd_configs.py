@@ -29,6 +29,7 @@ ALLOWED: Dict[str, set] = {
     "train_asr_echo_m_gate.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rms_norm.yaml": {"encoder_conf.norm", "decoder_conf.norm"},
     "train_asr_echo_tied.yaml": {"decoder_conf.tie_embeddings"},
+    "train_asr_echo_seed1.yaml": {"seed"},
     "train_asr_echo_multifeature.yaml": {"frontend", "frontend_conf"},
     "train_asr_echo_curiosity.yaml": {"encoder_conf.layers"},
     "train_asr_echo_integrated.yaml": {"encoder_conf.layers"},
