@@ -10,6 +10,7 @@ import yaml
 CONF = Path(__file__).resolve().parents[2] / "egs" / "fsdd" / "asr1" / "conf" / "tuning"
 BASE = "train_asr_echo.yaml"
 ESPNET_MODEL = {"encoder", "encoder_conf", "decoder", "decoder_conf"}
+PITCH = {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"}  # a pitch-aware rotary and the f0 it reads
 # config -> the top-level keys or dotted paths it may change (and must change some of)
 ALLOWED: Dict[str, set] = {
     "train_asr_echo_rope_none.yaml": {"encoder_conf.layers"},
@@ -18,10 +19,10 @@ ALLOWED: Dict[str, set] = {
     "train_asr_echo_rope_givens.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rope_quaternion.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rope_axial.yaml": {"encoder_conf.layers", "encoder_conf.input_layer"},
-    "train_asr_echo_pitch_rope.yaml": {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"},
-    "train_asr_echo_pitch_theta.yaml": {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"},
-    "train_asr_echo_pitch_phase.yaml": {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"},
-    "train_asr_echo_pitch_bias.yaml": {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"},
+    "train_asr_echo_pitch_rope.yaml": PITCH,
+    "train_asr_echo_pitch_theta.yaml": PITCH,
+    "train_asr_echo_pitch_phase.yaml": PITCH,
+    "train_asr_echo_pitch_bias.yaml": PITCH,
     "train_asr_echo_soft_mask.yaml": {"encoder_conf.layers", "encoder_conf.silence_threshold", "decoder_conf.layers"},
     "train_asr_echo_se_conv.yaml": {"encoder_conf.input_layer"},
     "train_asr_echo_gates.yaml": {"encoder_conf.layers"},
