@@ -25,6 +25,7 @@ Run ``python -m echo_plugin.data.fsdd --help`` for the command line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -118,6 +119,8 @@ class PrepConfig:
     min_gap_ms: int = 50
     max_gap_ms: int = 250
     max_edge_ms: int = 100
+    extra_train_root: str | None = None
+    n_connected_extra_train: int = 0
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -138,6 +141,10 @@ def _check_config(cfg: PrepConfig) -> None:
     for name in ("n_connected_train", "n_connected_dev", "n_connected_test"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.n_connected_extra_train < 0:
+        raise ValueError(f"n_connected_extra_train must be >= 0, got {cfg.n_connected_extra_train}")
+    if cfg.n_connected_extra_train and cfg.extra_train_root is None:
+        raise ValueError("n_connected_extra_train needs extra_train_root")
     if cfg.max_takes is not None and cfg.max_takes < 1:
         raise ValueError(f"max_takes must be at least 1, got {cfg.max_takes}")
     if not 1 <= cfg.min_digits <= cfg.max_digits:
@@ -364,6 +371,10 @@ def _stamp_content(fsdd_root: Path, wav_dir: Path, cfg: PrepConfig) -> dict:
         "wav_dir": str(wav_dir.resolve()),
         "config": asdict(cfg),
     }
+    if cfg.extra_train_root is not None:  # a regenerated extra corpus must rebuild the dirs
+        folder = Path(cfg.extra_train_root) / "recordings"
+        files = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in folder.glob("*.wav"))
+        content["extra_train_files"] = hashlib.sha256("\n".join(files).encode()).hexdigest()
     return json.loads(json.dumps(content))  # tuples become lists, so it compares equal to the file
 
 
@@ -411,22 +422,38 @@ def prepare_fsdd(
     by_split = {s: [r for r in recordings if split_of[r.speaker] == s] for s in ("train", "dev", "test")}
     if not by_split["test"]:
         raise ValueError("no test speakers: name one with test_speakers or leave a speaker unlisted")
+    extra = _extra_train_recordings(cfg, split_of)
 
     layout = {  # data dir -> (isolated recordings, pool for connected utterances, number of those)
         "train": (by_split["train"], by_split["train"], cfg.n_connected_train),
+        "train_extra": (extra, extra, cfg.n_connected_extra_train),
         "dev": (by_split["dev"], by_split["dev"], cfg.n_connected_dev),
         "test_isolated": (by_split["test"], [], 0),
         "test_connected": ([], by_split["test"], cfg.n_connected_test),
     }
+    utts_of: dict[str, list[Utterance]] = {}
     for name, (isolated, pool, n_connected) in layout.items():
-        utts = isolated_utterances(isolated)
+        utts_of[name] = isolated_utterances(isolated)
         if n_connected:
-            utts += _build_connected(name, pool, n_connected, cfg, wav_dir / name)
+            utts_of[name] += _build_connected(name, pool, n_connected, cfg, wav_dir / name)
+    utts_of["train"] += utts_of.pop("train_extra")
+    for name, utts in utts_of.items():
         _build_dir(result[name], lambda tmp: write_data_dir(utts, tmp))
         log.info("wrote %s: %d utterances", result[name], len(utts))
 
     _write_stamp(out_dir, stamp)
     return result
+
+
+def _extra_train_recordings(cfg: PrepConfig, split_of: dict[str, str]) -> list[Recording]:
+    """Recordings of ``cfg.extra_train_root`` (training only); ValueError if a speaker is also in the corpus."""
+    if cfg.extra_train_root is None:
+        return []
+    extra = find_recordings(Path(cfg.extra_train_root))
+    shared = sorted({r.speaker for r in extra} & set(split_of))
+    if shared:
+        raise ValueError(f"extra training speaker(s) {shared} of {cfg.extra_train_root} are also FSDD speakers")
+    return extra
 
 
 def _build_connected(name: str, pool: Sequence[Recording], n: int, cfg: PrepConfig, final: Path) -> list[Utterance]:
@@ -552,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_gap_ms", type=int, default=d.max_gap_ms, help="(%(default)s)")
     p.add_argument("--max_edge_ms", type=int, default=d.max_edge_ms,
                    help="leading and trailing silence, each up to this (%(default)s)")
+    p.add_argument("--extra_train_root", help="folder with FSDD-named recordings/ added to train only "
+                   "(e.g. echo_plugin.data.synthetic_digits output)")
+    p.add_argument("--n_connected_extra_train", type=int, default=d.n_connected_extra_train,
+                   help="connected utterances composed from the extra speakers (%(default)s)")
     return p
 
 
@@ -571,6 +602,8 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
         min_gap_ms=args.min_gap_ms,
         max_gap_ms=args.max_gap_ms,
         max_edge_ms=args.max_edge_ms,
+        extra_train_root=str(Path(args.extra_train_root).resolve()) if args.extra_train_root else None,
+        n_connected_extra_train=args.n_connected_extra_train,
     )
 
 

@@ -18,6 +18,7 @@ ALLOWED: Dict[str, set] = {
     "train_asr_echo_rope_mel.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rope_givens.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rope_quaternion.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_rope_quaternion12.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rope_axial.yaml": {"encoder_conf.layers", "encoder_conf.input_layer"},
     "train_asr_echo_pitch_rope.yaml": PITCH,
     "train_asr_echo_pitch_theta.yaml": PITCH,

@@ -12,6 +12,9 @@ n_connected_train=1500
 n_connected_dev=200
 n_connected_test=300
 seed=0
+synth_voices=0
+synth_takes=5
+n_connected_synth=1000
 
 usage() {
     cat <<EOF
@@ -22,13 +25,17 @@ Usage: $0 [options]
   --n_connected_dev N      connected-digit utterances in data/dev (default: ${n_connected_dev})
   --n_connected_test N     connected-digit utterances in data/test_connected (default: ${n_connected_test})
   --seed N                 random seed of the connected utterances (default: ${seed})
+  --synth_voices N         add N synthetic espeak-ng speakers to train only (default: ${synth_voices} = none)
+  --synth_takes N          takes per synthetic speaker and digit (default: ${synth_takes})
+  --n_connected_synth N    connected-digit utterances of the synthetic speakers (default: ${n_connected_synth})
 EOF
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --fsdd_root|--max_takes|--n_connected_train|--n_connected_dev|--n_connected_test|--seed)
+        --fsdd_root|--max_takes|--n_connected_train|--n_connected_dev|--n_connected_test|--seed|\
+        --synth_voices|--synth_takes|--n_connected_synth)
             if [ $# -lt 2 ]; then
                 echo "$0: option $1 needs a value" >&2; exit 1
             fi
@@ -59,7 +66,14 @@ else
     source_opts=(--download_dir downloads)
 fi
 
-python -m echo_plugin.data.fsdd "${source_opts[@]}" \
+synth_opts=()
+if [ "${synth_voices}" -gt 0 ]; then
+    python -m echo_plugin.data.synthetic_digits --out_dir data/local/synth \
+        --n_voices "${synth_voices}" --n_takes "${synth_takes}" --seed "${seed}"
+    synth_opts=(--extra_train_root data/local/synth --n_connected_extra_train "${n_connected_synth}")
+fi
+
+python -m echo_plugin.data.fsdd "${source_opts[@]}" "${synth_opts[@]}" \
     --out_dir data \
     --n_connected_train "${n_connected_train}" \
     --n_connected_dev "${n_connected_dev}" \
