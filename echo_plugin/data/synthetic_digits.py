@@ -60,6 +60,7 @@ class Voice:
 
     @property
     def espeak_voice(self) -> str:
+        """espeak-ng's ``-v`` argument, e.g. ``en-gb-scotland+f3``."""
         return f"{self.accent}+{self.variant}"
 
 
@@ -133,10 +134,12 @@ def render_take(voice: Voice, digit: int, cfg: SynthConfig, rng: random.Random) 
 
 
 def _stamp(cfg: SynthConfig, voices: Sequence[Voice]) -> dict:
+    """What ``voices.json`` records: the config and the voices, as JSON reads them back."""
     return json.loads(json.dumps({"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices]}))
 
 
 def _is_complete(root: Path, stamp: dict) -> bool:
+    """True if ``root`` holds the corpus of ``stamp``: same voices.json and every recording."""
     try:
         if json.loads((root / STAMP_FILE).read_text()) != stamp:
             return False
@@ -173,6 +176,7 @@ def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Write the corpus and print its voice and recording counts."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     d = SynthConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
