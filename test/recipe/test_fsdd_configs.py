@@ -28,6 +28,7 @@ ALLOWED: Dict[str, set] = {
     "train_asr_echo_se_conv.yaml": {"encoder_conf.input_layer"},
     "train_asr_echo_gates.yaml": {"encoder_conf.layers"},
     "train_asr_echo_t_gate.yaml": {"encoder_conf.layers"},
+    "train_asr_echo_c_gate.yaml": {"encoder_conf.layers"},
     "train_asr_echo_m_gate.yaml": {"encoder_conf.layers"},
     "train_asr_echo_rms_norm.yaml": {"encoder_conf.norm", "decoder_conf.norm"},
     "train_asr_echo_tied.yaml": {"decoder_conf.tie_embeddings"},
