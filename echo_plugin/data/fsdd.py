@@ -424,20 +424,19 @@ def prepare_fsdd(
         raise ValueError("no test speakers: name one with test_speakers or leave a speaker unlisted")
     extra = _extra_train_recordings(cfg, split_of)
 
-    layout = {  # data dir -> (isolated recordings, pool for connected utterances, number of those)
-        "train": (by_split["train"], by_split["train"], cfg.n_connected_train),
-        "train_extra": (extra, extra, cfg.n_connected_extra_train),
-        "dev": (by_split["dev"], by_split["dev"], cfg.n_connected_dev),
-        "test_isolated": (by_split["test"], [], 0),
-        "test_connected": ([], by_split["test"], cfg.n_connected_test),
+    layout = {  # data dir -> its parts: part name -> (isolated recordings, pool for connected, number of those)
+        "train": {"train": (by_split["train"], by_split["train"], cfg.n_connected_train),
+                  "train_extra": (extra, extra, cfg.n_connected_extra_train)},
+        "dev": {"dev": (by_split["dev"], by_split["dev"], cfg.n_connected_dev)},
+        "test_isolated": {"test_isolated": (by_split["test"], [], 0)},
+        "test_connected": {"test_connected": ([], by_split["test"], cfg.n_connected_test)},
     }
-    utts_of: dict[str, list[Utterance]] = {}
-    for name, (isolated, pool, n_connected) in layout.items():
-        utts_of[name] = isolated_utterances(isolated)
-        if n_connected:
-            utts_of[name] += _build_connected(name, pool, n_connected, cfg, wav_dir / name)
-    utts_of["train"] += utts_of.pop("train_extra")
-    for name, utts in utts_of.items():
+    for name, parts in layout.items():
+        utts: list[Utterance] = []
+        for part, (isolated, pool, n_connected) in parts.items():
+            utts += isolated_utterances(isolated)
+            if n_connected:
+                utts += _build_connected(part, pool, n_connected, cfg, wav_dir / part)
         _build_dir(result[name], lambda tmp: write_data_dir(utts, tmp))
         log.info("wrote %s: %d utterances", result[name], len(utts))
 

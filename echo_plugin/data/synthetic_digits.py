@@ -36,10 +36,10 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from echo_plugin.data.fsdd import DIGIT_WORDS, SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 8000
-DIGIT_TEXT = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
            "en-us-nyc")
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
@@ -123,7 +123,7 @@ def render_take(voice: Voice, digit: int, cfg: SynthConfig, rng: random.Random) 
     """(samples,) int16 at 8 kHz: one take of ``digit`` by ``voice`` with jittered pitch and rate."""
     pitch = min(99, max(0, voice.pitch + rng.randint(-cfg.jitter_pitch, cfg.jitter_pitch)))
     rate = max(80, voice.rate + rng.randint(-cfg.jitter_rate, cfg.jitter_rate))
-    audio, sr = espeak(DIGIT_TEXT[digit], voice.espeak_voice, pitch, rate)
+    audio, sr = espeak(DIGIT_WORDS[digit].lower(), voice.espeak_voice, pitch, rate)
     audio = torchaudio.functional.resample(torch.from_numpy(audio), sr, SAMPLE_RATE).numpy()
     audio = trim(audio, cfg.trim_db)
     audio = audio / (np.abs(audio).max() + 1e-9) * rng.uniform(0.3, 0.9)
@@ -145,7 +145,7 @@ def _is_complete(root: Path, stamp: dict) -> bool:
             return False
     except (OSError, ValueError):
         return False
-    n = len(stamp["voices"]) * len(DIGIT_TEXT) * stamp["config"]["n_takes"]
+    n = len(stamp["voices"]) * len(DIGIT_WORDS) * stamp["config"]["n_takes"]
     return len(list((root / "recordings").glob("*.wav"))) == n
 
 
@@ -163,7 +163,7 @@ def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list
     try:
         for voice in voices:
             rng = random.Random(f"synthetic-takes:{cfg.seed}:{voice.speaker}")
-            for digit, take in itertools.product(range(len(DIGIT_TEXT)), range(cfg.n_takes)):
+            for digit, take in itertools.product(range(len(DIGIT_WORDS)), range(cfg.n_takes)):
                 path = tmp / "recordings" / f"{digit}_{voice.speaker}_{take}.wav"
                 sf.write(str(path), render_take(voice, digit, cfg, rng), SAMPLE_RATE, subtype="PCM_16")
         (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
@@ -171,7 +171,7 @@ def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list
         tmp.rename(root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("wrote %d synthetic voices x %d digits x %d takes to %s", len(voices), len(DIGIT_TEXT), cfg.n_takes, root)
+    log.info("wrote %d synthetic voices x %d digits x %d takes to %s", len(voices), len(DIGIT_WORDS), cfg.n_takes, root)
     return voices
 
 
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         voices = write_synthetic_corpus(args.out_dir, SynthConfig(args.n_voices, args.n_takes, args.seed))
     except (ValueError, RuntimeError) as err:
         p.exit(1, f"error: {err}\n")
-    print(f"{args.out_dir}\t{len(voices)} voices\t{len(voices) * len(DIGIT_TEXT) * args.n_takes} recordings")
+    print(f"{args.out_dir}\t{len(voices)} voices\t{len(voices) * len(DIGIT_WORDS) * args.n_takes} recordings")
     return 0
 
 
