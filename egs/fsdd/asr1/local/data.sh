@@ -12,6 +12,8 @@ n_connected_train=1500
 n_connected_dev=200
 n_connected_test=300
 seed=0
+train_speakers=
+dev_speakers=
 synth_voices=0
 synth_takes=5
 n_connected_synth=1000
@@ -25,6 +27,10 @@ Usage: $0 [options]
   --n_connected_dev N      connected-digit utterances in data/dev (default: ${n_connected_dev})
   --n_connected_test N     connected-digit utterances in data/test_connected (default: ${n_connected_test})
   --seed N                 random seed of the connected utterances (default: ${seed})
+  --train_speakers "A B"   training speakers (default: george jackson yweweler)
+  --dev_speakers "A"       dev speakers (default: nicolas); a speaker in neither list is a test speaker,
+                           so "--train_speakers 'jackson yweweler nicolas' --dev_speakers george"
+                           is another dev fold with the same test sets
   --synth_voices N         add N synthetic espeak-ng speakers to train only (default: ${synth_voices} = none)
   --synth_takes N          takes per synthetic speaker and digit (default: ${synth_takes})
   --n_connected_synth N    connected-digit utterances of the synthetic speakers (default: ${n_connected_synth})
@@ -35,7 +41,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --fsdd_root|--max_takes|--n_connected_train|--n_connected_dev|--n_connected_test|--seed|\
-        --synth_voices|--synth_takes|--n_connected_synth)
+        --train_speakers|--dev_speakers|--synth_voices|--synth_takes|--n_connected_synth)
             if [ $# -lt 2 ]; then
                 echo "$0: option $1 needs a value" >&2; exit 1
             fi
@@ -79,4 +85,6 @@ python -m echo_plugin.data.fsdd "${source_opts[@]}" "${synth_opts[@]}" \
     --n_connected_dev "${n_connected_dev}" \
     --n_connected_test "${n_connected_test}" \
     --seed "${seed}" \
-    ${max_takes:+--max_takes "${max_takes}"}
+    ${max_takes:+--max_takes "${max_takes}"} \
+    ${train_speakers:+--train_speakers ${train_speakers}} \
+    ${dev_speakers:+--dev_speakers ${dev_speakers}}
