@@ -27,10 +27,10 @@ Usage: $0 [options]
   --n_connected_dev N      connected-digit utterances in data/dev (default: ${n_connected_dev})
   --n_connected_test N     connected-digit utterances in data/test_connected (default: ${n_connected_test})
   --seed N                 random seed of the connected utterances (default: ${seed})
-  --train_speakers "A B"   training speakers (default: george jackson yweweler)
-  --dev_speakers "A"       dev speakers (default: nicolas); a speaker in neither list is a test speaker,
-                           so "--train_speakers 'jackson yweweler nicolas' --dev_speakers george"
-                           is another dev fold with the same test sets
+  --train_speakers A,B,C   training speakers, comma-separated (default: george,jackson,yweweler)
+  --dev_speakers A         dev speakers, comma-separated (default: nicolas); a speaker in neither list
+                           is a test speaker, so "--train_speakers jackson,yweweler,nicolas
+                           --dev_speakers george" is another dev fold with the same test sets
   --synth_voices N         add N synthetic espeak-ng speakers to train only (default: ${synth_voices} = none)
   --synth_takes N          takes per synthetic speaker and digit (default: ${synth_takes})
   --n_connected_synth N    connected-digit utterances of the synthetic speakers (default: ${n_connected_synth})
@@ -86,5 +86,5 @@ python -m echo_plugin.data.fsdd "${source_opts[@]}" "${synth_opts[@]}" \
     --n_connected_test "${n_connected_test}" \
     --seed "${seed}" \
     ${max_takes:+--max_takes "${max_takes}"} \
-    ${train_speakers:+--train_speakers ${train_speakers}} \
-    ${dev_speakers:+--dev_speakers ${dev_speakers}}
+    ${train_speakers:+--train_speakers ${train_speakers//,/ }} \
+    ${dev_speakers:+--dev_speakers ${dev_speakers//,/ }}
