@@ -25,6 +25,11 @@ a missing or unreadable piece shows as ``-``, with a warning when unreadable):
   environment line unless given as arguments (else this interpreter's versions);
 - ``decode_*/<set>/score/scores.json``: written by echo_plugin.recipe.score.
 
+Experiments the file being replaced shows whose exp dir is not here (a fresh clone,
+a machine that ran only some configs) are carried over from it unchanged, and named
+in a note under the header (``--keep_missing false`` drops them; see
+echo_plugin.recipe.results_keep).
+
 Writes ``--out`` atomically: a header naming this command, the environment,
 a summary table with one row per (experiment, decode dir, test set), sorted,
 then a WER-by-SNR-band table when some decodes are SNR-stratified
@@ -48,6 +53,7 @@ from typing import TypeVar
 import yaml
 
 from echo_plugin.recipe.data_dir import atomic_write_text, parse_numbers
+from echo_plugin.recipe.results_keep import Key, Previous, kept_keys, kept_snr_cells, kept_summary_rows, read_previous
 from echo_plugin.recipe.score import TABLE_HEADER, table_row
 from echo_plugin.recipe.snr_table import snr_section
 
@@ -204,6 +210,11 @@ def score_cells(scores: dict | None) -> list[str]:
     ]
 
 
+def experiment_key(e: Experiment, with_recipe: bool) -> Key:
+    """The key results_keep files an experiment under."""
+    return (e.recipe, e.tag) if with_recipe else (e.tag,)
+
+
 def summary_rows(experiments: list[Experiment], with_recipe: bool) -> list[list[str]]:
     """One row per (experiment, decode dir, test set); a row of dashes for an undecoded experiment."""
     rows = []
@@ -258,10 +269,28 @@ def installed_version(package: str) -> str:
         return DASH
 
 
-def render(command: str, env_line: str, experiments: list[Experiment], with_recipe: bool) -> tuple[str, list[str]]:
-    """The whole RESULTS.md, and the summary table's lines."""
+def render(command: str, env_line: str, experiments: list[Experiment], with_recipe: bool,
+           previous: Previous | None = None) -> tuple[str, list[str]]:
+    """The whole RESULTS.md, and the summary table's lines.
+
+    ``previous``: the file this one replaces; its experiments that are not in
+    ``experiments`` are carried over unchanged (echo_plugin.recipe.results_keep).
+    """
+    previous = previous or Previous()
+    if not experiments and previous.env_line:
+        env_line = previous.env_line  # every row is carried over: so is the environment they ran in
     header = (["recipe"] if with_recipe else []) + SUMMARY_COLUMNS
-    summary = markdown_table(header, summary_rows(experiments, with_recipe))
+    kept = kept_keys(previous, {experiment_key(e, with_recipe) for e in experiments})
+    blocks = {experiment_key(e, with_recipe): (summary_rows([e], with_recipe), detail_section(e, with_recipe))
+              for e in experiments}
+    blocks.update({key: (kept_summary_rows(previous, key, header), previous.details.get(key, [])) for key in kept})
+    order = sorted(blocks)
+    summary = markdown_table(header, [row for key in order for row in blocks[key][0]])
+    note = []
+    if kept:
+        names = ", ".join(f"`{'/'.join(key)}`" for key in kept)
+        note = [f"Carried over from the previous version of this file, their exp dirs not being here: {names}. "
+                "Rerun one to refresh it; `--keep_missing false` drops them.", ""]
     lines = [
         "# Results",
         "",
@@ -269,16 +298,17 @@ def render(command: str, env_line: str, experiments: list[Experiment], with_reci
         "",
         env_line,
         "",
+        *note,
         "## Summary",
         "",
         *summary,
         "",
     ]
-    if not experiments:
+    if not blocks:
         lines += ["No experiments found.", ""]
-    lines += snr_section(experiments)
-    for e in experiments:
-        lines += detail_section(e, with_recipe)
+    lines += snr_section(experiments, kept_snr_cells(previous, kept))
+    for key in order:
+        lines += blocks[key][1]
     return "\n".join(lines), summary
 
 
@@ -290,6 +320,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the Markdown file of all experiments (default: <recipe_dir>/RESULTS.md for one dir)")
     parser.add_argument("--recipe_results", type=str2bool, default=True,
                         help="with several recipe dirs, also rewrite each one's RESULTS.md (default true)")
+    parser.add_argument("--keep_missing", type=str2bool, default=True,
+                        help="carry over the rows of experiments the file being replaced shows whose exp dir "
+                             "is not here (default true)")
     parser.add_argument("--date", default=None, help="date on the environment line (default today)")
     parser.add_argument("--python_version", default=None, help="default: env.txt, else this interpreter")
     parser.add_argument("--torch_version", default=None, help="default: env.txt, else the installed torch")
@@ -322,10 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     experiments = sorted((e for own in per_recipe.values() for e in own), key=lambda e: (e.recipe, e.tag))
     command = shlex.join(["python", "-m", "echo_plugin.recipe.results", *argv])
     env_line = environment(args, experiments)
+    def previous(path: Path | None, with_recipe: bool) -> Previous:
+        return read_previous(path, with_recipe) if args.keep_missing and path is not None else Previous()
+
     if several and args.recipe_results:
         for recipe_dir, own in per_recipe.items():
-            atomic_write_text(recipe_dir / "RESULTS.md", render(command, env_line, own, False)[0])
-    text, summary = render(command, env_line, experiments, several)
+            out = recipe_dir / "RESULTS.md"
+            atomic_write_text(out, render(command, env_line, own, False, previous(out, False))[0])
+    text, summary = render(command, env_line, experiments, several, previous(args.out, several))
     if args.out is not None:
         atomic_write_text(args.out, text)
     print("\n".join(summary))

@@ -36,12 +36,14 @@ def wer_cell(scores: dict) -> str:
     return f"{wer['error_rate']:.2f} ({wer['substitutions']}/{wer['deletions']}/{wer['insertions']})"
 
 
-def snr_section(experiments: Iterable[Any]) -> list[str]:
+def snr_section(experiments: Iterable[Any], kept: dict[tuple[str, str, str], dict[str, str]] | None = None) -> list[str]:
     """The "WER by SNR band" section's Markdown lines for results.Experiment objects (``tag``, ``decodes``).
 
-    Empty when no decode is SNR-stratified.
+    ``kept``: band cells of experiments no longer in exp/, by (tag, decode dir, base set),
+    from the previous RESULTS.md (echo_plugin.recipe.results_keep). Empty when no decode
+    is SNR-stratified.
     """
-    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    cells: dict[tuple[str, str, str], dict[str, str]] = dict(kept or {})
     for e in experiments:
         for d in e.decodes:
             split = split_band(d.test_set)

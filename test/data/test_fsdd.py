@@ -412,6 +412,26 @@ def test_data_sh_prepares_the_recipe_data(small_corpus: Path, tmp_path: Path) ->
     assert (stamp["config"]["seed"], stamp["config"]["max_takes"]) == (1, 2)
 
 
+def speakers_of(data_dir: Path) -> set[str]:
+    return {line.split()[1] for line in (data_dir / "utt2spk").read_text().splitlines()}
+
+
+def test_data_sh_takes_another_dev_fold(small_corpus: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "asr1"
+    script = copy_recipe_script(recipe)
+    args = ["--fsdd_root", str(small_corpus), "--max_takes", "1", "--n_connected_train", "3",
+            "--n_connected_dev", "1", "--n_connected_test", "1",
+            "--train_speakers", "jackson,yweweler,nicolas", "--dev_speakers", "george"]
+    proc = run_data_sh(script, args, recipe)
+    assert proc.returncode == 0, proc.stderr
+    data = recipe / "data"
+    assert speakers_of(data / "train") == {"jackson", "yweweler", "nicolas"}
+    assert speakers_of(data / "dev") == {"george"}
+    assert speakers_of(data / "test_isolated") == {"lucas"}
+    stamp = json.loads((data / "local" / "fsdd_prep.json").read_text())
+    assert stamp["config"]["dev_speakers"] == ["george"]
+
+
 def test_data_sh_finds_the_shared_copy_beside_the_repository(small_corpus: Path, tmp_path: Path) -> None:
     script = copy_recipe_script(tmp_path / "repo" / "egs" / "fsdd" / "asr1")
     (tmp_path / "shared" / "data").mkdir(parents=True)

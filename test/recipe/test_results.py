@@ -1,6 +1,7 @@
 """results over a fake exp tree: rows, dashes for missing pieces, atomic output."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,63 @@ def test_several_recipes_without_out_or_recipe_results(tmp_path: Path, capsys: p
     assert run("--recipe_dir", str(a), str(b), "--recipe_results", "false") == 1
     assert "give --out" in capsys.readouterr().err
     assert run("--recipe_dir", str(a)) == 0 and (a / "RESULTS.md").is_file()  # one dir: its RESULTS.md
+
+
+def section(text: str, heading: str) -> list[str]:
+    """The lines of the ``heading`` section up to the next ``## `` heading."""
+    lines = text.splitlines()
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def test_experiments_whose_exp_dir_is_gone_are_carried_over(recipe: Path):
+    out = recipe / "RESULTS.md"
+    scored(recipe / "exp" / "asr_train_b" / "decode_asr_beam1" / "test_snr5", ["u1 SIX"], ["u1 SEVEN"])
+    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
+    first = out.read_text()
+    a_rows = [row for row in summary_lines(first) if row.startswith("|asr_train_a|")]
+    shutil.rmtree(recipe / "exp" / "asr_train_b")  # e.g. a fresh clone that never ran it
+    scored(recipe / "exp" / "asr_train_a" / "decode_asr_beam1" / "dev", ["u1 FIVE"], ["u1 NINE"])  # a rerun
+    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
+    second = out.read_text()
+    rows = summary_lines(second)
+    assert rows[2] == "|asr_train_a|conf/tuning/train_a.yaml|1.23|20|1:01:02|decode_asr_beam1|dev|100.00|1/0/0|50.00|-|"
+    assert rows[3] == a_rows[1]  # refreshed from exp/, unchanged
+    assert rows[4:] == [row for row in summary_lines(first) if row.startswith("|asr_train_b|")]
+    assert len(rows) == 6
+    assert section(second, "## asr_train_b") == section(first, "## asr_train_b")
+    assert section(second, "## WER by SNR band") == section(first, "## WER by SNR band")
+    assert "|asr_train_b|decode_asr_beam1|test|" in "\n".join(section(second, "## WER by SNR band"))
+    note = next(line for line in second.splitlines() if line.startswith("Carried over"))
+    assert "`asr_train_b`" in note and "asr_train_a" not in note
+    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
+    assert out.read_text() == second  # regenerating is a fixed point
+    assert run("--recipe_dir", str(recipe), "--out", str(out), "--keep_missing", "false") == 0
+    dropped = out.read_text()
+    assert "asr_train_b" not in dropped and "Carried over" not in dropped and "WER by SNR band" not in dropped
+
+
+def test_a_file_of_carried_over_rows_alone_keeps_its_environment(recipe: Path):
+    out = recipe / "RESULTS.md"
+    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
+    first = out.read_text()
+    shutil.rmtree(recipe / "exp")
+    assert results.main(["--recipe_dir", str(recipe), "--out", str(out), "--date", "2030-01-01"]) == 0
+    second = out.read_text()
+    assert "Environment: date 2025-11-22, python 3.11.9, torch 2.12.1" in second
+    assert summary_lines(second) == summary_lines(first)
+    assert second.endswith("\n") and "No experiments found." not in second
+
+
+def test_several_recipes_carry_over_by_recipe_and_tag(tmp_path: Path):
+    a = fake_recipe(tmp_path, "a", {"asr_x": ("test", ["u1 A"], ["u1 A"])})
+    b = fake_recipe(tmp_path, "b", {"asr_x": ("test", ["u1 B"], ["u1 C"])})
+    out = tmp_path / "ALL.md"
+    assert run("--recipe_dir", str(a), str(b), "--out", str(out)) == 0
+    first = out.read_text()
+    shutil.rmtree(b / "exp" / "asr_x")
+    assert run("--recipe_dir", str(a), str(b), "--out", str(out)) == 0
+    assert summary_lines(out.read_text()) == summary_lines(first)
+    assert section(out.read_text(), "## b/asr1/asr_x") == section(first, "## b/asr1/asr_x")
+    assert "|asr_x|" in (b / "RESULTS.md").read_text()  # b's own file carries it too
