@@ -12,6 +12,8 @@ help_message="Usage: $0 [options]
                                4 stats, 5 train, 6 decode, 7 score+RESULTS.md, 8 pack)
   --nj N                       parallel jobs for stages 2, 4   --inference_nj N  for stage 6
   --ngpu N                     GPUs for training (>1: ESPnet's multiprocess DDP)
+  --train_threads N            CPU threads of the training process (OMP_NUM_THREADS; default 1,
+                               the other stages use 1 per job)
   --asr_config FILE            training config     --inference_config FILE  decoding config
   --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
   --fs HZ                      audio rate for the model (stage 2 resamples to it)
@@ -35,6 +37,7 @@ stop_stage=100
 nj=2
 inference_nj=2
 ngpu=0
+train_threads=1
 gpu_inference=false
 python=python
 dumpdir=dump
@@ -222,7 +225,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-    log "Stage 5: training -> ${asr_exp} (ngpu=${ngpu}, resume=${resume})"
+    log "Stage 5: training -> ${asr_exp} (ngpu=${ngpu}, train_threads=${train_threads}, resume=${resume})"
     mkdir -p "${asr_exp}"
     if [ "${resume}" != true ] && [ -f "${asr_exp}/checkpoint.pth" ]; then
         die "${asr_exp} holds a training already; use --resume true, or another --asr_tag"
@@ -271,7 +274,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     # Training time counts across resumes; an interrupted run (INT/TERM) records its part too.
     trap 'echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"; exit 130' INT TERM
     # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" JOB=1:1 "${asr_exp}/train.log" \
+    OMP_NUM_THREADS=${train_threads} ${cuda_cmd} --gpu "${ngpu}" JOB=1:1 "${asr_exp}/train.log" \
         ${python} -m echo_plugin.bin.asr_train "${common_train_opts[@]}" \
         --train_shape_file "${stats_dir}/train/speech_shape" \
         --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \

@@ -3,7 +3,8 @@
 # config of conf/tuning trained, decoded and scored (stages 5-7), then the noise-robustness
 # comparison (noise-augmented training, SNR-stratified test sets) for the decoder configs.
 #   ./run_all.sh                         # everything, one job at a time
-#   ./run_all.sh --jobs 2                # two trainings at once (each uses one CPU thread)
+#   ./run_all.sh --jobs 2                # two trainings at once (--train_threads cores/jobs each,
+#                                        # at least 1)
 #   ./run_all.sh --configs "conf/tuning/train_asr_echo.yaml conf/tuning/train_asr_e_branchformer.yaml"
 #   ./run_all.sh --noise_configs ""      # skip the noise-robustness runs
 # Options not listed here go to every run.sh call (e.g. --ngpu 1).
@@ -24,6 +25,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "${configs}" ] || configs=$(ls conf/tuning/*.yaml)
+threads_each=$(( $(nproc) / jobs ))
+[ "${threads_each}" -ge 1 ] || threads_each=1
 
 ./run.sh --stage 1 --stop_stage 4 "${args[@]}"
 
@@ -37,7 +40,8 @@ run_one() {
         *multifeature*) extra+=(--feature_cache "pitch harmonic aperiodic") ;;
     esac
     [ "${mode}" != noise ] || extra+=(--noise_aug true --snr_test_sets "${snr_bands}" --snr_noise "${snr_noise}")
-    if ./run.sh --stage 5 --stop_stage 7 --asr_config "${config}" "${extra[@]}" "${args[@]}" > "${log}" 2>&1; then
+    if ./run.sh --stage 5 --stop_stage 7 --asr_config "${config}" --train_threads "${threads_each}" "${extra[@]}" \
+            "${args[@]}" > "${log}" 2>&1; then
         echo "done: ${config} ${mode}"
     else
         echo "FAILED: ${config} ${mode} (${log})"
