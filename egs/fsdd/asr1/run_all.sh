@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "${configs}" ] || configs=$(ls conf/tuning/*.yaml)
-threads_each=$(( $(nproc) / jobs ))
+threads_each=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) / jobs ))
 [ "${threads_each}" -ge 1 ] || threads_each=1
 
 ./run.sh --stage 1 --stop_stage 4 "${args[@]}"
