@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install test fsdd clean-venv
+.PHONY: install sysdeps test fsdd clean-venv
 
 $(STAMP): setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
-test: $(STAMP)
+# espeak-ng (Debian's package) voices the synthetic-speaker tests; installed when missing.
+sysdeps:
+	@command -v espeak-ng >/dev/null || { echo "installing espeak-ng (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+
+test: $(STAMP) sysdeps
 	$(VENV)/bin/python -m pytest -q test
 
 # The main job: FSDD digits recipe end to end on CPU, then print the results table.
