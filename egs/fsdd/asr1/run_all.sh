@@ -4,7 +4,7 @@
 # comparison (noise-augmented training, SNR-stratified test sets) for the decoder configs.
 #   ./run_all.sh                         # everything, one job at a time
 #   ./run_all.sh --jobs 2                # two trainings at once (--train_threads cores/jobs each,
-#                                        # at least 1)
+#                                        # 1 to 2: two threads beside a busy process run ~10x slower)
 #   ./run_all.sh --configs "conf/tuning/train_asr_echo.yaml conf/tuning/train_asr_e_branchformer.yaml"
 #   ./run_all.sh --noise_configs ""      # skip the noise-robustness runs
 # Options not listed here go to every run.sh call (e.g. --ngpu 1).
@@ -25,8 +25,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "${configs}" ] || configs=$(ls conf/tuning/*.yaml)
-threads_each=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) / jobs ))
+threads_each=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) / jobs ))   # 1 to 2, as run.sh
 [ "${threads_each}" -ge 1 ] || threads_each=1
+[ "${threads_each}" -le 2 ] || threads_each=2
 
 ./run.sh --stage 1 --stop_stage 4 "${args[@]}"
 
