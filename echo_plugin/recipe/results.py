@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     experiments = sorted((e for own in per_recipe.values() for e in own), key=lambda e: (e.recipe, e.tag))
     command = shlex.join(["python", "-m", "echo_plugin.recipe.results", *argv])
     env_line = environment(args, experiments)
+
     def previous(path: Path | None, with_recipe: bool) -> Previous:
         return read_previous(path, with_recipe) if args.keep_missing and path is not None else Previous()
 

@@ -26,8 +26,7 @@ inference_config=conf/decode_asr.yaml
 test_sets="test_isolated test_connected"
 # The training process uses two CPU threads where there are two cores (asr.sh --train_threads):
 # 1.6x faster than one for this model (README.md). run_all.sh gives each of its jobs its share.
-cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)   # nproc alone obeys OMP_NUM_THREADS
-train_threads=$(( cores < 2 ? cores : 2 ))
+train_threads=$(utils/train_threads.sh)
 
 noise_aug=false
 args=()

@@ -25,9 +25,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "${configs}" ] || configs=$(ls conf/tuning/*.yaml)
-threads_each=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) / jobs ))   # 1 to 2, as run.sh
-[ "${threads_each}" -ge 1 ] || threads_each=1
-[ "${threads_each}" -le 2 ] || threads_each=2
+threads_each=$(utils/train_threads.sh "${jobs}")
 
 ./run.sh --stage 1 --stop_stage 4 "${args[@]}"
 
