@@ -165,6 +165,37 @@ def test_stage6_decodes_a_data_dir_given_by_path(recipe: Path, tmp_path: Path) -
     assert "my_set" in (recipe / "RESULTS.md").read_text()
 
 
+def test_speaker_adaptive_second_pass(recipe: Path, tmp_path: Path) -> None:
+    """--speaker_adapt true: each speaker's model adapted on its first-pass hypotheses, decoded again."""
+    two = tmp_path / "two_speakers"
+    two.mkdir()
+    wavs = {f"{spk}-{digit}": FSDD / "recordings" / f"{digit}_{spk}_0.wav" for spk in ("lucas", "nicolas")
+            for digit in range(3)}
+    (two / "wav.scp").write_text("".join(f"{utt} {wav}\n" for utt, wav in sorted(wavs.items())))
+    (two / "utt2spk").write_text("".join(f"{utt} {utt.split('-')[0]}\n" for utt in sorted(wavs)))
+    words = ("ZERO", "ONE", "TWO")
+    (two / "text").write_text("".join(f"{utt} {words[int(utt[-1])]}\n" for utt in sorted(wavs)))
+    adapt_config = tmp_path / "adapt.yaml"
+    adapt_config.write_text("epochs: 2\nbatch_size: 2\nselect: all\n")
+    run_recipe(recipe, "--stage", "6", "--stop_stage", "7", "--test_sets", str(two), "--inference_nj", "2",
+               "--speaker_adapt", "true", "--adapt_config", str(adapt_config))
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny"
+    first = exp / "decode_decode_fast_valid.acc.ave" / "two_speakers"
+    second = exp / "decode_decode_fast_valid.acc.ave_spkadapt" / "two_speakers"
+    assert [line.split()[0] for line in (second / "text").read_text().splitlines()] == sorted(wavs)
+    reports = [json.loads(line) for job in (1, 2)
+               for line in (second / "logdir" / f"output.{job}" / "adapt.jsonl").read_text().splitlines()]
+    assert sorted(r["speaker"] for r in reports) == ["lucas", "nicolas"]  # one speaker per job
+    for report in reports:
+        labelled = sum(bool(line.split(maxsplit=1)[1:]) for line in (first / "text").read_text().splitlines()
+                       if line.startswith(report["speaker"]))
+        assert report["utterances"] == 3 and report["pseudo_labels"] == labelled
+        assert len(report["losses"]) == (2 if labelled else 0)
+    assert len((second / "decode_seconds").read_text().split()) == 4  # both passes' jobs count in the RTF
+    assert json.loads((second / "score" / "scores.json").read_text())["wer"]["n_tokens"] == 6
+    assert "decode_decode_fast_valid.acc.ave_spkadapt" in (recipe / "RESULTS.md").read_text()
+
+
 def test_killed_training_resumes(recipe: Path) -> None:
     """SIGKILL stage 5 after its first epoch; the rerun continues from epoch 2."""
     exp = recipe / "exp" / "asr_resume"

@@ -28,6 +28,9 @@ help_message="Usage: $0 [options]
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
   --feats_normalize global_mvn|utterance_mvn|speaker_mvn|none   feature normalization
                                (speaker_mvn: per-speaker statistics from utt2spk, Kaldi's CMVN)
+  --speaker_adapt true         stage 6 also decodes a speaker-adaptive second pass: the model adapted to each
+                               test speaker on its own first-pass hypotheses (no transcripts), decoded again
+                               into <inference_tag>_spkadapt (--adapt_config FILE: echo_plugin.inference.speaker_adapt)
   --asr_args / --inference_args  extra options passed through to ESPnet
   --local_data_opts \"...\"      options for local/data.sh"
 
@@ -75,6 +78,8 @@ inference_config=
 inference_tag=
 inference_args=
 inference_asr_model=valid.acc.ave.pth
+speaker_adapt=false  # true: a speaker-adaptive second pass (<inference_tag>_spkadapt)
+adapt_config=        # YAML of echo_plugin.inference.speaker_adapt.AdaptConfig (default: its defaults)
 snr_test_sets=      # e.g. "clean 20 10 5 0": SNR-stratified copies of every test set
 snr_noise=colored
 # Packing
@@ -334,16 +339,37 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         for i in $(seq "${n_jobs}"); do cat "${logdir}/output.${i}/1best_recog/text"; done | sort > "${dir}/text.tmp"
         mv "${dir}/text.tmp" "${dir}/text"
         cat "${logdir}"/seconds.* > "${dir}/decode_seconds"
+        [ "${speaker_adapt}" = true ] || continue
+        # Second pass: per speaker, adapt on the first pass's hypotheses, decode again (jobs split by speaker).
+        adir=${asr_exp}/${inference_tag}_spkadapt/${name}
+        logdir=${adir}/logdir
+        rm -rf "${logdir}"
+        n_jobs=$(split_keys "${dumpdir}/raw/${name}/spk2utt" "${inference_nj}" "${logdir}")
+        spk_opts=()
+        ! uses_speaker_mvn || spk_opts=(--spk_stats_scp "${asr_exp}/speaker_stats/${name}/spk_stats.scp")
+        ${decode_cmd} --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/speaker_adapt.JOB.log" \
+            ${python} -m echo_plugin.bin.speaker_adapt --asr_train_config "${asr_exp}/config.yaml" \
+            --asr_model_file "${asr_exp}/${inference_asr_model}" --decode_config "${inference_config}" \
+            ${adapt_config:+--adapt_config "${adapt_config}"} --data_dir "${dumpdir}/raw/${name}" \
+            --hyp_text "${dir}/text" "${spk_opts[@]}" --speakers "${logdir}/keys.JOB.scp" \
+            --output_dir "${logdir}/output.JOB"
+        for i in $(seq "${n_jobs}"); do cat "${logdir}/output.${i}/text"; done | sort > "${adir}/text.tmp"
+        mv "${adir}/text.tmp" "${adir}/text"
+        cat "${dir}/decode_seconds" "${logdir}"/seconds.* > "${adir}/decode_seconds"   # both passes
     done
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: scoring (WER/CER) and RESULTS.md"
+    decode_tags=${inference_tag}
+    [ "${speaker_adapt}" != true ] || decode_tags+=" ${inference_tag}_spkadapt"
     for dset in ${test_sets}; do
         name=$(set_name "${dset}")
-        dir=${asr_exp}/${inference_tag}/${name}
-        ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
-            --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
+        for tag in ${decode_tags}; do
+            dir=${asr_exp}/${tag}/${name}
+            ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
+                --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
+        done
     done
     ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
 fi
