@@ -2,15 +2,18 @@
 
     python -m echo_plugin.bin.speaker_adapt --asr_train_config exp/x/config.yaml \
         --asr_model_file exp/x/valid.acc.ave.pth --decode_config conf/decode_asr.yaml \
-        --adapt_config conf/adapt.yaml --data_dir dump/raw/test --hyp_text exp/x/decode/test/text \
-        [--spk_stats_scp exp/x/speaker_stats/test/spk_stats.scp] [--speakers keys.1.scp] --output_dir out
+        --adapt_config conf/adapt.yaml --units units.txt --data_root dump/raw \
+        --hyp_root exp/x/decode_asr_valid.acc.ave [--spk_stats_root exp/x/speaker_stats] --output_dir out
 
-For every speaker of ``data_dir/utt2spk`` (or those listed in ``--speakers``) the model is
-adapted as ``echo_plugin.inference.speaker_adapt`` describes, the speaker's utterances are
+A unit is one speaker of one set, a line ``<set> <speaker>`` of ``--units``: the set's data
+dir is ``<data_root>/<set>`` (wav.scp, utt2spk), its first-pass hypotheses
+``<hyp_root>/<set>/text`` and, for ``normalize: speaker_mvn`` models, its statistics
+``<spk_stats_root>/<set>/spk_stats.scp``. For each unit the model is adapted as
+``echo_plugin.inference.speaker_adapt`` describes, the speaker's utterances of that set are
 decoded with ESPnet's beam search and the adapted weights, and the original weights are
-restored. Writes ``output_dir/text`` (``<utt> <hypothesis>``, sorted) and
-``output_dir/adapt.jsonl`` (per speaker: utterances, pseudo-labels kept, loss per epoch,
-seconds). Weights load strictly.
+restored. Writes, per set, ``output_dir/<set>/text`` (``<utt> <hypothesis>``, sorted),
+``adapt.jsonl`` (per unit: utterances, pseudo-labels kept, loss per epoch, seconds) and
+``seconds`` (one line per unit). Weights load strictly.
 """
 from __future__ import annotations
 
@@ -63,66 +66,81 @@ def adapt_config(path: Optional[Path]) -> AdaptConfig:
     return AdaptConfig(**options)
 
 
+def read_units(path: Path) -> list[tuple[str, str]]:
+    """(set, speaker) per line of ``path``; ValueError naming the line if it has not two fields."""
+    units = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields_ = line.split()
+        if len(fields_) != 2:
+            raise ValueError(f"{path}:{number}: expected '<set> <speaker>', got {line!r}")
+        units.append((fields_[0], fields_[1]))
+    return units
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--asr_train_config", type=Path, required=True)
     parser.add_argument("--asr_model_file", type=Path, required=True)
     parser.add_argument("--decode_config", type=Path, help="YAML of Speech2Text options (beam_size, ctc_weight, ...)")
     parser.add_argument("--adapt_config", type=Path, help="YAML of AdaptConfig options (default: its defaults)")
-    parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir: wav.scp, utt2spk")
-    parser.add_argument("--hyp_text", type=Path, required=True, help="first-pass hypotheses of the data dir")
-    parser.add_argument("--spk_stats_scp", type=Path, help="speaker statistics (normalize: speaker_mvn models)")
-    parser.add_argument("--speakers", type=Path, help="file whose first column lists the speakers to do (all)")
+    parser.add_argument("--units", type=Path, required=True, help="lines '<set> <speaker>' to adapt and decode")
+    parser.add_argument("--data_root", type=Path, required=True, help="holds <set>/wav.scp, <set>/utt2spk")
+    parser.add_argument("--hyp_root", type=Path, required=True, help="holds <set>/text, the first-pass hypotheses")
+    parser.add_argument("--spk_stats_root", type=Path, help="holds <set>/spk_stats.scp (speaker_mvn models)")
     parser.add_argument("--output_dir", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         cfg = adapt_config(args.adapt_config)
+        units = read_units(args.units)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-
-    wav = read_table(args.data_dir / "wav.scp")
-    utt2spk = read_table(args.data_dir / "utt2spk")
-    hypotheses = read_table(args.hyp_text)
-    missing = sorted(set(wav) - set(hypotheses))
-    if missing:
-        parser.error(f"{args.hyp_text} has no hypothesis for {len(missing)} utterance(s) of {args.data_dir}, "
-                     f"e.g. {missing[0]}")
-    speakers = sorted(set(utt2spk.values()))
-    if args.speakers is not None:
-        speakers = [line.split()[0] for line in args.speakers.read_text().splitlines() if line.strip()]
 
     speech2text = EchoSpeech2Text(asr_train_config=str(args.asr_train_config),
                                   asr_model_file=str(args.asr_model_file), device="cpu",
                                   **load_yaml(args.decode_config))
     model = speech2text.asr_model
-    stats_table = read_table(args.spk_stats_scp) if args.spk_stats_scp else {}
-    if isinstance(getattr(model, "normalize", None), SpeakerMVN) and not stats_table:
-        parser.error("the model normalizes with speaker_mvn: give --spk_stats_scp")
+    uses_stats = isinstance(getattr(model, "normalize", None), SpeakerMVN)
+    if uses_stats and args.spk_stats_root is None:
+        parser.error("the model normalizes with speaker_mvn: give --spk_stats_root")
     fs = model_rate(str(args.asr_train_config))
 
     def to_ids(text: str) -> list[int]:
         return speech2text.converter.tokens2ids(speech2text.tokenizer.text2tokens(text)) if text else []
 
     original = copy.deepcopy(model.state_dict())
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    lines, report = [], []
-    for speaker in speakers:
+    lines: dict[str, list[str]] = {}
+    reports: dict[str, list[dict]] = {}
+    for set_name, speaker in units:
         start = time.time()
-        keys = sorted(k for k, s in utt2spk.items() if s == speaker and k in wav)
+        data_dir = args.data_root / set_name
+        wav = read_table(data_dir / "wav.scp")
+        hypotheses = read_table(args.hyp_root / set_name / "text")
+        stats = read_table(args.spk_stats_root / set_name / "spk_stats.scp") if uses_stats else {}
+        keys = sorted(k for k, s in read_table(data_dir / "utt2spk").items() if s == speaker and k in wav)
         if not keys:
-            parser.error(f"speaker {speaker!r} has no utterance in {args.data_dir}")
-        utts = [Utterance(k, read_audio(wav[k], fs, utt_id=k),
-                          np.load(stats_table[k]) if k in stats_table else None) for k in keys]
+            parser.error(f"speaker {speaker!r} has no utterance in {data_dir}")
+        for key in keys:
+            if key not in hypotheses:
+                parser.error(f"{args.hyp_root / set_name / 'text'} has no hypothesis for utterance {key}")
+            if uses_stats and key not in stats:
+                parser.error(f"{args.spk_stats_root / set_name / 'spk_stats.scp'} has no statistics for {key}")
+        utts = [Utterance(k, read_audio(wav[k], fs, utt_id=k), np.load(stats[k]) if uses_stats else None)
+                for k in keys]
         examples = pseudo_labels(model, utts, hypotheses, to_ids, cfg.select)
         losses = adapt(model, examples, cfg)
-        for utt in utts:
-            lines.append(f"{utt.key} {speech2text(utt.speech, spk_stats=utt.spk_stats)[0][0]}".rstrip())
+        lines.setdefault(set_name, []).extend(
+            f"{u.key} {speech2text(u.speech, spk_stats=u.spk_stats)[0][0]}".rstrip() for u in utts)
         model.load_state_dict(original)
-        report.append({"speaker": speaker, "utterances": len(utts), "pseudo_labels": len(examples),
-                       "losses": [round(x, 4) for x in losses], "seconds": round(time.time() - start, 1)})
-        print(json.dumps(report[-1]), flush=True)
-    (args.output_dir / "text").write_text("".join(f"{line}\n" for line in sorted(lines)), encoding="utf-8")
-    (args.output_dir / "adapt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in report), encoding="utf-8")
+        reports.setdefault(set_name, []).append(
+            {"set": set_name, "speaker": speaker, "utterances": len(utts), "pseudo_labels": len(examples),
+             "losses": [round(x, 4) for x in losses], "seconds": round(time.time() - start, 1)})
+        print(json.dumps(reports[set_name][-1]), flush=True)
+    for set_name, set_lines in lines.items():
+        out = args.output_dir / set_name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "text").write_text("".join(f"{line}\n" for line in sorted(set_lines)), encoding="utf-8")
+        (out / "adapt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reports[set_name]), encoding="utf-8")
+        (out / "seconds").write_text("".join(f"{r['seconds']}\n" for r in reports[set_name]), encoding="utf-8")
     return 0
 
 

@@ -166,7 +166,7 @@ def test_stage6_decodes_a_data_dir_given_by_path(recipe: Path, tmp_path: Path) -
 
 
 def test_speaker_adaptive_second_pass(recipe: Path, tmp_path: Path) -> None:
-    """--speaker_adapt true: each speaker's model adapted on its first-pass hypotheses, decoded again."""
+    """--speaker_adapt true: each (set, speaker) adapted on its first-pass hypotheses, decoded again."""
     two = tmp_path / "two_speakers"
     two.mkdir()
     wavs = {f"{spk}-{digit}": FSDD / "recordings" / f"{digit}_{spk}_0.wav" for spk in ("lucas", "nicolas")
@@ -177,22 +177,30 @@ def test_speaker_adaptive_second_pass(recipe: Path, tmp_path: Path) -> None:
     (two / "text").write_text("".join(f"{utt} {words[int(utt[-1])]}\n" for utt in sorted(wavs)))
     adapt_config = tmp_path / "adapt.yaml"
     adapt_config.write_text("epochs: 2\nbatch_size: 2\nselect: all\n")
-    run_recipe(recipe, "--stage", "6", "--stop_stage", "7", "--test_sets", str(two), "--inference_nj", "2",
-               "--speaker_adapt", "true", "--adapt_config", str(adapt_config))
+    run_recipe(recipe, "--stage", "6", "--stop_stage", "7", "--test_sets", f"test_isolated {two}",
+               "--inference_nj", "2", "--speaker_adapt", "true", "--adapt_config", str(adapt_config))
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
-    first = exp / "decode_decode_fast_valid.acc.ave" / "two_speakers"
-    second = exp / "decode_decode_fast_valid.acc.ave_spkadapt" / "two_speakers"
-    assert [line.split()[0] for line in (second / "text").read_text().splitlines()] == sorted(wavs)
-    reports = [json.loads(line) for job in (1, 2)
-               for line in (second / "logdir" / f"output.{job}" / "adapt.jsonl").read_text().splitlines()]
-    assert sorted(r["speaker"] for r in reports) == ["lucas", "nicolas"]  # one speaker per job
+    first = exp / "decode_decode_fast_valid.acc.ave"
+    second = exp / "decode_decode_fast_valid.acc.ave_spkadapt"
+    logdir = second / "logdir"
+    assert (logdir / "units").read_text() == "test_isolated lucas\ntwo_speakers lucas\ntwo_speakers nicolas\n"
+    reports = [json.loads(line) for adapt_log in sorted(logdir.glob("output.*/*/adapt.jsonl"))
+               for line in adapt_log.read_text().splitlines()]
+    assert sorted((r["set"], r["speaker"]) for r in reports) == [
+        ("test_isolated", "lucas"), ("two_speakers", "lucas"), ("two_speakers", "nicolas")]
     for report in reports:
-        labelled = sum(bool(line.split(maxsplit=1)[1:]) for line in (first / "text").read_text().splitlines()
-                       if line.startswith(report["speaker"]))
-        assert report["utterances"] == 3 and report["pseudo_labels"] == labelled
-        assert len(report["losses"]) == (2 if labelled else 0)
-    assert len((second / "decode_seconds").read_text().split()) == 4  # both passes' jobs count in the RTF
-    assert json.loads((second / "score" / "scores.json").read_text())["wer"]["n_tokens"] == 6
+        hyps = [line.split(maxsplit=1) for line in (first / report["set"] / "text").read_text().splitlines()
+                if line.startswith(report["speaker"])]
+        assert report["utterances"] == len(hyps) and report["pseudo_labels"] == sum(len(h) == 2 for h in hyps)
+        assert len(report["losses"]) == (2 if report["pseudo_labels"] else 0)
+    for name, n_words in (("test_isolated", 20), ("two_speakers", 6)):
+        ref_ids = [line.split()[0] for line in (recipe / "dump" / "raw" / name / "text").read_text().splitlines()]
+        assert [line.split()[0] for line in (second / name / "text").read_text().splitlines()] == ref_ids
+        assert json.loads((second / name / "score" / "scores.json").read_text())["wer"]["n_tokens"] == n_words
+        # both passes count in the real-time factor: the first pass's jobs, then one line per unit
+        n_units = sum(r["set"] == name for r in reports)
+        seconds = (second / name / "decode_seconds").read_text().split()
+        assert seconds[:-n_units] == (first / name / "decode_seconds").read_text().split()
     assert "decode_decode_fast_valid.acc.ave_spkadapt" in (recipe / "RESULTS.md").read_text()
 
 

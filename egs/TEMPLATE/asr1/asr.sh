@@ -127,15 +127,17 @@ format_set() {
         --resample "${resample}" --max_duration "${max_duration}" --min_duration "${min_duration}" --nj "${nj}"
 }
 
-# Split the keys of a data dir into N key files keys.1..N.scp under a dir.
+# Split the keys (first column) of a table into N files keys.1..N.scp under a dir; with a 4th
+# argument "lines", whole lines.
 split_keys() {
-    local scp=$1 n=$2 out=$3
+    local scp=$1 n=$2 out=$3 field=1
+    [ "${4:-}" != lines ] || field=0
     mkdir -p "${out}"
     local total
     total=$(wc -l < "${scp}")
     [ "${total}" -ge "${n}" ] || n=${total}
-    awk -v n="${n}" -v total="${total}" -v out="${out}" \
-        '{ job = int((NR - 1) * n / total) + 1; print $1 > (out "/keys." job ".scp") }' "${scp}"
+    awk -v n="${n}" -v total="${total}" -v out="${out}" -v field="${field}" \
+        '{ job = int((NR - 1) * n / total) + 1; print $field > (out "/keys." job ".scp") }' "${scp}"
     echo "${n}"
 }
 
@@ -339,24 +341,38 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         for i in $(seq "${n_jobs}"); do cat "${logdir}/output.${i}/1best_recog/text"; done | sort > "${dir}/text.tmp"
         mv "${dir}/text.tmp" "${dir}/text"
         cat "${logdir}"/seconds.* > "${dir}/decode_seconds"
-        [ "${speaker_adapt}" = true ] || continue
-        # Second pass: per speaker, adapt on the first pass's hypotheses, decode again (jobs split by speaker).
-        adir=${asr_exp}/${inference_tag}_spkadapt/${name}
-        logdir=${adir}/logdir
+    done
+    if [ "${speaker_adapt}" = true ]; then
+        # Second pass: each (set, speaker) unit adapted on its first-pass hypotheses and decoded
+        # again; the units of every set are spread over --inference_nj jobs.
+        adapt_root=${asr_exp}/${inference_tag}_spkadapt
+        logdir=${adapt_root}/logdir
         rm -rf "${logdir}"
-        n_jobs=$(split_keys "${dumpdir}/raw/${name}/spk2utt" "${inference_nj}" "${logdir}")
+        mkdir -p "${logdir}"
+        for dset in ${test_sets}; do
+            name=$(set_name "${dset}")
+            awk -v set="${name}" '{ print set, $1 }' "${dumpdir}/raw/${name}/spk2utt"
+        done > "${logdir}/units"
+        n_jobs=$(split_keys "${logdir}/units" "${inference_nj}" "${logdir}" lines)
         spk_opts=()
-        ! uses_speaker_mvn || spk_opts=(--spk_stats_scp "${asr_exp}/speaker_stats/${name}/spk_stats.scp")
-        ${decode_cmd} --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/speaker_adapt.JOB.log" \
+        ! uses_speaker_mvn || spk_opts=(--spk_stats_root "${asr_exp}/speaker_stats")
+        log "  speaker-adaptive second pass: $(wc -l < "${logdir}/units") set x speaker units, ${n_jobs} jobs -> ${adapt_root}"
+        ${decode_cmd} JOB=1:"${n_jobs}" "${logdir}/speaker_adapt.JOB.log" \
             ${python} -m echo_plugin.bin.speaker_adapt --asr_train_config "${asr_exp}/config.yaml" \
             --asr_model_file "${asr_exp}/${inference_asr_model}" --decode_config "${inference_config}" \
-            ${adapt_config:+--adapt_config "${adapt_config}"} --data_dir "${dumpdir}/raw/${name}" \
-            --hyp_text "${dir}/text" "${spk_opts[@]}" --speakers "${logdir}/keys.JOB.scp" \
+            ${adapt_config:+--adapt_config "${adapt_config}"} --units "${logdir}/keys.JOB.scp" \
+            --data_root "${dumpdir}/raw" --hyp_root "${asr_exp}/${inference_tag}" "${spk_opts[@]}" \
             --output_dir "${logdir}/output.JOB"
-        for i in $(seq "${n_jobs}"); do cat "${logdir}/output.${i}/text"; done | sort > "${adir}/text.tmp"
-        mv "${adir}/text.tmp" "${adir}/text"
-        cat "${dir}/decode_seconds" "${logdir}"/seconds.* > "${adir}/decode_seconds"   # both passes
-    done
+        for dset in ${test_sets}; do
+            name=$(set_name "${dset}")
+            mkdir -p "${adapt_root}/${name}"
+            cat "${logdir}"/output.*/"${name}"/text | sort > "${adapt_root}/${name}/text.tmp"
+            mv "${adapt_root}/${name}/text.tmp" "${adapt_root}/${name}/text"
+            # both passes count in the real-time factor
+            cat "${asr_exp}/${inference_tag}/${name}/decode_seconds" "${logdir}"/output.*/"${name}"/seconds \
+                > "${adapt_root}/${name}/decode_seconds"
+        done
+    fi
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
