@@ -9,6 +9,9 @@
 #   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml
 #   ./run.sh --stage 6 --test_sets /path/to/any/kaldi/data_dir
 #   ./run_all.sh --jobs 2                      # every config of conf/tuning: the RESULTS.md table
+# Decoding: a first pass (CTC weight 0.8), then a speaker-adaptive second pass (asr.sh --speaker_adapt:
+# the model fine-tuned on each test speaker's own first-pass hypotheses, conf/adapt.yaml), scored side by
+# side (decode_..._spkadapt); --speaker_adapt false keeps the first pass only.
 # Noise robustness (both opt-in; the default run above is unchanged):
 #   ./run.sh --noise_aug true                  # train with babble of training speakers and
 #                                              # white/pink/brown noise, 0-20 dB SNR, p=0.5
@@ -22,7 +25,7 @@
 set -euo pipefail
 
 asr_config=conf/tuning/train_asr_echo.yaml
-inference_config=conf/decode_asr.yaml
+inference_config=conf/decode_asr_ctc08.yaml
 test_sets="test_isolated test_connected"
 # The training process uses two CPU threads where there are two cores (asr.sh --train_threads):
 # 1.6x faster than one for this model (README.md). run_all.sh gives each of its jobs its share.
@@ -56,5 +59,7 @@ fi
     --nbpe 30 \
     --asr_config "${asr_config}" \
     --inference_config "${inference_config}" \
+    --speaker_adapt true \
+    --adapt_config conf/adapt.yaml \
     "${aug_opts[@]}" \
     "${args[@]}"
