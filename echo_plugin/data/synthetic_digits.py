@@ -24,7 +24,6 @@ import itertools
 import json
 import logging
 import random
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from echo_plugin.data.extra_corpus import is_complete, write_corpus
 from echo_plugin.data.fsdd import DIGIT_WORDS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -138,39 +138,24 @@ def _stamp(cfg: SynthConfig, voices: Sequence[Voice]) -> dict:
     return json.loads(json.dumps({"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices]}))
 
 
-def _is_complete(root: Path, stamp: dict) -> bool:
-    """True if ``root`` holds the corpus of ``stamp``: same voices.json and every recording."""
-    try:
-        if json.loads((root / STAMP_FILE).read_text()) != stamp:
-            return False
-    except (OSError, ValueError):
-        return False
-    n = len(stamp["voices"]) * len(DIGIT_WORDS) * stamp["config"]["n_takes"]
-    return len(list((root / "recordings").glob("*.wav"))) == n
-
-
 def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list[Voice]:
     """Write the corpus into ``root`` (replacing a different one); a complete identical one is kept."""
     root = Path(root).resolve()
     voices = plan_voices(cfg)
     stamp = _stamp(cfg, voices)
-    if _is_complete(root, stamp):
+    n_recordings = len(voices) * len(DIGIT_WORDS) * cfg.n_takes
+    if is_complete(root, STAMP_FILE, stamp, n_recordings):
         log.info("synthetic corpus in %s is complete and up to date; nothing to do", root)
         return voices
-    tmp = root.with_name(f".{root.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "recordings").mkdir(parents=True)
-    try:
+
+    def fill(recordings: Path) -> None:
         for voice in voices:
             rng = random.Random(f"synthetic-takes:{cfg.seed}:{voice.speaker}")
             for digit, take in itertools.product(range(len(DIGIT_WORDS)), range(cfg.n_takes)):
-                path = tmp / "recordings" / f"{digit}_{voice.speaker}_{take}.wav"
+                path = recordings / f"{digit}_{voice.speaker}_{take}.wav"
                 sf.write(str(path), render_take(voice, digit, cfg, rng), SAMPLE_RATE, subtype="PCM_16")
-        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_corpus(root, STAMP_FILE, stamp, fill)
     log.info("wrote %d synthetic voices x %d digits x %d takes to %s", len(voices), len(DIGIT_WORDS), cfg.n_takes, root)
     return voices
 

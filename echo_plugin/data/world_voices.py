@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +42,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from echo_plugin.data.extra_corpus import is_complete, write_corpus
 from echo_plugin.data.fsdd import SAMPLE_RATE, PrepConfig, Recording, download_fsdd, find_recordings
 
 log = logging.getLogger(__name__)
@@ -168,15 +168,6 @@ def _stamp(cfg: WorldVoiceConfig, voices: Sequence[WorldVoice], n_recordings: in
                                   "voices": [asdict(v) for v in voices], "n_recordings": n_recordings}))
 
 
-def _is_complete(root: Path, stamp: dict) -> bool:
-    try:
-        if json.loads((root / STAMP_FILE).read_text()) != stamp:
-            return False
-    except (OSError, ValueError):
-        return False
-    return len(list((root / "recordings").glob("*.wav"))) == stamp["n_recordings"]
-
-
 def write_world_voices(fsdd_root: Path, root: Path, cfg: WorldVoiceConfig = WorldVoiceConfig(),
                        nj: int = 1) -> list[WorldVoice]:
     """Write the pseudo-speakers of ``cfg.speakers`` (recordings under ``fsdd_root``) into ``root``.
@@ -194,22 +185,17 @@ def write_world_voices(fsdd_root: Path, root: Path, cfg: WorldVoiceConfig = Worl
     voices = plan_voices(cfg)
     n_recordings = sum(len(by_speaker[v.source]) for v in voices)
     stamp = _stamp(cfg, voices, n_recordings)
-    if _is_complete(root, stamp):
+    if is_complete(root, STAMP_FILE, stamp, n_recordings):
         log.info("WORLD voices in %s are complete and up to date; nothing to do", root)
         return voices
-    tmp = root.with_name(f".{root.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "recordings").mkdir(parents=True)
-    try:
-        jobs = [(v, by_speaker[v.source], cfg, tmp / "recordings") for v in voices]
+
+    def fill(recordings: Path) -> None:
+        jobs = [(v, by_speaker[v.source], cfg, recordings) for v in voices]
         with ProcessPoolExecutor(max_workers=max(1, nj)) as pool:
-            written = sum(pool.map(_render_voice, jobs))
-        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("wrote %d WORLD voices (%d recordings) to %s", len(voices), written, root)
+            list(pool.map(_render_voice, jobs))
+
+    write_corpus(root, STAMP_FILE, stamp, fill)
+    log.info("wrote %d WORLD voices (%d recordings) to %s", len(voices), n_recordings, root)
     return voices
 
 
