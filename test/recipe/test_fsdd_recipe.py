@@ -182,7 +182,7 @@ def test_speaker_adaptive_second_pass(recipe: Path, tmp_path: Path) -> None:
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
     first = exp / "decode_decode_fast_valid.acc.ave"
     second = exp / "decode_decode_fast_valid.acc.ave_spkadapt"
-    logdir = second / "logdir"
+    logdir = exp / "speaker_adapt" / "decode_decode_fast_valid.acc.ave"
     assert (logdir / "units").read_text() == "test_isolated lucas\ntwo_speakers lucas\ntwo_speakers nicolas\n"
     reports = [json.loads(line) for adapt_log in sorted(logdir.glob("output.*/*/adapt.jsonl"))
                for line in adapt_log.read_text().splitlines()]
@@ -201,6 +201,9 @@ def test_speaker_adaptive_second_pass(recipe: Path, tmp_path: Path) -> None:
         n_units = sum(r["set"] == name for r in reports)
         seconds = (second / name / "decode_seconds").read_text().split()
         assert seconds[:-n_units] == (first / name / "decode_seconds").read_text().split()
+    # the decode dir holds decoded sets only (earlier runs of run.sh's default second pass added theirs)
+    assert {"test_isolated", "two_speakers"} <= {p.name for p in second.iterdir()}
+    assert all((p / "text").is_file() and (p / "score").is_dir() for p in second.iterdir())
     assert "decode_decode_fast_valid.acc.ave_spkadapt" in (recipe / "RESULTS.md").read_text()
 
 

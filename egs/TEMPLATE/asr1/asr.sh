@@ -344,9 +344,10 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     done
     if [ "${speaker_adapt}" = true ]; then
         # Second pass: each (set, speaker) unit adapted on its first-pass hypotheses and decoded
-        # again; the units of every set are spread over --inference_nj jobs.
+        # again; the units of every set are spread over --inference_nj jobs (their files and logs
+        # under exp/<tag>/speaker_adapt/<inference_tag>/, outside the decode dir RESULTS.md reads).
         adapt_root=${asr_exp}/${inference_tag}_spkadapt
-        logdir=${adapt_root}/logdir
+        logdir=${asr_exp}/speaker_adapt/${inference_tag}
         rm -rf "${logdir}"
         mkdir -p "${logdir}"
         for dset in ${test_sets}; do
