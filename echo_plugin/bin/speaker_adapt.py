@@ -9,10 +9,10 @@ A unit is one speaker of one set, a line ``<set> <speaker>`` of ``--units``: the
 dir is ``<data_root>/<set>`` (wav.scp, utt2spk), its first-pass hypotheses
 ``<hyp_root>/<set>/text`` and, for ``normalize: speaker_mvn`` models, its statistics
 ``<spk_stats_root>/<set>/spk_stats.scp``. For each unit the model is adapted as
-``echo_plugin.inference.speaker_adapt`` describes, the speaker's utterances of that set are
-decoded with ESPnet's beam search and the adapted weights, and the original weights are
-restored. Writes, per set, ``output_dir/<set>/text`` (``<utt> <hypothesis>``, sorted),
-``adapt.jsonl`` (per unit: utterances, pseudo-labels kept, loss per epoch, seconds) and
+``echo_plugin.inference.speaker_adapt`` describes (``adapt_and_decode``: ESPnet's beam search
+decodes with the adapted weights; the original ones are restored after each unit). Writes, per
+set, ``output_dir/<set>/text`` (``<utt> <hypothesis>``, sorted), ``adapt.jsonl`` (per unit:
+utterances, per round the pseudo-labels kept and the loss per epoch, seconds) and
 ``seconds`` (one line per unit). Weights load strictly.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ speaker_speech2text.install()
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN  # noqa: E402
 from echo_plugin.bin.transcribe import model_rate  # noqa: E402
 from echo_plugin.inference.audio import read_audio  # noqa: E402
-from echo_plugin.inference.speaker_adapt import AdaptConfig, Utterance, adapt, pseudo_labels  # noqa: E402
+from echo_plugin.inference.speaker_adapt import AdaptConfig, Utterance, adapt_and_decode  # noqa: E402
 from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text  # noqa: E402
 
 
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     def to_ids(text: str) -> list[int]:
         return speech2text.converter.tokens2ids(speech2text.tokenizer.text2tokens(text)) if text else []
 
+    def decode(utt: Utterance) -> str:
+        return speech2text(utt.speech, spk_stats=utt.spk_stats)[0][0]
+
     original = copy.deepcopy(model.state_dict())
     lines: dict[str, list[str]] = {}
     reports: dict[str, list[dict]] = {}
@@ -126,14 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"{args.spk_stats_root / set_name / 'spk_stats.scp'} has no statistics for {key}")
         utts = [Utterance(k, read_audio(wav[k], fs, utt_id=k), np.load(stats[k]) if uses_stats else None)
                 for k in keys]
-        examples = pseudo_labels(model, utts, hypotheses, to_ids, cfg.select)
-        losses = adapt(model, examples, cfg)
-        lines.setdefault(set_name, []).extend(
-            f"{u.key} {speech2text(u.speech, spk_stats=u.spk_stats)[0][0]}".rstrip() for u in utts)
-        model.load_state_dict(original)
+        adapted, rounds = adapt_and_decode(model, original, utts, hypotheses, to_ids, decode, cfg)
+        lines.setdefault(set_name, []).extend(f"{key} {text}".rstrip() for key, text in adapted.items())
         reports.setdefault(set_name, []).append(
-            {"set": set_name, "speaker": speaker, "utterances": len(utts), "pseudo_labels": len(examples),
-             "losses": [round(x, 4) for x in losses], "seconds": round(time.time() - start, 1)})
+            {"set": set_name, "speaker": speaker, "utterances": len(utts),
+             "rounds": [{"pseudo_labels": r.pseudo_labels, "losses": [round(x, 4) for x in r.losses]}
+                        for r in rounds],
+             "seconds": round(time.time() - start, 1)})
         print(json.dumps(reports[set_name][-1]), flush=True)
     for set_name, set_lines in lines.items():
         out = args.output_dir / set_name

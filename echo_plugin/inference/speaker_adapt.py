@@ -9,8 +9,13 @@ adapts the model. For one speaker:
    ``all`` keeps every non-empty hypothesis);
 2. a few epochs of the model's own training loss (CTC + attention, with its dropout
    and SpecAugment) on those utterances, every parameter or those matching ``params``;
-3. the caller decodes the speaker's utterances again with the adapted weights and
-   restores the original ones before the next speaker.
+3. the speaker's utterances are decoded again with the adapted weights;
+4. with ``rounds: N > 1``, steps 1-3 repeat: the labels come from the last round's
+   hypotheses (confirmed by the adapted model's CTC branch), and each round adapts the
+   original weights again, so errors of one round's weights are not compounded (Kaldi's
+   second fMLLR pass re-estimates from better alignments in the same way).
+
+``adapt_and_decode`` runs the rounds and leaves the original weights in place.
 
 Shapes: ``speech`` (samples,) float32 at the model's rate; ``spk_stats`` (2, D)
 speaker statistics for ``normalize: speaker_mvn`` models, else None.
@@ -42,10 +47,11 @@ class AdaptConfig:
     select: str = "agree"
     params: str = ""  # regex over parameter names (re.search); empty: every parameter
     seed: int = 0
+    rounds: int = 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {self}")
+        if self.epochs < 1 or self.batch_size < 1 or self.rounds < 1 or self.lr <= 0:
+            raise ValueError(f"epochs, batch_size and rounds must be >= 1 and lr > 0, got {self}")
         if self.select not in SELECT_MODES:
             raise ValueError(f"select must be one of {SELECT_MODES}, got {self.select!r}")
         re.compile(self.params)
@@ -159,3 +165,38 @@ def adapt(model: torch.nn.Module, examples: Sequence[tuple[Utterance, list[int]]
             p.requires_grad_(flag)
         torch.random.set_rng_state(generator_state)
     return losses
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """One adaptation round: pseudo-labels kept and the mean loss of each epoch."""
+
+    pseudo_labels: int
+    losses: list[float]
+
+
+def adapt_and_decode(
+    model: torch.nn.Module,
+    original: dict[str, torch.Tensor],
+    utts: Sequence[Utterance],
+    hypotheses: dict[str, str],
+    to_ids: Callable[[str], list[int]],
+    decode: Callable[[Utterance], str],
+    cfg: AdaptConfig,
+) -> tuple[dict[str, str], list[RoundReport]]:
+    """``cfg.rounds`` rounds of (select labels, restore ``original``, adapt, decode every utterance).
+
+    ``hypotheses`` are the first pass's; returns the last round's hypotheses (key -> text) and
+    one report per round. ``model`` holds ``original`` (its state_dict) again on return.
+    """
+    reports = []
+    try:
+        for _ in range(cfg.rounds):
+            examples = pseudo_labels(model, utts, hypotheses, to_ids, cfg.select)
+            model.load_state_dict(original)
+            losses = adapt(model, examples, cfg)
+            hypotheses = {u.key: decode(u) for u in utts}
+            reports.append(RoundReport(len(examples), losses))
+    finally:
+        model.load_state_dict(original)
+    return hypotheses, reports

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from echo_plugin.inference.speaker_adapt import AdaptConfig, Utterance, adapt, ctc_greedy, pseudo_labels
+import copy
+
+from echo_plugin.inference.speaker_adapt import (
+    AdaptConfig, Utterance, adapt, adapt_and_decode, ctc_greedy, pseudo_labels)
 from test.asr.espnet_build import TOKENS, build_asr
 
 ENCODER = "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1, input_layer: linear}"
@@ -84,3 +87,34 @@ def test_adaptation_without_labels_is_a_no_op_and_bad_configs_are_errors(model: 
         AdaptConfig(select="best")
     with pytest.raises(ValueError, match="epochs"):
         AdaptConfig(epochs=0)
+    with pytest.raises(ValueError, match="rounds"):
+        AdaptConfig(rounds=0)
+
+
+def test_each_round_relabels_with_the_adapted_model_and_adapts_the_original_weights(model: torch.nn.Module) -> None:
+    utts = utterances(6)
+    original = copy.deepcopy(model.state_dict())
+    first_pass = {u.key: "a b c" if i % 2 else "d e" for i, u in enumerate(utts)}
+    decoded: list[str] = []
+
+    def decode(utt: Utterance) -> str:  # the adapted model's CTC best path, as text
+        decoded.append(utt.key)
+        return to_text(ctc_greedy(model, utt))
+
+    cfg = AdaptConfig(epochs=4, lr=1e-2, batch_size=3, select="agree", rounds=2)
+    final, reports = adapt_and_decode(model, original, utts, first_pass, to_ids, decode, cfg)
+
+    assert decoded == [u.key for u in utts] * 2 and len(reports) == 2
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+    # round 1 from the first pass, as a plain adapt() of the original model
+    reference = copy.deepcopy(model)
+    labels = pseudo_labels(reference, utts, first_pass, to_ids, "agree")
+    assert reports[0].pseudo_labels == len(labels)
+    assert reports[0].losses == pytest.approx(adapt(reference, labels, cfg))
+    # round 2: the round-1 model's own hypotheses, which its CTC branch confirms whenever non-empty
+    round1 = {u.key: to_text(ctc_greedy(reference, u)) for u in utts}
+    labels = pseudo_labels(reference, utts, round1, to_ids, "agree")
+    assert reports[1].pseudo_labels == len(labels) == sum(bool(t) for t in round1.values())
+    restarted = copy.deepcopy(model)  # the original weights again, not the round-1 ones
+    assert reports[1].losses == pytest.approx(adapt(restarted, labels, cfg))
+    assert final == {u.key: to_text(ctc_greedy(restarted, u)) for u in utts}
