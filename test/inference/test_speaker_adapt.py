@@ -1,13 +1,12 @@
 """Unsupervised speaker adaptation: pseudo-label selection and fine-tuning on a tiny ESPnet model."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-import copy
 
 from echo_plugin.inference.speaker_adapt import (
     AdaptConfig, Utterance, adapt, adapt_and_decode, ctc_greedy, pseudo_labels)
