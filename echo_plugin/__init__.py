@@ -21,13 +21,14 @@ def components() -> dict[str, dict[str, type]]:
     from echo_plugin.asr.freezing_model import FreezingASRModel
     from echo_plugin.asr.frontend.echo_frontend import EchoFrontend
     from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
+    from echo_plugin.asr.normalize.speech_mvn import SpeechMVN
     from echo_plugin.asr.specaug.freq_warp_specaug import FreqWarpSpecAug
 
     return {
         "frontend_choices": {"echo": EchoFrontend},
         "model_choices": {"echo": EchoASRModel, "echo_freeze": FreezingASRModel},
         "specaug_choices": {"freq_warp": FreqWarpSpecAug},
-        "normalize_choices": {"speaker_mvn": SpeakerMVN},
+        "normalize_choices": {"speaker_mvn": SpeakerMVN, "speech_mvn": SpeechMVN},
         "encoder_choices": {"echo": EchoEncoder, "whisper_style": WhisperStyleEncoder},
         "decoder_choices": {"echo": EchoDecoder, "dual": DualCrossAttentionDecoder},
     }

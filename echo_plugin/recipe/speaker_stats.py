@@ -37,16 +37,15 @@ import torch
 import yaml
 from torch import Tensor
 
+from echo_plugin.asr.normalize.speech_mvn import DEFAULT_VAD_RANGE, speech_frame_mask
 from echo_plugin.recipe.data_dir import DataDirError, atomic_dir, fault, read_table, write_table
 
-DEFAULT_VAD_RANGE = 8.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def speech_frames(feats: Tensor, vad_range: float = DEFAULT_VAD_RANGE) -> Tensor:
     """feats (T, D) log features -> bool (T,): frames within ``vad_range`` of the loudest frame's log energy."""
-    energy = torch.logsumexp(feats.double(), dim=-1)
-    return energy >= energy.max() - vad_range
+    return speech_frame_mask(feats[None], torch.tensor([feats.shape[0]]), vad_range)[0]
 
 
 @dataclass

@@ -35,3 +35,4 @@ def test_every_registry_and_espnet_table_is_listed_with_all_its_names() -> None:
     for table, classes in echo_plugin.components().items():
         assert tables[f"espnet {table}"] == set(classes)
     assert "speaker_mvn" in tables["espnet normalize_choices"]
+    assert "speech_mvn" in tables["espnet normalize_choices"]
