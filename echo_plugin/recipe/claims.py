@@ -1,0 +1,263 @@
+"""CLAIMS.md: each design claim next to the evidence the run records hold for it.
+
+The spec (``egs/fsdd/asr1/conf/claims.yaml``) is a YAML list; each item::
+
+    - claim: pitch-aware rotary beats standard rotary
+      config: train_asr_echo_pitch_rope      # compared config (conf/tuning/ name without .yaml)
+      baseline: train_asr_echo               # optional, this is the default
+      expect: better                         # verdict of config vs baseline that supports the claim
+      source: seed 04                        # where the claim comes from
+
+Every claim is one comparison of echo_plugin.recipe.compare (two-level paired bootstrap
+over the folds both configs have, errors averaged over seeds). One table per test set and
+decode pass (first pass; then the speaker-adaptive second pass, ``decode.pass ==
+"spkadapt"``, when records of it exist); the claims of a table that could be compared are
+one Holm family. The "supported" column reads the verdict against ``expect``:
+
+* ``supported``: the verdict is ``expect``;
+* ``contradicted``: the verdict is the opposite one (``better`` for ``worse`` and back);
+* ``not shown at this budget``: no detectable difference with these folds and seeds;
+* ``not run``: the records lack the config or the baseline here, or they share no fold.
+
+    python -m echo_plugin.recipe.claims --records egs/fsdd/asr1/records \\
+        --spec egs/fsdd/asr1/conf/claims.yaml --out egs/fsdd/asr1/CLAIMS.md [--n_boot 10000] [--seed 0]
+
+The output depends only on the records, the spec and the options: the header names the
+newest record's ``date`` field (records without one show "unknown"), not the clock.
+Errors (records, spec) are one line ``claims: error: ...`` and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from echo_plugin.recipe.bootstrap import BETTER, NO_DIFFERENCE, WORSE, holm, verdict
+from echo_plugin.recipe.compare import (
+    ALPHA,
+    DEFAULT_BASELINE,
+    FIRST_PASS,
+    FoldRun,
+    Pairing,
+    RecordError,
+    RunKey,
+    average_seeds,
+    fmt_diff,
+    fmt_folds,
+    fmt_num,
+    fmt_p,
+    fmt_rel,
+    load_records,
+    md_row,
+    pair,
+    pairing_notes,
+    spread_section,
+    tuned_footnote,
+)
+from echo_plugin.recipe.data_dir import atomic_write_text
+
+SPKADAPT_PASS = "spkadapt"
+DEFAULT_TEST_SETS = ("test_connected", "test_isolated")
+SUPPORTED, CONTRADICTED, NOT_SHOWN, NOT_RUN = "supported", "contradicted", "not shown at this budget", "not run"
+PASS_TITLES = {FIRST_PASS: "First pass", SPKADAPT_PASS: "Speaker-adaptive second pass"}
+SPEC_KEYS = {"claim", "config", "baseline", "expect", "source"}
+
+
+class SpecError(ValueError):
+    """A problem in the claims spec; one line."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str
+    config: str
+    baseline: str
+    expect: str      # better | worse: the verdict of config vs baseline that supports the claim
+    source: str
+
+
+def load_spec(path: Path | str) -> list[Claim]:
+    """The claims of a spec file; SpecError (one line, naming the item) on anything malformed."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SpecError(f"{path}: {' '.join(str(err).split())}") from None
+    if not isinstance(data, list) or not data:
+        raise SpecError(f"{path}: expected a non-empty list of claims")
+    claims = []
+    for i, item in enumerate(data, start=1):
+        where = f"{path}: claim {i}"
+        if not isinstance(item, dict):
+            raise SpecError(f"{where}: expected a mapping with claim, config, expect, source")
+        unknown = sorted(set(item) - SPEC_KEYS)
+        if unknown:
+            raise SpecError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+        for key in ("claim", "config", "expect"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise SpecError(f"{where}: '{key}' must be a non-empty string")
+        if item["expect"] not in (BETTER, WORSE):
+            raise SpecError(f"{where}: expect must be '{BETTER}' or '{WORSE}', got '{item['expect']}'")
+        baseline = item.get("baseline", DEFAULT_BASELINE)
+        source = item.get("source", "")
+        if not isinstance(baseline, str) or not isinstance(source, str):
+            raise SpecError(f"{where}: 'baseline' and 'source' must be strings")
+        if baseline == item["config"]:
+            raise SpecError(f"{where}: config and baseline are both {baseline}")
+        claims.append(Claim(item["claim"], item["config"], baseline, item["expect"], source))
+    return claims
+
+
+def support(verdict_: str | None, expect: str) -> str:
+    """The "supported" column: the verdict of config vs baseline read against the claim's ``expect``."""
+    if verdict_ is None:
+        return NOT_RUN
+    if verdict_ == expect:
+        return SUPPORTED
+    if verdict_ == NO_DIFFERENCE:
+        return NOT_SHOWN
+    return CONTRADICTED
+
+
+@dataclass
+class ClaimRow:
+    claim: Claim
+    pairing: Pairing
+    adjusted_p: float | None = None
+    verdict: str | None = None
+
+    @property
+    def supported(self) -> str:
+        return support(self.verdict, self.claim.expect)
+
+
+def evaluate(runs: dict[RunKey, FoldRun], claims: Sequence[Claim], pass_: str, test_set: str,
+             n_boot: int = 10000, seed: int = 0, alpha: float = ALPHA) -> list[ClaimRow]:
+    """One table's rows: each claim's comparison, Holm over the claims that could be compared."""
+    cache: dict[tuple[str, str], Pairing] = {}
+    rows = []
+    for claim in claims:
+        key = (claim.config, claim.baseline)
+        if key not in cache:
+            cache[key] = pair(runs, claim.config, claim.baseline, pass_, test_set, n_boot, seed)
+        rows.append(ClaimRow(claim, cache[key]))
+    ran = [r for r in rows if r.pairing.comparison is not None]
+    for row, adj in zip(ran, holm([r.pairing.comparison.p_value for r in ran])):
+        row.adjusted_p = adj
+        row.verdict = verdict(row.pairing.comparison, adj, alpha)
+    return rows
+
+
+HEADER = ["claim", "config vs baseline", "expects", "folds x seeds", "WER config", "WER baseline",
+          "effect (abs) [95% CI]", "effect (rel) [95% CI]", "Holm p", "verdict", "supported"]
+
+
+def claims_table(rows: Sequence[ClaimRow]) -> list[str]:
+    lines = [md_row(HEADER), md_row(["---"] * len(HEADER))]
+    for row in rows:
+        c, p = row.pairing.comparison, row.pairing
+        claim = row.claim.claim + (f" ({row.claim.source})" if row.claim.source else "")
+        names = f"`{row.claim.config}` vs `{row.claim.baseline}`"
+        if c is None:
+            lines.append(md_row([claim, names, row.claim.expect, p.status] + ["-"] * 6 + [NOT_RUN]))
+            continue
+        lines.append(md_row([claim, names, row.claim.expect, fmt_folds(p), fmt_num(c.wer_a), fmt_num(c.wer_b),
+                             fmt_diff(c), fmt_rel(c), fmt_p(row.adjusted_p), row.verdict, row.supported]))
+    pairings = list({id(r.pairing): r.pairing for r in rows}.values())
+    lines += [""] + notes if (notes := pairing_notes(pairings)) else []
+    lines += [""] + foot if (foot := tuned_footnote(pairings)) else []
+    return lines
+
+
+def newest_date(records: Sequence[dict]) -> str:
+    """The largest ``date`` field of the records (ISO 8601 strings sort by time), else ``unknown``."""
+    dates = [str(r["date"]) for r in records if r.get("date")]
+    return max(dates) if dates else "unknown (the records carry no date field)"
+
+
+def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequence[Claim], command: str,
+           test_sets: Sequence[str] = DEFAULT_TEST_SETS, n_boot: int = 10000, seed: int = 0,
+           alpha: float = ALPHA) -> str:
+    """CLAIMS.md's text."""
+    passes = [FIRST_PASS] + ([SPKADAPT_PASS] if any(k[1] == SPKADAPT_PASS for k in runs) else [])
+    lines = [
+        "# Claims and evidence",
+        "",
+        "<!-- Generated file: edit conf/claims.yaml and regenerate, do not edit by hand. -->",
+        f"Generated by `{command}` from the run records; newest record: {newest_date(records)}.",
+        "",
+        "Each claim of the design notes is one comparison of the config with its baseline: a two-level paired "
+        f"bootstrap ({n_boot} replicates, RNG seed {seed}; speakers, then utterances within speaker) over the "
+        "folds both have, each utterance's errors averaged over the training seeds. Effect = WER config - WER "
+        "baseline (points; relative: / WER baseline) with 95% percentile intervals; Holm-adjusted p over the "
+        f"claims of the table that ran; verdict at alpha {alpha}. \"expects\" is the verdict that supports the "
+        f"claim; \"{SUPPORTED}\" / \"{CONTRADICTED}\" when the verdict is that one / the opposite one, "
+        f"\"{NOT_SHOWN}\" when no difference is detectable with these folds and seeds, \"{NOT_RUN}\" when the "
+        "records lack either config (or they share no fold).",
+        "",
+    ]
+    for pass_ in passes:
+        lines += [f"## {PASS_TITLES.get(pass_, pass_)}", ""]
+        for test_set in test_sets:
+            rows = evaluate(runs, claims, pass_, test_set, n_boot, seed, alpha)
+            lines += [f"### {test_set} ({pass_} pass)", ""] + claims_table(rows) + [""]
+    tuned = sorted({r.fold for r in runs.values() if r.tuned_on})
+    if tuned:
+        lines += [f"Folds tuned on (hyper-parameters chosen on them; starred above): {', '.join(tuned)}.", ""]
+    baselines = sorted({c.baseline for c in claims}, key=lambda b: (b != DEFAULT_BASELINE, b))
+    for baseline in baselines:
+        for pass_ in passes:
+            if any(k[0] == baseline and k[1] == pass_ for k in runs):
+                lines += spread_section(runs, baseline, pass_, test_sets)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="claims", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=Path, required=True, help="directory of run records (*.jsonl)")
+    parser.add_argument("--spec", type=Path, required=True, help="claims spec (YAML list)")
+    parser.add_argument("--out", type=Path, default=None, help="write CLAIMS.md here (else print it)")
+    parser.add_argument("--test_sets", nargs="+", default=list(DEFAULT_TEST_SETS))
+    parser.add_argument("--decode_dir", default=None, help="only records of this decode dir")
+    parser.add_argument("--n_boot", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
+    parser.add_argument("--alpha", type=float, default=ALPHA)
+    args = parser.parse_args(argv)
+    if args.n_boot < 1:
+        parser.error("--n_boot must be positive")
+    command = f"python -m echo_plugin.recipe.claims --records {args.records} --spec {args.spec}"
+    command += f" --out {args.out}" if args.out is not None else ""
+    if list(args.test_sets) != list(DEFAULT_TEST_SETS):
+        command += " --test_sets " + " ".join(args.test_sets)
+    command += f" --decode_dir {args.decode_dir}" if args.decode_dir else ""
+    command += f" --n_boot {args.n_boot} --seed {args.seed}"
+    command += f" --alpha {args.alpha}" if args.alpha != ALPHA else ""
+    try:
+        claims = load_spec(args.spec)
+        records = load_records(args.records)
+        runs = average_seeds(records, args.decode_dir)
+        text = render(records, runs, claims, command, args.test_sets, args.n_boot, args.seed, args.alpha)
+        if args.out is not None:
+            atomic_write_text(args.out, text)
+    except (SpecError, RecordError, OSError) as err:
+        print(f"claims: error: {err}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        print(text, end="")
+    else:
+        counts = {}
+        for line in text.splitlines():
+            for status in (SUPPORTED, CONTRADICTED, NOT_SHOWN, NOT_RUN):
+                if line.endswith(f"| {status} |"):
+                    counts[status] = counts.get(status, 0) + 1
+        print(f"claims: {args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
