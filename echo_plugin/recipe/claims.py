@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, required=True, help="claims spec (YAML list)")
     parser.add_argument("--out", type=Path, default=None, help="write CLAIMS.md here (else print it)")
     parser.add_argument("--test_sets", nargs="+", default=list(DEFAULT_TEST_SETS))
-    parser.add_argument("--decode_dir", default=None, help="only records of this decode dir")
+    parser.add_argument("--decode_dir", default=None,
+                        help="only records of this decode dir (and its second passes, DIR_spkadapt)")
     parser.add_argument("--n_boot", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
     parser.add_argument("--alpha", type=float, default=ALPHA)

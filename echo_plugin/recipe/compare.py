@@ -3,13 +3,15 @@
 Run records are JSON lines files ``<records_dir>/*.jsonl``, one object per (experiment
 run, decode dir, test set). The fields read here (others are ignored)::
 
-    {"config_name": "train_asr_echo", "seed": 0,
+    {"config_name": "train_asr_echo", "seed": 0,          # "name" where config_name is absent
      "fold": {"name": "test-lucas", "test": ["lucas"], "tuned_on": false, ...},
      "decode": {"dir": "decode_asr_ctc08_valid.acc.ave", "pass": "first"},
      "test_set": "test_connected",
      "utts": [[utt_id, speaker, n_ref_words, substitutions, deletions, insertions], ...]}
 
-Records are grouped by (config, decode pass, test set, fold); within a group each
+The config is ``config_name``, or ``name`` in records without it (echo_plugin.recipe.records
+writes the config's file name there). Records are grouped by (config, decode pass, test set,
+fold); within a group each
 utterance's errors (S+D+I) are averaged over the seeds, whose reference word counts must
 agree. A config is compared with the baseline on the folds both have (the others are
 named under the table), by echo_plugin.recipe.bootstrap's two-level paired bootstrap
@@ -65,6 +67,8 @@ def _check_record(rec: Any, where: str) -> None:
             raise RecordError(f"{where}: field '{name}' has the wrong type ({type(value).__name__})")
         return value
 
+    if "config_name" not in rec and isinstance(rec.get("name"), str):
+        rec["config_name"] = rec["name"]
     need(rec, "config_name", str, "config_name")
     need(rec, "seed", int, "seed")
     need(rec, "test_set", str, "test_set")
@@ -78,6 +82,8 @@ def _check_record(rec: Any, where: str) -> None:
     utts = need(rec, "utts", list, "utts")
     seen: set[str] = set()
     for i, row in enumerate(utts):
+        if isinstance(row, list) and len(row) == 6 and row[1] is None:
+            raise RecordError(f"{where}: utts[{i}] ('{row[0]}') has no speaker (not in the test set's utt2spk?)")
         if not (isinstance(row, list) and len(row) == 6 and isinstance(row[0], str) and isinstance(row[1], str)
                 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in row[2:])):
             raise RecordError(f"{where}: utts[{i}] is not [utt_id, speaker, n_ref, S, D, I] "
@@ -145,14 +151,16 @@ RunKey = tuple[str, str, str, str]   # (config, pass, test set, fold)
 def average_seeds(records: Iterable[dict], decode_dir: str | None = None) -> dict[RunKey, FoldRun]:
     """Group records by (config, pass, test set, fold) and average each utterance's errors over seeds.
 
-    ``decode_dir``: keep only records of that decode dir. Raises RecordError when a
+    ``decode_dir``: keep only records of that decode dir (and of its second passes,
+    ``<decode_dir>_<pass>``, e.g. ``..._spkadapt``). Raises RecordError when a
     (config, pass, test set, fold, seed) has two records, when the seeds of a group
     decoded different utterances, or when an utterance's reference word count differs
     between seeds.
     """
     grouped: dict[RunKey, dict[int, dict]] = {}
     for rec in records:
-        if decode_dir is not None and rec["decode"]["dir"] != decode_dir:
+        if decode_dir is not None and rec["decode"]["dir"] not in (decode_dir,
+                                                                   f"{decode_dir}_{rec['decode']['pass']}"):
             continue
         key = (rec["config_name"], rec["decode"]["pass"], rec["test_set"], rec["fold"]["name"])
         seeds = grouped.setdefault(key, {})
@@ -450,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="configs to compare (default: every other config in the records)")
     parser.add_argument("--test_sets", nargs="+", default=None, help="default: every test set of the pass")
     parser.add_argument("--pass", dest="pass_", default=FIRST_PASS, help="decode pass (first, spkadapt)")
-    parser.add_argument("--decode_dir", default=None, help="only records of this decode dir")
+    parser.add_argument("--decode_dir", default=None,
+                        help="only records of this decode dir (and its second passes, DIR_spkadapt)")
     parser.add_argument("--n_boot", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
     parser.add_argument("--alpha", type=float, default=ALPHA)

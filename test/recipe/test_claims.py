@@ -172,7 +172,8 @@ def test_bad_record_line_is_exit_2(tmp_path, capsys):
     (tmp_path / "records" / "r.jsonl").write_text("{}\n", encoding="utf-8")
     spec = write_spec(tmp_path / "claims.yaml", [{"claim": "c", "config": "x", "expect": "better"}])
     assert main(["--records", str(tmp_path / "records"), "--spec", str(spec)]) == 2
-    assert capsys.readouterr().err == f"claims: error: {tmp_path / 'records' / 'r.jsonl'}:1: missing field 'config_name'\n"
+    path = tmp_path / "records" / "r.jsonl"
+    assert capsys.readouterr().err == f"claims: error: {path}:1: missing field 'config_name'\n"
 
 
 # ---------------------------------------------------------------- the FSDD spec

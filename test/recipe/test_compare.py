@@ -141,6 +141,31 @@ def test_two_decode_dirs_need_a_choice(tmp_path):
     assert runs[(BASE, "first", "test_connected", "test-lucas")].utts["u1"][2] == 2.0
 
 
+def test_decode_dir_choice_keeps_its_second_pass(tmp_path):
+    write(tmp_path, [record(decode_dir="decode_a"), record(decode_dir="decode_b"),
+                     record(decode_dir="decode_a_spkadapt", pass_="spkadapt"),
+                     record(decode_dir="decode_b_spkadapt", pass_="spkadapt")])
+    runs = average_seeds(load_records(tmp_path), decode_dir="decode_a")
+    assert sorted(k[1] for k in runs) == ["first", "spkadapt"]
+    assert {r.sources[0].split(":")[-1] for r in runs.values()} == {"1", "3"}
+
+
+def test_name_stands_for_a_missing_config_name(tmp_path):
+    rec = record("ignored")
+    del rec["config_name"]
+    rec["name"] = "train_asr_echo_tied"
+    write(tmp_path, [rec])
+    assert load_records(tmp_path)[0]["config_name"] == "train_asr_echo_tied"
+
+
+def test_utterance_without_speaker_is_named(tmp_path):
+    rec = record()
+    rec["utts"].append(["lost_utt", None, 3, 0, 0, 0])
+    path = write(tmp_path, [rec])
+    with pytest.raises(RecordError, match=rf"^{path}:1: utts.6. .'lost_utt'. has no speaker"):
+        load_records(tmp_path)
+
+
 def test_grouped_by_pass_and_test_set(tmp_path):
     write(tmp_path, [record(), record(pass_="spkadapt"), record(test_set="test_isolated")])
     assert sorted(average_seeds(load_records(tmp_path))) == [
