@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from echo_plugin import register
-from echo_plugin.bin.transcribe import load_speech2text, model_rate
+from echo_plugin.inference.transcriber import load, model_rate
 from echo_plugin.inference import strict_load
 from echo_plugin.inference.attention_maps import LayerMaps, decoder_maps
 from echo_plugin.inference.attention_plots import plot_cross_attention, plot_dual_attention, plot_spectrogram
@@ -44,7 +44,8 @@ register()
 def build_speech2text(args: argparse.Namespace, decoding: dict, cache_dir: Path):
     """(Speech2Text, training config path) from a model file + config or a packed model."""
     if args.packed_model is not None:
-        return load_speech2text(args.packed_model, cache_dir, decoding)
+        transcriber = load(args.packed_model, decoding, device=args.device, cache_dir=cache_dir)
+        return transcriber.speech2text, str(transcriber.train_config)
     strict_load.install()
     from espnet2.bin.asr_inference import Speech2Text
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.data_dir import (
     MAX_FAULTS,
     DataDirError,
@@ -54,8 +55,7 @@ from echo_plugin.recipe.data_dir import (
 IN_PLACE_SUFFIXES = {".wav", ".flac"}
 
 
-class AudioFault(Exception):
-    """A problem with one utterance's audio file."""
+AudioFault = AudioError  # a problem with one utterance's audio file (one error type for every reader)
 
 
 @dataclass(frozen=True)
@@ -150,19 +150,6 @@ def read_source(src: Path) -> SourceDir:
     source = SourceDir(wav_scp, text or {}, utt2spk, faults)
     source.faults += content_faults(src, source)
     return source
-
-
-def load_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Float32 samples (frames x channels) and sample rate of ``path``; AudioFault when unusable."""
-    if not path.exists():
-        raise AudioFault(f"missing audio file {path}")
-    try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, OSError) as e:
-        raise AudioFault(f"unreadable audio file {path}: {e}") from e
-    if len(data) == 0:
-        raise AudioFault(f"empty audio file {path} (0 samples)")
-    return data, rate
 
 
 def check_rate_and_duration(job: AudioJob, num_samples: int, rate: int) -> None:

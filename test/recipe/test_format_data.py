@@ -139,6 +139,13 @@ def empty_wav(src: Path) -> tuple[list[str], list[str]]:
     return [], [UTTS[3], f"{UTTS[3]}.wav", "empty"]
 
 
+def truncated_wav(src: Path) -> tuple[list[str], list[str]]:
+    path = audio_of(src, UTTS[3])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - (len(data) - 44) // 2])  # the header still promises every sample
+    return [], [UTTS[3], f"{UTTS[3]}.wav", "truncated", "header declares"]
+
+
 def wrong_rate(src: Path) -> tuple[list[str], list[str]]:
     path = audio_of(src, UTTS[4])
     sf.write(str(path), sf.read(str(path))[0], 16000)
@@ -198,7 +205,7 @@ def segments_file(src: Path) -> tuple[list[str], list[str]]:
 
 
 BAD_INPUTS = [
-    missing_file, corrupt_file, empty_wav, wrong_rate, over_long, under_short,
+    missing_file, corrupt_file, empty_wav, truncated_wav, wrong_rate, over_long, under_short,
     empty_transcript, duplicate_in_wav_scp, duplicate_in_text, id_only_in_text, id_only_in_wav_scp,
     id_missing_in_utt2spk, piped_command, segments_file,
 ]
