@@ -41,6 +41,7 @@ import yaml
 
 from echo_plugin.features.extractor import STORED_FEATURES, FeatureConfig
 from echo_plugin.recipe.data_dir import atomic_dir, read_table
+from echo_plugin.recipe.overlay import ConfigError, load_config
 
 CONF_FILE = "feature_conf.yaml"
 SETTINGS = ("fs", "n_fft", "hop_length", "win_length", "n_mels", "fmin", "fmax", "f0",
@@ -172,7 +173,11 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = get_parser().parse_args(None if argv is None else list(argv))
     frontend_conf: Dict[str, Any] = {}
     if args.config:
-        train_conf = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        try:
+            train_conf = load_config(args.config)  # an overlay (base:) merged
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return 1
         if train_conf.get("frontend") != "echo":
             print(f"{args.config}: frontend is '{train_conf.get('frontend')}', not 'echo'", file=sys.stderr)
             return 1

@@ -34,11 +34,11 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 import soundfile as sf
 import torch
-import yaml
 from torch import Tensor
 
 from echo_plugin.asr.normalize.speech_mvn import DEFAULT_VAD_RANGE, speech_frame_mask
 from echo_plugin.recipe.data_dir import DataDirError, atomic_dir, fault, read_table, write_table
+from echo_plugin.recipe.overlay import load_config
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="frames within this many log-energy units of the loudest frame count")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        config = load_config(args.config)  # an overlay (base:) merged
         fs = args.fs if args.fs is not None else (config.get("frontend_conf") or {}).get("fs")
         frontend = build_frontend(config, fs)
         utt2spk, utterances = read_dir(args.data_dir, fs)

@@ -152,6 +152,21 @@ def test_feature_cache_is_computed_once_and_read_by_the_loader(recipe: Path) -> 
     assert noisy.returncode != 0 and "cannot be combined with noise augmentation" in noisy.stderr + noisy.stdout
 
 
+def test_an_overlay_config_trains_from_its_merged_file(recipe: Path) -> None:
+    """base: in a config: ESPnet trains from exp/<tag>/asr_config.merged.yaml; asr_config_path is the given file."""
+    (recipe / "conf" / "tiny_seed3.yaml").write_text("base: train_asr_echo_tiny.yaml\nseed: 3\n")
+    run_recipe(recipe, "--stage", "5", "--stop_stage", "5", "--asr_config", "conf/tiny_seed3.yaml",
+               "--asr_args", "--max_epoch 1")
+    exp = recipe / "exp" / "asr_tiny_seed3"
+    assert (exp / "asr_config_path").read_text() == "conf/tiny_seed3.yaml\n"
+    merged = yaml.safe_load((exp / "asr_config.merged.yaml").read_text())
+    assert merged == {**yaml.safe_load((recipe / TINY_CONFIG).read_text()), "seed": 3}
+    trained = yaml.safe_load((exp / "config.yaml").read_text())
+    assert trained["seed"] == 3 and "base" not in trained and trained["config"] == str(exp.relative_to(recipe) /
+                                                                                    "asr_config.merged.yaml")
+    assert (exp / "valid.acc.ave.pth").exists()
+
+
 def test_stage6_decodes_a_data_dir_given_by_path(recipe: Path, tmp_path: Path) -> None:
     """A Kaldi dir the recipe never made: two real recordings of the test speaker."""
     new = tmp_path / "my_set"

@@ -97,6 +97,15 @@ sp_source_set=${train_set}
 [ -f "${asr_config}" ] || die "no such config: ${asr_config}"
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 asr_exp=${expdir}/asr_${asr_tag}
+# An overlay config (top-level base: FILE, echo_plugin.recipe.overlay) is merged into
+# ${asr_exp}/asr_config.merged.yaml, which every later stage reads; asr_config_path keeps the given file.
+asr_config_src=${asr_config}
+if grep -q '^base:' "${asr_config}"; then
+    mkdir -p "${asr_exp}"
+    asr_config=${asr_exp}/asr_config.merged.yaml
+    ${python} -m echo_plugin.recipe.overlay --config "${asr_config_src}" --out "${asr_config}" \
+        || die "cannot merge the overlay ${asr_config_src}"
+fi
 stats_dir=${expdir}/asr_stats_${token_type}${nbpe}_fs${fs}
 [ -z "${speed_perturb_factors}" ] || stats_dir=${stats_dir}_sp   # its own shapes (ESPnet's naming)
 if [ "${token_type}" = bpe ]; then
@@ -237,7 +246,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     if [ "${resume}" != true ] && [ -f "${asr_exp}/checkpoint.pth" ]; then
         die "${asr_exp} holds a training already; use --resume true, or another --asr_tag"
     fi
-    echo "${asr_config}" > "${asr_exp}/asr_config_path"
+    echo "${asr_config_src}" > "${asr_exp}/asr_config_path"
     dist_opts=()
     [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
     norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | speaker_mvn | none

@@ -1,0 +1,153 @@
+"""Training configs as overlays of a base config.
+
+A training YAML may hold a top-level key ``base: <path>`` (relative to the file
+that names it). :func:`load_config` then reads the base (itself possibly an
+overlay) and merges the file over it:
+
+* mappings are merged key by key, recursively; the overlay's value wins;
+* lists and scalars are replaced whole (an overlay that changes one entry of
+  ``encoder_conf.layers`` carries the whole ``layers`` list);
+* ``key: null`` in an overlay replaces the base's value with None (the key
+  stays, with value None); it does not delete the key;
+* the ``base`` key itself is dropped.
+
+A config without ``base`` is returned as it is. ESPnet knows nothing of
+``base``: the stage runner (asr.sh) trains from the merged file this module
+writes::
+
+    python -m echo_plugin.recipe.overlay --config conf/tuning/train_asr_echo_tied.yaml \\
+        --out exp/asr_train_asr_echo_tied/asr_config.merged.yaml
+    python -m echo_plugin.recipe.overlay --config conf/tuning/train_asr_echo_tied.yaml --print_hash
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from echo_plugin.recipe.data_dir import atomic_write_text
+
+BASE_KEY = "base"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded: bad base, base cycle, not a mapping."""
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """One YAML file as a mapping (an empty file is ``{}``), without resolving ``base``."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no such config: {path}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a training config must be a mapping, not {type(data).__name__}")
+    return data
+
+
+def has_base(path: Path | str) -> bool:
+    """True when the file holds a top-level ``base`` key (is an overlay)."""
+    return BASE_KEY in read_yaml(Path(path))
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """A new mapping: ``overlay`` merged over ``base`` (maps merged, everything else replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _load(path: Path, chain: list[Path]) -> dict[str, Any]:
+    resolved = path.resolve()
+    if resolved in chain:
+        names = " -> ".join(str(p) for p in [*chain[chain.index(resolved):], resolved])
+        raise ConfigError(f"base cycle: {names}")
+    config = read_yaml(path)
+    if BASE_KEY not in config:
+        return config
+    base_name = config.pop(BASE_KEY)
+    if not isinstance(base_name, str) or not base_name:
+        raise ConfigError(f"{path}: base must be a file path, not {base_name!r}")
+    base_path = path.parent / base_name
+    if not base_path.is_file():
+        raise ConfigError(f"{base_path} (base of {path}) does not exist")
+    return deep_merge(_load(base_path, [*chain, resolved]), config)
+
+
+def load_config(path: Path | str) -> dict[str, Any]:
+    """The training config of ``path`` with its ``base`` chain resolved and merged."""
+    return _load(Path(path), [])
+
+
+def config_hash(config: dict[str, Any], run_options: dict[str, Any] | None = None) -> str:
+    """``sha256:<hex>`` of the canonical JSON of the config and the run options."""
+    canonical = json.dumps({"config": config, "run_options": run_options or {}},
+                           sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def merged_text(src: Path | str) -> str:
+    """The merged config of ``src`` as YAML, after a one-line header naming the source and the hash."""
+    config = load_config(src)
+    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return f"# merged from {src} by echo_plugin.recipe.overlay; config_hash {config_hash(config)}\n{body}"
+
+
+def write_merged(src: Path | str, out: Path | str) -> None:
+    """Write the merged config of ``src`` to ``out`` atomically; an unchanged file is left as it is
+    (its mtime too: asr.sh compares it with the feature cache)."""
+    text = merged_text(src)
+    out = Path(out)
+    if out.is_file() and out.read_text(encoding="utf-8") == text:
+        return
+    atomic_write_text(out, text)
+
+
+def espnet_config(path: Path | str, work_dir: Path | str) -> Path:
+    """A file ESPnet's ``--config`` reads: ``path`` itself without ``base``, else its merged copy
+    written into ``work_dir``."""
+    path = Path(path)
+    if not has_base(path):
+        return path
+    out = Path(work_dir) / f"{path.stem}.merged.yaml"
+    write_merged(path, out)
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="training config, possibly with base:")
+    parser.add_argument("--out", type=Path, default=None, help="write the merged config here (default: stdout)")
+    parser.add_argument("--print_hash", action="store_true", help="print the config_hash of the merged config only")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.out is not None:
+            write_merged(args.config, args.out)
+        if args.print_hash:
+            print(config_hash(load_config(args.config)))
+        elif args.out is None:
+            sys.stdout.write(merged_text(args.config))
+    except ConfigError as err:
+        print(f"overlay: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
