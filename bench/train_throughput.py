@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
+
+from echo_plugin.recipe.overlay import espnet_config, load_config
 
 LIBRISPEECH_100_HOURS = 100.6  # train-clean-100 (LibriSpeech paper, table 1)
 SPEED_FACTORS = (0.9, 1.0, 1.1)
@@ -67,20 +68,19 @@ class Measurement:
 
 
 def build_model(config: Path, vocab: int) -> torch.nn.Module:
-    """The ESPnet ASR model of a training config, with ``vocab`` tokens."""
+    """The ESPnet ASR model of a training config (an overlay merged), with ``vocab`` tokens."""
     import echo_plugin
 
     echo_plugin.register()
     from espnet2.tasks.asr import ASRTask
 
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as tokens:
-        tokens.write("\n".join(["<blank>", "<unk>", *(f"t{i}" for i in range(vocab - 3)), "<sos/eos>"]) + "\n")
-    try:
-        args = ASRTask.get_parser().parse_args(["--config", str(config), "--token_list", tokens.name])
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens = Path(tmp) / "tokens.txt"
+        tokens.write_text("\n".join(["<blank>", "<unk>", *(f"t{i}" for i in range(vocab - 3)), "<sos/eos>"]) + "\n")
+        merged = espnet_config(config, tmp)
+        args = ASRTask.get_parser().parse_args(["--config", str(merged), "--token_list", str(tokens)])
         args.normalize = None
         return ASRTask.build_model(args)
-    finally:
-        Path(tokens.name).unlink()
 
 
 def random_batch(n_utts: int, utt_seconds: float, fs: int, vocab: int, tokens_per_second: float,
@@ -149,7 +149,7 @@ def batch_shape(config: dict, batch_seconds: float, utt_seconds: float, fs: int)
 
 
 def measure(config_file: Path, args: argparse.Namespace, device: torch.device) -> Measurement:
-    config = yaml.safe_load(config_file.read_text())
+    config = load_config(config_file)
     fs = (config.get("frontend_conf") or {}).get("fs", 16000)
     torch.manual_seed(0)
     model = build_model(config_file, args.vocab).to(device).train()

@@ -11,6 +11,7 @@ import yaml
 import echo_plugin
 from echo_plugin.nn.attention.adaptive import AdaptiveAttention
 from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.recipe.overlay import load_config
 from test.asr.espnet_build import TOKENS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,8 +133,8 @@ def test_eval_passes_leave_the_refiners_alone_and_checkpoints_round_trip(tmp_pat
 
 def test_fsdd_adaptive_config_changes_only_the_attention_specs():
     conf_dir = REPO / "egs/fsdd/asr1/conf/tuning"
-    base = yaml.safe_load((conf_dir / "train_asr_echo.yaml").read_text())
-    adaptive = yaml.safe_load((conf_dir / "train_asr_echo_adaptive.yaml").read_text())
+    base = load_config(conf_dir / "train_asr_echo.yaml")
+    adaptive = load_config(conf_dir / "train_asr_echo_adaptive.yaml")  # an overlay of the default
     assert adaptive["model"] == base["model"] == "echo"
     base_layers = base["encoder_conf"].pop("layers")
     layers = adaptive["encoder_conf"].pop("layers")

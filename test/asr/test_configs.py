@@ -1,4 +1,4 @@
-"""Every shipped training config builds through ESPnet's ASRTask.build_model."""
+"""Every shipped training config builds through ESPnet's ASRTask.build_model (overlays merged, as asr.sh does)."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import echo_plugin
+from echo_plugin.recipe.overlay import espnet_config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(REPO.glob("egs/*/asr1/conf/tuning/*.yaml")) + sorted(REPO.glob("conf/tuning/*.yaml"))
@@ -21,10 +21,11 @@ def test_config_builds_and_runs_forward(config: Path, tmp_path: Path) -> None:
 
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(["<blank>", "<unk>", "A", "B", "C", "<sos/eos>"]) + "\n")
-    args = ASRTask.get_parser().parse_args(["--config", str(config), "--token_list", str(tokens)])
+    merged = espnet_config(config, tmp_path)  # an overlay (base:) merged, as asr.sh trains it
+    args = ASRTask.get_parser().parse_args(["--config", str(merged), "--token_list", str(tokens)])
     args.normalize = None
     model = ASRTask.build_model(args)
-    fs = (yaml.safe_load(config.read_text()).get("frontend_conf") or {}).get("fs", 16000)
+    fs = (load_config(config).get("frontend_conf") or {}).get("fs", 16000)
     speech = torch.randn(2, int(fs * 1.2))
     lengths = torch.tensor([speech.shape[1], speech.shape[1] // 2])
     text = torch.tensor([[2, 3, 4], [3, 2, -1]])

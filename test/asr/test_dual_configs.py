@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import echo_plugin
+from echo_plugin.recipe.overlay import espnet_config
 from echo_plugin.asr.decoder.dual_decoder import DualCrossAttentionDecoder
 from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
 
@@ -17,7 +18,7 @@ def build(config: str, tmp_path: Path):
     from espnet2.tasks.asr import ASRTask
 
     (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
-    argv = ["--config", str(TUNING / config), "--token_list", str(tmp_path / "tokens.txt")]
+    argv = ["--config", str(espnet_config(TUNING / config, tmp_path)), "--token_list", str(tmp_path / "tokens.txt")]
     args = ASRTask.get_parser().parse_args(argv)
     args.normalize = None
     torch.manual_seed(0)

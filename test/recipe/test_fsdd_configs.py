@@ -1,15 +1,20 @@
-"""Every FSDD ablation config differs from the Echo default by its mechanism alone (same budget, same data)."""
+"""Every FSDD ablation config differs from the Echo default by its mechanism alone (same budget, same data).
+
+The ablations are overlays of the default (``base: train_asr_echo.yaml``), read through
+echo_plugin.recipe.overlay.load_config as the recipe reads them."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-import yaml
+
+from echo_plugin.recipe.overlay import load_config, read_yaml
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "fsdd" / "asr1" / "conf" / "tuning"
 BASE = "train_asr_echo.yaml"
 ESPNET_MODEL = {"encoder", "encoder_conf", "decoder", "decoder_conf"}
+ESPNET_BASELINES = {"train_asr_transformer.yaml", "train_asr_conformer.yaml", "train_asr_e_branchformer.yaml"}
 PITCH = {"encoder_conf.layers", "encoder_conf.frame_shift", "model_conf.f0"}  # a pitch-aware rotary and the f0 it reads
 # config -> the top-level keys or dotted paths it may change (and must change some of)
 ALLOWED: Dict[str, set] = {
@@ -60,8 +65,8 @@ def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 def changed_paths(name: str) -> set:
-    base = flatten(yaml.safe_load((CONF / BASE).read_text()))
-    other = flatten(yaml.safe_load((CONF / name).read_text()))
+    base = flatten(load_config(CONF / BASE))
+    other = flatten(load_config(CONF / name))
     return {path for path in base.keys() | other.keys() if base.get(path, "<absent>") != other.get(path, "<absent>")}
 
 
@@ -83,4 +88,15 @@ def test_config_changes_only_its_mechanism(name: str) -> None:
 def test_the_base_is_model_echo_with_speaker_normalizable_frontend() -> None:
     """speaker_mvn (run.sh) needs model: echo in every config."""
     for path in CONF.glob("*.yaml"):
-        assert yaml.safe_load(path.read_text()).get("model") == "echo", path.name
+        assert load_config(path).get("model") == "echo", path.name
+
+
+@pytest.mark.parametrize("name", sorted(set(ALLOWED) - ESPNET_BASELINES))
+def test_every_ablation_is_an_overlay_of_the_default(name: str) -> None:
+    """A change to train_asr_echo.yaml reaches every ablation; the ESPnet baselines are whole configs."""
+    assert read_yaml(CONF / name).get("base") == BASE, f"{name} must start from base: {BASE}"
+
+
+def test_the_default_and_the_espnet_baselines_are_whole_configs() -> None:
+    for name in (BASE, *ESPNET_BASELINES):
+        assert "base" not in read_yaml(CONF / name), name

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from bench.train_throughput import build_model
+from echo_plugin.recipe.overlay import load_config
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "librispeech_100" / "asr1" / "conf"
 TUNING = sorted((CONF / "tuning").glob("*.yaml"))
@@ -23,7 +24,7 @@ def test_stated_parameter_count_is_the_built_models(config: Path) -> None:
 
 @pytest.mark.parametrize("config", TUNING, ids=lambda p: p.name)
 def test_gpu_and_averaging_settings(config: Path) -> None:
-    conf = yaml.safe_load(config.read_text())
+    conf = load_config(config)  # an overlay (base:) merged
     assert conf["use_amp"] is True and conf["batch_bins"] == 16000000 and conf["accum_grad"] == 4
     assert conf["keep_nbest_models"] == 10 and conf["best_model_criterion"] == [["valid", "acc", "max"]]
     assert conf["frontend_conf"] == {"n_fft": 512, "win_length": 400, "hop_length": 160}
