@@ -60,11 +60,14 @@ def run_local(var: str, indices: range, log_pattern: str, words: list[str], max_
             running[index] = (proc, log, time.time(), handle)
         time.sleep(0.2)
         for index, (proc, log, start, handle) in list(running.items()):
-            code = proc.poll()
-            if code is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == 0:
                 continue
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
             elapsed = time.time() - start
-            handle.write(f"# Accounting: time={elapsed:.2f}\n# Ended (code {code}) at {time.ctime()}\n")
+            # ru_maxrss (KiB on Linux): the peak resident memory of the job's largest process
+            handle.write(f"# Accounting: time={elapsed:.2f} max_rss_mb={usage.ru_maxrss / 1024:.1f}\n"
+                         f"# Ended (code {code}) at {time.ctime()}\n")
             handle.close()
             if time_pattern:
                 Path(substitute([time_pattern], var, index)[0]).write_text(f"{elapsed:.3f}\n")

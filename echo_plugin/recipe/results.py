@@ -1,181 +1,64 @@
-"""Stage 7: collect experiments' scores into a RESULTS.md.
+"""Stage 7: render RESULTS.md from the recipe's run records (``<recipe_dir>/records/*.jsonl``).
 
     python -m echo_plugin.recipe.results --recipe_dir egs/fsdd/asr1 --out egs/fsdd/asr1/RESULTS.md
     python -m echo_plugin.recipe.results --recipe_dir egs/fsdd/asr1 egs/librispeech_100/asr1 \
         --out RESULTS_ALL.md [--recipe_results true|false] \
         [--date YYYY-MM-DD] [--python_version X] [--torch_version Y]
 
-``--recipe_dir`` takes one or more dirs and may be repeated. With several, the
-``--out`` table holds every experiment of every recipe (with a recipe column)
-and each recipe's own ``<recipe_dir>/RESULTS.md`` is rewritten with its
-experiments alone (unless ``--recipe_results false``); ``--out`` may then be
-left out. With one recipe dir only ``--out`` (default ``<recipe_dir>/RESULTS.md``)
-is written, as asr.sh's stage 7 does.
+The records (echo_plugin.recipe.records) are committed, so a fresh clone renders
+the same tables; nothing is read from ``exp/`` and nothing from an older
+RESULTS.md. ``--recipe_dir`` takes one or more dirs and may be repeated. With
+several, the ``--out`` table holds every recipe's rows (with a recipe column)
+and each recipe's own ``RESULTS.md`` is rewritten with its rows alone (unless
+``--recipe_results false``).
 
-An experiment is a dir ``<recipe_dir>/exp/<asr_tag>/`` holding a
-``config.yaml`` (not one of ESPnet's ``collect_stats`` runs), an
-``asr_config_path`` or a ``decode_*`` dir. Of it, this reads (each optional:
-a missing or unreadable piece shows as ``-``, with a warning when unreadable):
-
-- ``config.yaml``: ESPnet's dumped training config (encoder, decoder, frontend, config);
-- ``asr_config_path``: the config file asr.sh was given (else config.yaml's ``config``);
-- ``train_seconds``: one number per line, one per training run, summed;
-- ``num_params``: the trainable parameter count; ``epochs``: epochs trained;
-- ``env.txt``: ``key: value`` lines; ``python`` and ``torch`` fill the
-  environment line unless given as arguments (else this interpreter's versions);
-- ``decode_*/<set>/score/scores.json``: written by echo_plugin.recipe.score.
-
-Experiments the file being replaced shows whose exp dir is not here (a fresh clone,
-a machine that ran only some configs) are carried over from it unchanged, and named
-in a note under the header (``--keep_missing false`` drops them; see
-echo_plugin.recipe.results_keep).
-
-Writes ``--out`` atomically: a header naming this command, the environment,
-a summary table with one row per (experiment, decode dir, test set), sorted,
-then a WER-by-SNR-band table when some decodes are SNR-stratified
-(echo_plugin.recipe.snr_table), then ESPnet-style WER and CER tables per experiment. The summary table is
-also printed.
+The file: a header naming this command, the environment, a summary with one
+row per (experiment, decode dir, test set) pooled over its folds and seeds,
+with the cost columns (parameters, training time, peak training memory,
+decoding real-time factor); a WER-by-SNR-band table when some decodes are
+SNR-stratified (echo_plugin.recipe.snr_table); then every run (fold x seed) on
+its own row. A record whose config no longer gives its hash (the config or the
+default it overlays changed since) is marked **stale**, in both tables.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import importlib.metadata
-import json
 import platform
 import shlex
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from statistics import mean
 
-import yaml
-
-from echo_plugin.recipe.data_dir import atomic_write_text, parse_numbers
-from echo_plugin.recipe.results_keep import Key, Previous, kept_keys, kept_snr_cells, kept_summary_rows, read_previous
-from echo_plugin.recipe.score import TABLE_HEADER, table_row
+from echo_plugin.recipe.data_dir import atomic_write_text
+from echo_plugin.recipe.records import is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
 
-T = TypeVar("T")
 DASH = "-"
+STALE = "**stale**"
 SUMMARY_COLUMNS = [
-    "experiment", "config", "params (M)", "epochs", "train time", "decode", "test set",
-    "WER %", "word Sub/Del/Ins", "CER %", "RTF",
+    "experiment", "config", "params (M)", "epochs", "folds x seeds", "train time", "peak mem (MB)", "decode",
+    "test set", "WER %", "runs min-max", "word Sub/Del/Ins", "CER %", "RTF",
 ]
-SCORE_KEYS = {"n_sentences", "n_tokens", "correct", "substitutions", "deletions", "insertions", "error_rate",
-              "sentence_error_rate"}
+RUN_COLUMNS = ["experiment", "fold", "seed", "decode", "test set", "WER %", "word Sub/Del/Ins", "CER %", "RTF",
+               "commit", "date"]
 
 
 @dataclass
-class Decode:
-    """The scores of one test set decoded in one decode dir."""
-
-    decode_dir: str
-    test_set: str
-    scores: dict | None
-
-
-@dataclass
-class Experiment:
-    """What RESULTS.md shows of one ``exp/<asr_tag>/`` dir."""
+class Row:
+    """One record as the tables show it."""
 
     recipe: str
-    tag: str
-    config_file: str | None
-    model: dict[str, str]
-    num_params: int | None
-    epochs: int | None
-    train_seconds: float | None
-    env: dict[str, str]
-    decodes: list[Decode] = field(default_factory=list)
+    record: dict
+    stale: bool
 
-
-def read_optional(path: Path, parse: Callable[[str], T]) -> T | None:
-    """``parse`` of the file's text; None when absent or unreadable (with a warning)."""
-    if not path.is_file():
-        return None
-    try:
-        return parse(path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError, yaml.YAMLError) as e:
-        print(f"results: warning: {path}: unreadable, shown as '-': {e}", file=sys.stderr)
-        return None
-
-
-def parse_mapping(text: str) -> dict:
-    """A YAML document that must be a mapping (ESPnet's config.yaml)."""
-    value = yaml.safe_load(text)
-    if not isinstance(value, dict):
-        raise ValueError("not a YAML mapping")
-    return value
-
-
-def parse_env(text: str) -> dict[str, str]:
-    """``key: value`` lines of env.txt."""
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def parse_scores(text: str) -> dict:
-    """scores.json as echo_plugin.recipe.score writes it; ValueError/KeyError when not."""
-    scores = json.loads(text)
-    for measure in ("wer", "cer"):
-        lacking = SCORE_KEYS - scores[measure].keys()
-        if lacking:
-            raise ValueError(f"'{measure}' lacks {sorted(lacking)}")
-    return scores
-
-
-def is_experiment(exp_dir: Path, config: dict | None) -> bool:
-    """Whether ``exp_dir`` is a training experiment (not a stats dir or stray folder)."""
-    if config is not None and config.get("collect_stats"):
-        return False
-    return config is not None or (exp_dir / "asr_config_path").is_file() or any(exp_dir.glob("decode_*/"))
-
-
-def read_decodes(exp_dir: Path) -> list[Decode]:
-    """Every ``decode_*/<set>/`` of an experiment, with its scores when present."""
-    return [
-        Decode(set_dir.parent.name, set_dir.name, read_optional(set_dir / "score" / "scores.json", parse_scores))
-        for set_dir in sorted(exp_dir.glob("decode_*/*/"))
-    ]
-
-
-def read_experiment(recipe: str, exp_dir: Path) -> Experiment | None:
-    """The experiment in ``exp_dir``, or None when it is not one."""
-    config = read_optional(exp_dir / "config.yaml", parse_mapping)
-    if not is_experiment(exp_dir, config):
-        return None
-    config = config or {}
-    config_file = read_optional(exp_dir / "asr_config_path", str.strip) or config.get("config")
-    return Experiment(
-        recipe=recipe,
-        tag=exp_dir.name,
-        config_file=config_file,
-        model={key: str(config[key]) for key in ("frontend", "encoder", "decoder") if config.get(key)},
-        num_params=read_optional(exp_dir / "num_params", int),
-        epochs=read_optional(exp_dir / "epochs", int),
-        train_seconds=read_optional(exp_dir / "train_seconds", lambda text: sum(parse_numbers(text))),
-        env=read_optional(exp_dir / "env.txt", parse_env) or {},
-        decodes=read_decodes(exp_dir),
-    )
-
-
-def recipe_name(recipe_dir: Path) -> str:
-    """``<corpus>/<recipe>`` as in ``egs/fsdd/asr1``."""
-    resolved = recipe_dir.resolve()
-    return f"{resolved.parent.name}/{resolved.name}"
-
-
-def read_experiments(recipe_dirs: list[Path]) -> list[Experiment]:
-    """The experiments of every recipe dir, sorted by recipe and tag."""
-    experiments = []
-    for recipe_dir in recipe_dirs:
-        for exp_dir in sorted((recipe_dir / "exp").glob("*/")):
-            experiment = read_experiment(recipe_name(recipe_dir), exp_dir)
-            if experiment is not None:
-                experiments.append(experiment)
-    return sorted(experiments, key=lambda e: (e.recipe, e.tag))
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """(reference words, Sub, Del, Ins) over the record's utterances."""
+        utts = self.record["utts"]
+        return tuple(sum(u[k] for u in utts) for k in (2, 3, 4, 5))  # type: ignore[return-value]
 
 
 def hms(seconds: float) -> str:
@@ -185,130 +68,135 @@ def hms(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def shown(value: T | None, form: Callable[[T], str] = str) -> str:
-    """``form(value)``, or a dash for a missing value."""
-    return DASH if value is None else form(value)
+def mean_of(values: list, form) -> str:
+    """``form`` of the mean of the values that are not None, or a dash."""
+    present = [v for v in values if v is not None]
+    return form(mean(present)) if present else DASH
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a Markdown table."""
     return ["|" + "|".join(header) + "|", "|" + "|".join("---" for _ in header) + "|"] + [
         "|" + "|".join(row) + "|" for row in rows
     ]
 
 
-def score_cells(scores: dict | None) -> list[str]:
-    """WER %, word Sub/Del/Ins, CER % and RTF cells of a decode's scores."""
-    if scores is None:
-        return [DASH] * 4
-    wer, cer = scores["wer"], scores["cer"]
-    return [
-        f"{wer['error_rate']:.2f}",
-        f"{wer['substitutions']}/{wer['deletions']}/{wer['insertions']}",
-        f"{cer['error_rate']:.2f}",
-        shown(scores.get("rtf"), lambda r: f"{r:.4f}"),
-    ]
+def recipe_name(recipe_dir: Path) -> str:
+    """``<corpus>/<recipe>`` as in ``egs/fsdd/asr1``."""
+    resolved = recipe_dir.resolve()
+    return f"{resolved.parent.name}/{resolved.name}"
 
 
-def experiment_key(e: Experiment, with_recipe: bool) -> Key:
-    """The key results_keep files an experiment under."""
-    return (e.recipe, e.tag) if with_recipe else (e.tag,)
+def read_rows(recipe_dir: Path) -> list[Row]:
+    """Every record of the recipe, with its stale flag."""
+    return [Row(recipe_name(recipe_dir), r, is_stale(r, recipe_dir)) for r in read_records(recipe_dir / "records")]
 
 
-def summary_rows(experiments: list[Experiment], with_recipe: bool) -> list[list[str]]:
-    """One row per (experiment, decode dir, test set); a row of dashes for an undecoded experiment."""
-    rows = []
-    for e in experiments:
-        head = [e.recipe] if with_recipe else []
-        head += [
-            e.tag,
-            shown(e.config_file),
-            shown(e.num_params, lambda n: f"{n / 1e6:.2f}"),
-            shown(e.epochs),
-            shown(e.train_seconds, hms),
-        ]
-        for d in e.decodes or [Decode(DASH, DASH, None)]:
-            rows.append(head + [d.decode_dir, d.test_set] + score_cells(d.scores))
-    return rows
+def pooled_wer(rows: list[Row]) -> float:
+    words = sum(r.counts[0] for r in rows)
+    return 100 * sum(sum(r.counts[1:]) for r in rows) / words if words else 0.0
 
 
-def detail_section(e: Experiment, with_recipe: bool) -> list[str]:
-    """The per-experiment part: its settings and ESPnet-style WER and CER tables."""
-    model = ", ".join(f"{k}={v}" for k, v in e.model.items()) or DASH
-    lines = [
-        f"## {e.recipe}/{e.tag}" if with_recipe else f"## {e.tag}",
-        "",
-        f"- config: {shown(e.config_file)}",
-        f"- model: {model}",
-        f"- params: {shown(e.num_params, lambda n: f'{n:,}')}; epochs: {shown(e.epochs)}; "
-        f"training time: {shown(e.train_seconds, hms)}",
-    ]
-    scored = [d for d in e.decodes if d.scores is not None]
-    if not scored:
-        return lines + ["", "No scored decodes.", ""]
-    for measure in ("wer", "cer"):
-        lines += ["", f"### {measure.upper()}", "", *TABLE_HEADER]
-        lines += [table_row(f"{d.decode_dir}/{d.test_set}", d.scores[measure]) for d in scored]
-    return lines + [""]
+def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
+    """One row per (recipe, experiment, decode dir, test set), pooled over its runs."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        r = row.record
+        groups.setdefault((row.recipe, r["name"], r["decode"]["dir"], r["test_set"]), []).append(row)
+    out = []
+    for (recipe, name, decode, test_set), group in sorted(groups.items()):
+        records = [g.record for g in group]
+        folds = {r["fold"]["name"] for r in records}
+        seeds = {r["seed"] for r in records}
+        wers = [r["wer"] for r in records]
+        totals = [sum(g.counts[k] for g in group) for k in (1, 2, 3)]
+        config = records[0]["config_path"] + (f" {STALE}" if any(g.stale for g in group) else "")
+        out.append(([recipe] if with_recipe else []) + [
+            name, config,
+            mean_of([r["params"] for r in records], lambda n: f"{n / 1e6:.2f}"),
+            mean_of([r["epochs"] for r in records], lambda n: f"{n:g}"),
+            f"{len(folds)}x{len(seeds)}" + (f" ({len(records)} runs)" if len(records) != len(folds) * len(seeds) else ""),
+            mean_of([r["train_seconds"] for r in records], hms),
+            mean_of([r["peak_rss_mb"] for r in records], lambda m: f"{m:.0f}"),
+            decode, test_set, f"{pooled_wer(group):.2f}", f"{min(wers):.2f}-{max(wers):.2f}",
+            "/".join(str(t) for t in totals),
+            mean_of([r["cer"] for r in records], lambda c: f"{c:.2f}"),
+            mean_of([r["rtf"] for r in records], lambda x: f"{x:.4f}"),
+        ])
+    return out
 
 
-def environment(args: argparse.Namespace, experiments: list[Experiment]) -> str:
-    """The environment line: arguments first, then an experiment's env.txt, then this interpreter."""
-    env = next((e.env for e in experiments if e.env), {})
-    python = args.python_version or env.get("python") or platform.python_version()
-    torch = args.torch_version or env.get("torch") or installed_version("torch")
-    date = args.date or datetime.date.today().isoformat()
-    return f"Environment: date {date}, python {python}, torch {torch}"
+def run_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
+    """Every record on its own row."""
+    out = []
+    for row in sorted(rows, key=lambda g: (g.recipe, g.record["name"], g.record["fold"]["name"], str(g.record["seed"]),
+                                           g.record["decode"]["dir"], g.record["test_set"])):
+        r = row.record
+        _, sub, dele, ins = row.counts
+        git = r.get("git") or {}
+        commit = (git.get("commit") or DASH)[:8] + ("+dirty" if git.get("dirty") else "")
+        out.append(([row.recipe] if with_recipe else []) + [
+            r["name"] + (f" {STALE}" if row.stale else ""),
+            r["fold"]["name"] + ("*" if r["fold"].get("tuned_on") else ""),
+            str(r["seed"]), r["decode"]["dir"], r["test_set"], f"{r['wer']:.2f}", f"{sub}/{dele}/{ins}",
+            f"{r['cer']:.2f}", DASH if r.get("rtf") is None else f"{r['rtf']:.4f}", commit, r.get("date") or DASH,
+        ])
+    return out
+
+
+def snr_cells(rows: list[Row]) -> list[tuple[str, str, str, str]]:
+    """(experiment, decode dir, test set, ``WER % (S/D/I)``) of single-run records, for the SNR table."""
+    cells = []
+    for row in rows:
+        _, sub, dele, ins = row.counts
+        r = row.record
+        cells.append((r["name"], r["decode"]["dir"], r["test_set"], f"{pooled_wer([row]):.2f} ({sub}/{dele}/{ins})"))
+    return cells
 
 
 def installed_version(package: str) -> str:
-    """The installed version of ``package``, or a dash."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return DASH
 
 
-def render(command: str, env_line: str, experiments: list[Experiment], with_recipe: bool,
-           previous: Previous | None = None) -> tuple[str, list[str]]:
-    """The whole RESULTS.md, and the summary table's lines.
+def environment(args: argparse.Namespace, rows: list[Row]) -> str:
+    """The environment line: arguments first, then the newest record's env, then this interpreter."""
+    newest = max(rows, key=lambda g: g.record.get("date") or "", default=None)
+    env = newest.record.get("env") or {} if newest else {}
+    python = args.python_version or env.get("python") or platform.python_version()
+    torch = args.torch_version or env.get("torch") or installed_version("torch")
+    date = args.date or (newest.record.get("date") if newest else None) or datetime.date.today().isoformat()
+    return f"Environment: date {date}, python {python}, torch {torch}"
 
-    ``previous``: the file this one replaces; its experiments that are not in
-    ``experiments`` are carried over unchanged (echo_plugin.recipe.results_keep).
-    """
-    previous = previous or Previous()
-    if not experiments and previous.env_line:
-        env_line = previous.env_line  # every row is carried over: so is the environment they ran in
-    header = (["recipe"] if with_recipe else []) + SUMMARY_COLUMNS
-    kept = kept_keys(previous, {experiment_key(e, with_recipe) for e in experiments})
-    blocks = {experiment_key(e, with_recipe): (summary_rows([e], with_recipe), detail_section(e, with_recipe))
-              for e in experiments}
-    blocks.update({key: (kept_summary_rows(previous, key, header), previous.details.get(key, [])) for key in kept})
-    order = sorted(blocks)
-    summary = markdown_table(header, [row for key in order for row in blocks[key][0]])
-    note = []
-    if kept:
-        names = ", ".join(f"`{'/'.join(key)}`" for key in kept)
-        note = [f"Carried over from the previous version of this file, their exp dirs not being here: {names}. "
-                "Rerun one to refresh it; `--keep_missing false` drops them.", ""]
+
+def render(command: str, env_line: str, rows: list[Row], with_recipe: bool) -> tuple[str, list[str]]:
+    """The whole RESULTS.md, and the summary table's lines."""
+    head = ["recipe"] if with_recipe else []
+    summary = markdown_table(head + SUMMARY_COLUMNS, summary_rows(rows, with_recipe))
     lines = [
         "# Results",
         "",
-        f"Generated by `{command}`. Do not edit this file by hand: rerun the command.",
+        f"Generated by `{command}` from the run records (`records/*.jsonl`, echo_plugin.recipe.records). "
+        "Do not edit this file by hand: rerun the command.",
         "",
         env_line,
         "",
-        *note,
+        "WER is pooled over every run of a row (folds x seeds); `runs min-max` is the spread of the runs' WERs. "
+        f"A row marked {STALE} was trained from a config that has changed since (its hash differs): rerun it. "
+        "Folds marked * are the ones the recipe's choices were tuned on. `compare` and CLAIMS.md give "
+        "confidence intervals (python -m echo_plugin.recipe.compare).",
+        "",
         "## Summary",
         "",
         *summary,
         "",
     ]
-    if not blocks:
-        lines += ["No experiments found.", ""]
-    lines += snr_section(experiments, kept_snr_cells(previous, kept))
-    for key in order:
-        lines += blocks[key][1]
+    if not rows:
+        lines += ["No run records found.", ""]
+    lines += snr_section(snr_cells(rows))
+    if rows:
+        lines += ["## Runs", "", *markdown_table(head + RUN_COLUMNS, run_rows(rows, with_recipe)), ""]
     return "\n".join(lines), summary
 
 
@@ -320,12 +208,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the Markdown file of all experiments (default: <recipe_dir>/RESULTS.md for one dir)")
     parser.add_argument("--recipe_results", type=str2bool, default=True,
                         help="with several recipe dirs, also rewrite each one's RESULTS.md (default true)")
-    parser.add_argument("--keep_missing", type=str2bool, default=True,
-                        help="carry over the rows of experiments the file being replaced shows whose exp dir "
-                             "is not here (default true)")
-    parser.add_argument("--date", default=None, help="date on the environment line (default today)")
-    parser.add_argument("--python_version", default=None, help="default: env.txt, else this interpreter")
-    parser.add_argument("--torch_version", default=None, help="default: env.txt, else the installed torch")
+    parser.add_argument("--date", default=None, help="date on the environment line (default: the newest record's)")
+    parser.add_argument("--python_version", default=None, help="default: the newest record's, else this interpreter")
+    parser.add_argument("--torch_version", default=None, help="default: the newest record's, else the installed torch")
     return parser.parse_args(argv)
 
 
@@ -351,19 +236,18 @@ def main(argv: list[str] | None = None) -> int:
             print("results: error: give --out, or leave --recipe_results true", file=sys.stderr)
             return 1
         args.out = args.recipe_dir[0] / "RESULTS.md"
-    per_recipe = {recipe_dir: read_experiments([recipe_dir]) for recipe_dir in dict.fromkeys(args.recipe_dir)}
-    experiments = sorted((e for own in per_recipe.values() for e in own), key=lambda e: (e.recipe, e.tag))
+    try:
+        per_recipe = {recipe_dir: read_rows(recipe_dir) for recipe_dir in dict.fromkeys(args.recipe_dir)}
+    except ValueError as e:
+        print(f"results: error: {e}", file=sys.stderr)
+        return 1
+    rows = [row for own in per_recipe.values() for row in own]
     command = shlex.join(["python", "-m", "echo_plugin.recipe.results", *argv])
-    env_line = environment(args, experiments)
-
-    def previous(path: Path | None, with_recipe: bool) -> Previous:
-        return read_previous(path, with_recipe) if args.keep_missing and path is not None else Previous()
-
+    env_line = environment(args, rows)
     if several and args.recipe_results:
         for recipe_dir, own in per_recipe.items():
-            out = recipe_dir / "RESULTS.md"
-            atomic_write_text(out, render(command, env_line, own, False, previous(out, False))[0])
-    text, summary = render(command, env_line, experiments, several, previous(args.out, several))
+            atomic_write_text(recipe_dir / "RESULTS.md", render(command, env_line, own, False)[0])
+    text, summary = render(command, env_line, rows, several)
     if args.out is not None:
         atomic_write_text(args.out, text)
     print("\n".join(summary))

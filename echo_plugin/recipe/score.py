@@ -22,7 +22,8 @@ Writes ``<out_dir>/scores.json``::
     {"wer": {n_sentences, n_tokens, correct, substitutions, deletions,
              insertions, error_rate, sentence_error_rate},
      "cer": {... the same ...}, "rtf", "decode_seconds", "audio_seconds",
-     "missing_hypotheses": [uttid, ...], "ref", "hyp"}
+     "missing_hypotheses": [uttid, ...], "ref", "hyp",
+     "utterances": [[uttid, ref words, S, D, I], ...]}
 
 (rates in %, 2 decimals; rtf, decode_seconds and audio_seconds are null
 without the two optional files) and ``<out_dir>/result.txt``: the totals and
@@ -108,6 +109,18 @@ def measures(refs: list[str], hyps: list[str]) -> tuple[dict, jiwer.WordOutput]:
     }, out
 
 
+def utterance_errors(uttids: list[str], words: jiwer.WordOutput) -> list[list]:
+    """[utt id, reference words, substitutions, deletions, insertions] per utterance of the alignment."""
+    rows = []
+    for uttid, ref, chunks in zip(uttids, words.references, words.alignments):
+        count = {"substitute": 0, "delete": 0, "insert": 0}
+        for c in chunks:
+            if c.type in count:
+                count[c.type] += (c.hyp_end_idx - c.hyp_start_idx) if c.type == "insert" else (c.ref_end_idx - c.ref_start_idx)
+        rows.append([uttid, len(ref), count["substitute"], count["delete"], count["insert"]])
+    return rows
+
+
 def audio_seconds(utt2dur: Path, uttids: list[str]) -> float:
     """Total duration of ``uttids``; DataDirError naming any utterance utt2dur lacks."""
     durations = read_table(utt2dur)
@@ -186,6 +199,7 @@ def score(args: argparse.Namespace) -> tuple[dict, Pairs, jiwer.WordOutput]:
         "missing_hypotheses": pairs.missing,
         "ref": str(args.ref),
         "hyp": str(args.hyp),
+        "utterances": utterance_errors(pairs.uttids, words),
     }
     return scores, pairs, words
 

@@ -9,7 +9,7 @@ band found anywhere (``clean`` first, then SNR from high to low), and cells
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Iterable
 
 BAND = re.compile(r"^(?P<base>.+)_(?:(?P<clean>clean)|snr(?P<snr>-?\d+(?:\.\d+)?))$")
 CLEAN = "clean"
@@ -30,28 +30,17 @@ def band_order(bands: Iterable[str]) -> list[str]:
     return ([CLEAN] if CLEAN in unique else []) + snrs
 
 
-def wer_cell(scores: dict) -> str:
-    """``WER % (Sub/Del/Ins)`` of a decode's scores (echo_plugin.recipe.score's scores.json)."""
-    wer = scores["wer"]
-    return f"{wer['error_rate']:.2f} ({wer['substitutions']}/{wer['deletions']}/{wer['insertions']})"
-
-
-def snr_section(experiments: Iterable[Any], kept: dict[tuple[str, str, str], dict[str, str]] | None = None) -> list[str]:
-    """The "WER by SNR band" section's Markdown lines for results.Experiment objects (``tag``, ``decodes``).
-
-    ``kept``: band cells of experiments no longer in exp/, by (tag, decode dir, base set),
-    from the previous RESULTS.md (echo_plugin.recipe.results_keep). Empty when no decode
-    is SNR-stratified.
-    """
-    cells: dict[tuple[str, str, str], dict[str, str]] = dict(kept or {})
-    for e in experiments:
-        for d in e.decodes:
-            split = split_band(d.test_set)
-            if split is not None and d.scores is not None:
-                cells.setdefault((e.tag, d.decode_dir, split[0]), {})[split[1]] = wer_cell(d.scores)
-    if not cells:
+def snr_section(cells: Iterable[tuple[str, str, str, str]]) -> list[str]:
+    """The "WER by SNR band" section's Markdown lines from (experiment, decode dir, test set, cell) tuples
+    (the cell: ``WER % (Sub/Del/Ins)``); sets that are no SNR band are left out. Empty when none is."""
+    table: dict[tuple[str, str, str], dict[str, str]] = {}
+    for tag, decode_dir, test_set, cell in cells:
+        split = split_band(test_set)
+        if split is not None:
+            table.setdefault((tag, decode_dir, split[0]), {})[split[1]] = cell
+    if not table:
         return []
-    bands = band_order(band for row in cells.values() for band in row)
+    bands = band_order(band for row in table.values() for band in row)
     header = ["experiment", "decode", "test set"] + [b if b == CLEAN else f"{b} dB" for b in bands]
     lines = [
         "## WER by SNR band",
@@ -61,7 +50,7 @@ def snr_section(experiments: Iterable[Any], kept: dict[tuple[str, str, str], dic
         "|" + "|".join(header) + "|",
         "|" + "|".join("---" for _ in header) + "|",
     ]
-    for key in sorted(cells):
-        row = cells[key]
+    for key in sorted(table):
+        row = table[key]
         lines.append("|" + "|".join([*key, *(row.get(b, "-") for b in bands)]) + "|")
     return lines + [""]

@@ -58,3 +58,14 @@ def test_slurm_backend_submits_one_array_job(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / "out.1").read_text() == "task 1\n" and (tmp_path / "out.2").read_text() == "task 2\n"
     args = (tmp_path / "sbatch_args").read_text()
     assert "--wait" in args and "--partition=cpu" in args
+
+
+def test_the_log_records_each_jobs_peak_memory(tmp_path: Path) -> None:
+    import sys
+
+    from echo_plugin.recipe.records import peak_rss_mb
+
+    grow = "x = bytearray(JOB * 100 * 2**20); x[::4096] = b'1' * len(x[::4096])"
+    assert launch.main(["JOB=1:2", str(tmp_path / "log.JOB"), sys.executable, "-c", grow]) == 0
+    small, large = (peak_rss_mb(tmp_path / f"log.{i}") for i in (1, 2))
+    assert 100 <= small < 200 <= large < 400, (small, large)

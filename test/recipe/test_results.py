@@ -1,260 +1,112 @@
-"""results over a fake exp tree: rows, dashes for missing pieces, atomic output."""
+"""RESULTS.md rendered from run records: pooled rows, runs, stale rows, several recipes, atomic output."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from echo_plugin.recipe import results, score
+from echo_plugin.recipe import results
+from test.recipe.records_fixture import make_recipe, train_and_score, write
+
+REFS = {"lucas-1": "ONE TWO THREE", "lucas-2": "FOUR FIVE"}
+NIC = {"nicolas-1": "SIX SEVEN", "nicolas-2": "EIGHT"}
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def scored(set_dir: Path, refs: list[str], hyps: list[str], rtf_seconds: str | None = None) -> None:
-    """Write a decode set dir's scores.json through score.main."""
-    ref = write(set_dir / "ref", "".join(f"{line}\n" for line in refs))
-    hyp = write(set_dir / "text", "".join(f"{line}\n" for line in hyps))
-    extra = []
-    if rtf_seconds is not None:
-        utt2dur = write(set_dir / "utt2dur", "".join(f"{line.split()[0]} 1.0\n" for line in refs))
-        extra = ["--decode_seconds", str(write(set_dir / "decode_seconds", rtf_seconds)), "--utt2dur", str(utt2dur)]
-    assert score.main(["--ref", str(ref), "--hyp", str(hyp), "--out_dir", str(set_dir / "score"), *extra]) == 0
+def table(text: str, title: str) -> list[str]:
+    lines = text.splitlines() + [""]
+    start = lines.index(title) + 2
+    return lines[start : lines.index("", start)]
 
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    """egs/fsdd/asr1 with a full experiment, a bare one, and a stats dir."""
-    root = tmp_path / "egs" / "fsdd" / "asr1"
-    full = root / "exp" / "asr_train_a"
-    write(full / "config.yaml", "config: conf/old.yaml\nfrontend: default\nencoder: echo\ndecoder: transformer\n")
-    write(full / "asr_config_path", "conf/tuning/train_a.yaml\n")
-    write(full / "train_seconds", "3600\n61.6\n")
-    write(full / "num_params", "1234567\n")
-    write(full / "epochs", "20\n")
-    write(full / "env.txt", "python: 3.11.9\ntorch: 2.12.1\n")
-    scored(full / "decode_asr_beam1" / "test", ["u1 ONE TWO THREE", "u2 FOUR"], ["u1 ONE TOO", "u2 FOUR"], "0.5\n0.3\n")
-    scored(full / "decode_asr_beam1" / "dev", ["u1 FIVE"], ["u1 FIVE"])
-
-    bare = root / "exp" / "asr_train_b"
-    write(bare / "config.yaml", "encoder: conformer\n")
-    (bare / "decode_asr_beam1" / "test").mkdir(parents=True)  # decoded, not scored yet
-
-    write(root / "exp" / "asr_stats_raw_char" / "config.yaml", "collect_stats: true\n")
-    (root / "exp" / "not_an_experiment").mkdir()
+    """Two folds x two seeds of train_a, one run of the overlay train_b."""
+    root = make_recipe(tmp_path / "egs" / "fsdd" / "asr1")
+    train_and_score(root, "asr_a_s0", "conf/tuning/train_a.yaml", {"lucas-1": "ONE TOO", "lucas-2": "FOUR FIVE"},
+                    REFS, name="train_a")                                                   # 2 errors / 5
+    train_and_score(root, "asr_a_s1", "conf/tuning/train_a.yaml", REFS, REFS, seed=1, name="train_a")  # 0 / 5
+    train_and_score(root, "asr_a_n0", "conf/tuning/train_a.yaml", {"nicolas-1": "SIX", "nicolas-2": "EIGHT"},
+                    NIC, test="nicolas", name="train_a")                                    # 1 / 3
+    train_and_score(root, "asr_a_n1", "conf/tuning/train_a.yaml", NIC, NIC, test="nicolas", seed=1, name="train_a")
+    train_and_score(root, "asr_train_b", "conf/tuning/train_b.yaml", REFS, REFS)
     return root
 
 
-def run(*argv: str) -> int:
-    return results.main([*argv, "--date", "2025-11-22"])
+def test_summary_pools_folds_and_seeds_with_cost_columns(recipe: Path, capsys: pytest.CaptureFixture) -> None:
+    assert results.main(["--recipe_dir", str(recipe)]) == 0
+    text = (recipe / "RESULTS.md").read_text()
+    rows = table(text, "## Summary")
+    assert rows[0] == "|" + "|".join(results.SUMMARY_COLUMNS) + "|"
+    # the two folds are two test sets here (one per speaker), each pooled over its two seeds
+    assert rows[2] == ("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|0:11:01|812|decode_a|test_connected_lucas"
+                       "|20.00|0.00-40.00|1/1/0|" + rows[2].split("|")[13] + "|0.2500|")
+    assert rows[3].startswith("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|") and "|16.67|0.00-33.33|0/1/0|" in rows[3]
+    assert rows[4].startswith("|train_b|conf/tuning/train_b.yaml|")
+    assert capsys.readouterr().out.splitlines()[0] == rows[0]
+    runs = table(text, "## Runs")
+    assert len(runs) == 2 + 5
+    assert runs[2].startswith("|train_a|test-lucas|0|decode_a|test_connected_lucas|40.00|1/1/0|")
+    assert any(r.startswith("|train_a|test-nicolas*|1|") for r in runs)  # the tuned-on fold is marked
+    assert "Environment: date " in text and "torch 2.12.1" in text
 
 
-def summary_lines(text: str) -> list[str]:
-    lines = text.splitlines()
-    start = lines.index("## Summary") + 2
-    return lines[start : lines.index("", start)]
+def test_rows_of_a_changed_config_are_marked_stale(recipe: Path) -> None:
+    assert results.main(["--recipe_dir", str(recipe)]) == 0
+    assert "**stale**" not in table((recipe / "RESULTS.md").read_text(), "## Summary")[2]
+    base = recipe / "conf/tuning/train_a.yaml"
+    write(base, base.read_text().replace("output_size: 16", "output_size: 32"))  # the default moved on
+    assert results.main(["--recipe_dir", str(recipe)]) == 0
+    text = (recipe / "RESULTS.md").read_text()
+    summary, runs = table(text, "## Summary"), table(text, "## Runs")
+    # train_a changed, and train_b overlays it: every row is stale, visibly, in both tables
+    assert all("|conf/tuning/train_a.yaml **stale**|" in r for r in summary[2:4])
+    assert "|conf/tuning/train_b.yaml **stale**|" in summary[4]
+    assert all(r.split("|")[1].endswith(" **stale**") for r in runs[2:])
 
 
-def test_rows_and_dashes(recipe: Path, capsys: pytest.CaptureFixture):
-    out = recipe / "RESULTS.md"
-    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
-    text = out.read_text()
-    assert summary_lines(text) == [
-        "|experiment|config|params (M)|epochs|train time|decode|test set|WER %|word Sub/Del/Ins|CER %|RTF|",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        "|asr_train_a|conf/tuning/train_a.yaml|1.23|20|1:01:02|decode_asr_beam1|dev|0.00|0/0/0|0.00|-|",
-        "|asr_train_a|conf/tuning/train_a.yaml|1.23|20|1:01:02|decode_asr_beam1|test|50.00|1/1/0|41.18|0.4000|",
-        "|asr_train_b|-|-|-|-|decode_asr_beam1|test|-|-|-|-|",
-    ]
-    assert capsys.readouterr().out.splitlines() == summary_lines(text)
-    assert "Environment: date 2025-11-22, python 3.11.9, torch 2.12.1" in text
-    assert f"python -m echo_plugin.recipe.results --recipe_dir {recipe} --out {out} --date 2025-11-22" in text
-    assert "Do not edit this file by hand" in text.splitlines()[2]
-    assert "asr_stats" not in text and "not_an_experiment" not in text
-
-
-def test_detail_tables(recipe: Path):
-    out = recipe / "RESULTS.md"
-    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
-    lines = out.read_text().splitlines()
-    a = lines.index("## asr_train_a")
-    assert lines[a + 2 : a + 5] == [
-        "- config: conf/tuning/train_a.yaml",
-        "- model: frontend=default, encoder=echo, decoder=transformer",
-        "- params: 1,234,567; epochs: 20; training time: 1:01:02",
-    ]
-    wer = lines.index("### WER", a)
-    assert lines[wer + 2 : wer + 6] == [
-        "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|",
-        "|---|---|---|---|---|---|---|---|---|",
-        "|decode_asr_beam1/dev|1|1|100.0|0.0|0.0|0.0|0.0|0.0|",
-        "|decode_asr_beam1/test|2|4|50.0|25.0|25.0|0.0|50.0|50.0|",
-    ]
-    assert "|decode_asr_beam1/test|2|17|" in "\n".join(lines[lines.index("### CER", a) :])
-    b = lines.index("## asr_train_b")
-    assert lines[b + 2 : b + 7] == ["- config: -", "- model: encoder=conformer", "- params: -; epochs: -; training time: -", "",
-                                    "No scored decodes."]
-
-
-def test_unreadable_pieces_are_dashes_with_a_warning(recipe: Path, capsys: pytest.CaptureFixture):
-    exp = recipe / "exp" / "asr_train_a"
-    write(exp / "num_params", "many\n")
-    write(exp / "decode_asr_beam1" / "dev" / "score" / "scores.json", '{"wer": {}}')
-    assert run("--recipe_dir", str(recipe), "--out", str(recipe / "R.md")) == 0
-    captured = capsys.readouterr()
-    assert "num_params" in captured.err and "scores.json" in captured.err
-    rows = captured.out.splitlines()
-    assert rows[2] == "|asr_train_a|conf/tuning/train_a.yaml|-|20|1:01:02|decode_asr_beam1|dev|-|-|-|-|"
-
-
-def test_several_recipes_add_a_recipe_column(recipe: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
-    other = tmp_path / "egs" / "other" / "asr1"
-    write(other / "exp" / "asr_x" / "asr_config_path", "conf/x.yaml\n")
-    out = tmp_path / "ALL.md"
-    assert run("--recipe_dir", str(other), "--recipe_dir", str(recipe), "--out", str(out), "--python_version", "3.11.0") == 0
-    rows = capsys.readouterr().out.splitlines()
+def test_several_recipes_add_a_recipe_column_and_rewrite_each(recipe: Path, tmp_path: Path) -> None:
+    other = make_recipe(tmp_path / "egs" / "librispeech_100" / "asr1")
+    train_and_score(other, "asr_x", "conf/tuning/train_a.yaml", REFS, REFS, name="x")
+    out = tmp_path / "RESULTS_ALL.md"
+    assert results.main(["--recipe_dir", str(recipe), str(other), "--out", str(out)]) == 0
+    rows = table(out.read_text(), "## Summary")
     assert rows[0].startswith("|recipe|experiment|")
-    assert [row.split("|")[1:3] for row in rows[2:]] == [
-        ["fsdd/asr1", "asr_train_a"], ["fsdd/asr1", "asr_train_a"], ["fsdd/asr1", "asr_train_b"], ["other/asr1", "asr_x"],
-    ]
-    assert "python 3.11.0" in out.read_text() and "## other/asr1/asr_x" in out.read_text()
+    assert [r.split("|")[1] for r in rows[2:]] == ["fsdd/asr1"] * 3 + ["librispeech_100/asr1"]
+    assert "|x|" not in (recipe / "RESULTS.md").read_text() and "|x|" in (other / "RESULTS.md").read_text()
 
 
-def test_no_experiments_and_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture):
-    empty = tmp_path / "egs" / "empty" / "asr1"
+def test_no_records_and_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    empty = tmp_path / "egs" / "x" / "asr1"
     empty.mkdir(parents=True)
-    assert run("--recipe_dir", str(empty), "--out", str(empty / "RESULTS.md")) == 0
-    assert "No experiments found." in (empty / "RESULTS.md").read_text()
-    assert run("--recipe_dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "R.md")) == 1
-    assert "nowhere" in capsys.readouterr().err and not (tmp_path / "R.md").exists()
+    assert results.main(["--recipe_dir", str(empty)]) == 0
+    assert "No run records found." in (empty / "RESULTS.md").read_text()
+    assert results.main(["--recipe_dir", str(tmp_path / "nope")]) == 1
+    assert "recipe dir not found" in capsys.readouterr().err
 
 
-def test_cli_writes_atomically(recipe: Path):
+def test_a_broken_record_is_a_one_line_error(recipe: Path, capsys: pytest.CaptureFixture) -> None:
+    before = (recipe / "RESULTS.md").read_text() if (recipe / "RESULTS.md").exists() else None
+    write(recipe / "records" / "broken.jsonl", "{oops\n")
+    assert results.main(["--recipe_dir", str(recipe)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.jsonl:1: not a run record" in err[0]
+    assert ((recipe / "RESULTS.md").read_text() if (recipe / "RESULTS.md").exists() else None) == before
+
+
+def test_cli_writes_atomically(recipe: Path) -> None:
     out = recipe / "RESULTS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "echo_plugin.recipe.results", "--recipe_dir", str(recipe), "--out", str(out)],
-        capture_output=True, text=True,
-    )
+    proc = subprocess.run([sys.executable, "-m", "echo_plugin.recipe.results", "--recipe_dir", str(recipe)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "|asr_train_a|" in proc.stdout
-    assert sorted(p.name for p in recipe.iterdir()) == ["RESULTS.md", "exp"]
+    assert out.read_text().startswith("# Results\n\nGenerated by `python -m echo_plugin.recipe.results --recipe_dir ")
+    assert not list(recipe.glob("*.tmp*"))
 
 
-def fake_recipe(root: Path, corpus: str, experiments: dict[str, tuple[str, list[str], list[str]]]) -> Path:
-    """``root/egs/<corpus>/asr1`` with one scored test set per experiment: tag -> (set, refs, hyps)."""
-    recipe_dir = root / "egs" / corpus / "asr1"
-    for tag, (test_set, refs, hyps) in experiments.items():
-        exp = recipe_dir / "exp" / tag
-        write(exp / "asr_config_path", f"conf/tuning/{tag}.yaml\n")
-        write(exp / "num_params", "38471952\n")
-        write(exp / "epochs", "70\n")
-        write(exp / "train_seconds", "7200\n")
-        scored(exp / "decode_asr" / test_set, refs, hyps, "1.0\n")
-    return recipe_dir
-
-
-def test_one_command_for_several_recipes_writes_one_table_and_each_recipe_results(tmp_path: Path,
-                                                                                   capsys: pytest.CaptureFixture):
-    fsdd = fake_recipe(tmp_path, "fsdd", {"asr_echo": ("test", ["u1 ONE TWO"], ["u1 ONE TWO"])})
-    libri = fake_recipe(tmp_path, "librispeech_100", {
-        "asr_echo": ("test_clean", ["a HELLO WORLD"], ["a HELLO"]),
-        "asr_e_branchformer": ("test_other", ["b GOOD DAY TO YOU"], ["b GOOD DAY TO YOU TOO"]),
-    })
-    out = tmp_path / "ALL.md"
-    capsys.readouterr()
-    # one --recipe_dir with two dirs (nargs) = the repeated form
-    assert run("--recipe_dir", str(fsdd), str(libri), "--out", str(out)) == 0
-    rows = summary_lines(out.read_text())
-    assert rows[0] == "|recipe|" + "|".join(results.SUMMARY_COLUMNS) + "|"
-    assert rows[2:] == [
-        "|fsdd/asr1|asr_echo|conf/tuning/asr_echo.yaml|38.47|70|2:00:00|decode_asr|test|0.00|0/0/0|0.00|1.0000|",
-        "|librispeech_100/asr1|asr_e_branchformer|conf/tuning/asr_e_branchformer.yaml|38.47|70|2:00:00|decode_asr|"
-        "test_other|25.00|0/0/1|26.67|1.0000|",
-        "|librispeech_100/asr1|asr_echo|conf/tuning/asr_echo.yaml|38.47|70|2:00:00|decode_asr|test_clean|50.00|"
-        "0/1/0|54.55|1.0000|",
-    ]
-    assert capsys.readouterr().out.splitlines() == rows
-    own = summary_lines((libri / "RESULTS.md").read_text())
-    assert own[0].startswith("|experiment|") and [r.split("|")[1] for r in own[2:]] == ["asr_e_branchformer", "asr_echo"]
-    fsdd_rows = summary_lines((fsdd / "RESULTS.md").read_text())
-    assert len(fsdd_rows) == 3 and "test_clean" not in (fsdd / "RESULTS.md").read_text()
-    assert out.read_text().split("\n", 3)[2] == (fsdd / "RESULTS.md").read_text().split("\n", 3)[2]  # same command
-
-
-def test_several_recipes_without_out_or_recipe_results(tmp_path: Path, capsys: pytest.CaptureFixture):
-    a = fake_recipe(tmp_path, "a", {"asr_x": ("test", ["u1 A"], ["u1 A"])})
-    b = fake_recipe(tmp_path, "b", {"asr_y": ("test", ["u1 B"], ["u1 C"])})
-    assert run("--recipe_dir", str(a), "--recipe_dir", str(b)) == 0  # each recipe's RESULTS.md only
-    assert "asr_x" in (a / "RESULTS.md").read_text() and "asr_x" not in (b / "RESULTS.md").read_text()
-    (a / "RESULTS.md").unlink()
-    assert run("--recipe_dir", str(a), str(b), "--out", str(tmp_path / "all.md"), "--recipe_results", "false") == 0
-    assert not (a / "RESULTS.md").exists() and "asr_y" in (tmp_path / "all.md").read_text()
-    assert run("--recipe_dir", str(a), str(b), "--recipe_results", "false") == 1
-    assert "give --out" in capsys.readouterr().err
-    assert run("--recipe_dir", str(a)) == 0 and (a / "RESULTS.md").is_file()  # one dir: its RESULTS.md
-
-
-def section(text: str, heading: str) -> list[str]:
-    """The lines of the ``heading`` section up to the next ``## `` heading."""
-    lines = text.splitlines()
-    start = lines.index(heading)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return lines[start:end]
-
-
-def test_experiments_whose_exp_dir_is_gone_are_carried_over(recipe: Path):
-    out = recipe / "RESULTS.md"
-    scored(recipe / "exp" / "asr_train_b" / "decode_asr_beam1" / "test_snr5", ["u1 SIX"], ["u1 SEVEN"])
-    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
-    first = out.read_text()
-    a_rows = [row for row in summary_lines(first) if row.startswith("|asr_train_a|")]
-    shutil.rmtree(recipe / "exp" / "asr_train_b")  # e.g. a fresh clone that never ran it
-    scored(recipe / "exp" / "asr_train_a" / "decode_asr_beam1" / "dev", ["u1 FIVE"], ["u1 NINE"])  # a rerun
-    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
-    second = out.read_text()
-    rows = summary_lines(second)
-    assert rows[2] == "|asr_train_a|conf/tuning/train_a.yaml|1.23|20|1:01:02|decode_asr_beam1|dev|100.00|1/0/0|50.00|-|"
-    assert rows[3] == a_rows[1]  # refreshed from exp/, unchanged
-    assert rows[4:] == [row for row in summary_lines(first) if row.startswith("|asr_train_b|")]
-    assert len(rows) == 6
-    assert section(second, "## asr_train_b") == section(first, "## asr_train_b")
-    assert section(second, "## WER by SNR band") == section(first, "## WER by SNR band")
-    assert "|asr_train_b|decode_asr_beam1|test|" in "\n".join(section(second, "## WER by SNR band"))
-    note = next(line for line in second.splitlines() if line.startswith("Carried over"))
-    assert "`asr_train_b`" in note and "asr_train_a" not in note
-    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
-    assert out.read_text() == second  # regenerating is a fixed point
-    assert run("--recipe_dir", str(recipe), "--out", str(out), "--keep_missing", "false") == 0
-    dropped = out.read_text()
-    assert "asr_train_b" not in dropped and "Carried over" not in dropped and "WER by SNR band" not in dropped
-
-
-def test_a_file_of_carried_over_rows_alone_keeps_its_environment(recipe: Path):
-    out = recipe / "RESULTS.md"
-    assert run("--recipe_dir", str(recipe), "--out", str(out)) == 0
-    first = out.read_text()
-    shutil.rmtree(recipe / "exp")
-    assert results.main(["--recipe_dir", str(recipe), "--out", str(out), "--date", "2030-01-01"]) == 0
-    second = out.read_text()
-    assert "Environment: date 2025-11-22, python 3.11.9, torch 2.12.1" in second
-    assert summary_lines(second) == summary_lines(first)
-    assert second.endswith("\n") and "No experiments found." not in second
-
-
-def test_several_recipes_carry_over_by_recipe_and_tag(tmp_path: Path):
-    a = fake_recipe(tmp_path, "a", {"asr_x": ("test", ["u1 A"], ["u1 A"])})
-    b = fake_recipe(tmp_path, "b", {"asr_x": ("test", ["u1 B"], ["u1 C"])})
-    out = tmp_path / "ALL.md"
-    assert run("--recipe_dir", str(a), str(b), "--out", str(out)) == 0
-    first = out.read_text()
-    shutil.rmtree(b / "exp" / "asr_x")
-    assert run("--recipe_dir", str(a), str(b), "--out", str(out)) == 0
-    assert summary_lines(out.read_text()) == summary_lines(first)
-    assert section(out.read_text(), "## b/asr1/asr_x") == section(first, "## b/asr1/asr_x")
-    assert "|asr_x|" in (b / "RESULTS.md").read_text()  # b's own file carries it too
+def test_a_change_the_overlay_overrides_leaves_it_fresh(recipe: Path) -> None:
+    base = recipe / "conf/tuning/train_a.yaml"
+    write(base, base.read_text().replace("num_blocks: 2", "num_blocks: 4"))  # train_b sets num_blocks itself
+    assert results.main(["--recipe_dir", str(recipe)]) == 0
+    summary = table((recipe / "RESULTS.md").read_text(), "## Summary")
+    assert "**stale**" in summary[2] and "**stale**" not in summary[4]

@@ -119,3 +119,13 @@ def test_cli(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "|test WER|1|3|33.3|33.3|33.3|0.0|66.7|100.0|" in proc.stdout
     assert json.loads((tmp_path / "out" / "scores.json").read_text())["wer"]["error_rate"] == 66.67
+
+
+def test_per_utterance_errors_add_up_to_the_totals(tmp_path: Path):
+    rc, s = run(tmp_path, ["b A B", "a FIVE", "c SIX SIX", "d ONE TWO THREE"],
+                ["a FIVE", "b A X B C", "c SIX", "d ONE TOO"])
+    assert rc == 0
+    assert s["utterances"] == [["a", 1, 0, 0, 0], ["b", 2, 0, 0, 2], ["c", 2, 0, 1, 0], ["d", 3, 1, 1, 0]]
+    w = s["wer"]
+    totals = [sum(u[k] for u in s["utterances"]) for k in (1, 2, 3, 4)]
+    assert totals == [w["n_tokens"], w["substitutions"], w["deletions"], w["insertions"]]

@@ -26,13 +26,19 @@ help_message="Usage: $0 [options]
   --feature_cache \"pitch harmonic aperiodic\"  stage 5 computes these Echo frontend features once
                                per set (kaldiio ark/scp under exp/<tag>/feature_cache) and trains on them
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
-  --feats_normalize global_mvn|utterance_mvn|speaker_mvn|none   feature normalization
+  --feats_normalize global_mvn|utterance_mvn|speaker_mvn|speech_mvn|none   feature normalization
                                (speaker_mvn: per-speaker statistics from utt2spk, Kaldi's CMVN)
   --speaker_adapt true         stage 6 also decodes a speaker-adaptive second pass: the model adapted to each
                                test speaker on its own first-pass hypotheses (no transcripts), decoded again
                                into <inference_tag>_spkadapt (--adapt_config FILE: echo_plugin.inference.speaker_adapt)
   --asr_args / --inference_args  extra options passed through to ESPnet
-  --local_data_opts \"...\"      options for local/data.sh"
+  --local_data_opts \"...\"      options for local/data.sh
+  --fold_opts \"...\"            more local/data.sh options choosing the fold's speakers (recorded as the fold)
+  --seed N                     training seed (default: the config's)
+  --records_dir DIR            stage 7 stores a run record per scored decode in DIR/<name>.jsonl (default: records)
+  --record_name NAME           the records' name (default: the asr tag); --folds_file (default: conf/folds.yaml)
+  --score_deployed true        stage 8 also decodes every test set with the packed model through transcribe,
+                               file by file (an unknown speaker), scored and recorded as <inference_tag>_deployed"
 
 # General
 stage=1
@@ -47,6 +53,7 @@ dumpdir=dump
 expdir=exp
 # Data
 local_data_opts=
+fold_opts=          # more local/data.sh options that choose the fold (speakers); recorded as the fold, not hashed
 train_set=train
 valid_set=dev
 test_sets=
@@ -63,6 +70,7 @@ bpemode=unigram
 asr_config=
 asr_tag=
 asr_args=
+seed=               # training seed (ESPnet --seed; default: the config's)
 feats_normalize=global_mvn
 feature_cache=      # e.g. "pitch harmonic aperiodic": precomputed Echo frontend features (frontend: echo)
 resume=true
@@ -84,6 +92,11 @@ snr_test_sets=      # e.g. "clean 20 10 5 0": SNR-stratified copies of every tes
 snr_noise=colored
 # Packing
 pack_tag=
+score_deployed=false  # true: stage 8 also scores the packed model run file by file (<inference_tag>_deployed)
+# Run records (echo_plugin.recipe.records): stage 7 stores each scored decode there
+records_dir=records
+record_name=        # default: the asr tag
+folds_file=conf/folds.yaml
 
 source "$(dirname "$0")/utils/parse_options.sh"
 source ./path.sh
@@ -176,11 +189,15 @@ feature_cache() {
 uses_speaker_mvn() {
     grep -q '^normalize: speaker_mvn$' "${asr_exp}/config.yaml" 2>/dev/null
 }
+# True when its normalization reads the pooled training statistics (speaker_mvn's fallback, speech_mvn's prior).
+uses_pooled_stats() {
+    grep -q -E '^normalize: (speaker_mvn|speech_mvn)$' "${asr_exp}/config.yaml" 2>/dev/null
+}
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086
-    local/data.sh ${local_data_opts}
+    local/data.sh ${local_data_opts} ${fold_opts}
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
@@ -260,6 +277,9 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
                 --train_data_path_and_name_and_type "${asr_exp}/speaker_stats/${train_set}/spk_stats.scp,spk_stats,npy"
                 --valid_data_path_and_name_and_type "${asr_exp}/speaker_stats/${valid_set}/spk_stats.scp,spk_stats,npy"
                 --allow_variable_data_keys true) ;;
+        speech_mvn)    # per-utterance speech-frame statistics with the pooled training statistics as prior
+            speaker_stats "${dumpdir}/raw/${train_set}" "${asr_config}" "${asr_exp}/speaker_stats/${train_set}"
+            norm_opts+=(--normalize_conf "stats_file=${asr_exp}/speaker_stats/${train_set}/pooled_stats.npz") ;;
     esac
     cache_opts=()   # features computed once (echo_plugin.features.cache), read by ESPnet's data loader
     if [ -n "${feature_cache}" ]; then
@@ -297,10 +317,19 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
         "${norm_opts[@]}" "${noise_opts[@]}" "${cache_opts[@]}" \
-        --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" ${asr_args}
+        --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" \
+        ${seed:+--seed "${seed}"} ${asr_args}
     trap - INT TERM
     echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
     ${python} -m echo_plugin.recipe.train_info --exp_dir "${asr_exp}"
+    # the options that change a run, beside its config, for the records' hash (not the fold or the seed)
+    run_options=()
+    for opt in fs token_type nbpe bpemode feats_normalize speed_perturb_factors local_data_opts asr_args \
+               feature_cache noise_dir babble colored_noise noise_snr_range noise_apply_prob rir_dir rir_apply_prob; do
+        run_options+=(--option "${opt}=${!opt}")
+    done
+    ${python} -m echo_plugin.recipe.records run_info --exp_dir "${asr_exp}" --config "${asr_config_src}" \
+        "${run_options[@]}" || die "cannot write ${asr_exp}/run.json"
 fi
 
 # --snr_test_sets: every test set is decoded and scored as data/<set>_clean, data/<set>_snr<N>
@@ -397,6 +426,11 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
         done
     done
+    ${python} -m echo_plugin.recipe.records write --exp_dir "${asr_exp}" --data_root "${dumpdir}/raw" \
+        --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "$(for d in ${test_sets}; do set_name "$d"; done)" \
+        --decode_dirs "${decode_tags}" ${inference_config:+--inference_config "${inference_config}"} \
+        --records_dir "${records_dir}" ${record_name:+--name "${record_name}"} --folds "${folds_file}" \
+        || die "cannot store the run records"
     ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
 fi
 
@@ -404,12 +438,43 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     [ -n "${pack_tag}" ] || pack_tag=${asr_tag}
     log "Stage 8: pack ${asr_exp} -> ${asr_exp}/${pack_tag}.zip"
     pack_opts=(--option "${stats_dir}/train/feats_stats.npz")
-    ! uses_speaker_mvn || pack_opts+=(--option "${asr_exp}/speaker_stats/${train_set}/pooled_stats.npz")
+    ! uses_pooled_stats || pack_opts+=(--option "${asr_exp}/speaker_stats/${train_set}/pooled_stats.npz")
     [ "${token_type}" != bpe ] || pack_opts+=(--option "${bpemodel}")
+    if [ -n "${inference_config}" ]; then   # transcribe decodes with it unless told otherwise
+        cp "${inference_config}" "${asr_exp}/decode.yaml"
+        pack_opts+=(--option "${asr_exp}/decode.yaml")
+    fi
     ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_asr_model}" "${pack_opts[@]}" \
         --outpath "${asr_exp}/${pack_tag}.tmp.zip"
     mv "${asr_exp}/${pack_tag}.tmp.zip" "${asr_exp}/${pack_tag}.zip"
+    if [ "${score_deployed}" = true ]; then
+        # What a user runs: the packed model through transcribe, every file alone, its speaker unknown,
+        # with the packed decoding config; scored and recorded beside the recipe's own decode.
+        deployed=${inference_tag}_deployed
+        log "  deployed path: ${asr_exp}/${pack_tag}.zip, file by file -> ${asr_exp}/${deployed}"
+        for dset in ${test_sets}; do
+            name=$(set_name "${dset}")
+            dir=${asr_exp}/${deployed}/${name}
+            mkdir -p "${dir}"
+            start_ns=$(date +%s%N)
+            ${python} -m echo_plugin.bin.transcribe --model "${asr_exp}/${pack_tag}.zip" \
+                --wav_scp "${dumpdir}/raw/${name}/wav.scp" > "${dir}/transcribe.out" 2> "${dir}/transcribe.log" \
+                || die "transcribe failed on ${name} (${dir}/transcribe.log)"
+            echo "$(( $(date +%s%N) - start_ns ))" | awk '{ printf "%.3f\n", $1 / 1e9 }' > "${dir}/decode_seconds"
+            # its output lines of the set's utterances (a library may print to stdout too)
+            awk 'NR == FNR { keep[$1]; next } ($1 in keep)' "${dumpdir}/raw/${name}/wav.scp" "${dir}/transcribe.out" \
+                | sort > "${dir}/text"
+            ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
+                --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
+        done
+        ${python} -m echo_plugin.recipe.records write --exp_dir "${asr_exp}" --data_root "${dumpdir}/raw" \
+            --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "$(for d in ${test_sets}; do set_name "$d"; done)" \
+            --decode_dirs "${deployed}" ${inference_config:+--inference_config "${inference_config}"} \
+            --records_dir "${records_dir}" ${record_name:+--name "${record_name}"} --folds "${folds_file}" \
+            || die "cannot store the run records"
+        ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
+    fi
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}"
