@@ -1,0 +1,90 @@
+"""The fold runner's orchestration: folds x seeds, one preparation per fold, recorded runs skipped,
+each run's options. run.sh here is a stand-in that logs its arguments and stores a record as stage 7 would."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from echo_plugin.recipe import folds
+from echo_plugin.recipe.records import read_records
+
+FOLDS = """folds:
+  - {name: test-a, test: a, dev: b, train: [c, d]}
+  - {name: test-b, test: b, dev: c, train: [a, d]}
+seeds: [0, 1]
+"""
+FAKE_RUN = r"""#!/usr/bin/env python3
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+opt = lambda k: args[args.index(k) + 1] if k in args else None
+with open("calls.jsonl", "a") as f:
+    f.write(json.dumps({"cwd": os.getcwd(), "args": args}) + "\n")
+if os.environ.get("FAIL_SEED", "none") == opt("--seed"):
+    sys.exit(1)
+if opt("--stage") == "5":
+    fold = Path.cwd().name
+    for test_set in opt("--test_sets").split():
+        rec = {"name": opt("--record_name"), "fold": {"name": fold}, "seed": int(opt("--seed")),
+               "decode": {"dir": "decode_x", "pass": "first"}, "test_set": test_set}
+        Path("records", f"{rec['name']}-{fold}-{rec['seed']}-{test_set}.jsonl").write_text(json.dumps(rec) + "\n")
+"""
+
+
+def recipe(tmp_path: Path) -> Path:
+    root = tmp_path / "asr1"
+    (root / "conf" / "tuning").mkdir(parents=True)
+    (root / "conf" / "folds.yaml").write_text(FOLDS)
+    (root / "conf" / "tuning" / "x.yaml").write_text("seed: 0\n")
+    run = root / "run.sh"
+    run.write_text(FAKE_RUN)
+    run.chmod(run.stat().st_mode | stat.S_IEXEC)
+    for name in ("asr.sh", "path.sh", "cmd.sh"):
+        (root / name).write_text("")
+    return root
+
+
+def calls(root: Path) -> list[dict]:
+    found = []
+    for log in root.glob("folds/*/calls.jsonl"):
+        found += [json.loads(line) for line in log.read_text().splitlines()]
+    return found
+
+
+def test_every_fold_and_seed_once_and_each_fold_prepared_once(tmp_path: Path) -> None:
+    root = recipe(tmp_path)
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "--jobs", "2",
+                       "--", "--speaker_adapt", "false"]) == 0
+    made = calls(root)
+    prepare = [c for c in made if c["args"][:4] == ["--stage", "1", "--stop_stage", "4"]]
+    train = [c for c in made if c["args"][:2] == ["--stage", "5"]]
+    assert sorted(Path(c["cwd"]).name for c in prepare) == ["test-a", "test-b"]
+    assert "--fold_opts" in prepare[0]["args"]
+    opts = {Path(c["cwd"]).name: c["args"][c["args"].index("--fold_opts") + 1] for c in prepare}
+    assert opts == {"test-a": "--train_speakers c,d --dev_speakers b", "test-b": "--train_speakers a,d --dev_speakers c"}
+    runs = sorted((Path(c["cwd"]).name, c["args"][c["args"].index("--seed") + 1]) for c in train)
+    assert runs == [("test-a", "0"), ("test-a", "1"), ("test-b", "0"), ("test-b", "1")]
+    for c in train:
+        a = c["args"]
+        assert a[a.index("--asr_tag") + 1] == f"x_seed{a[a.index('--seed') + 1]}"
+        assert a[a.index("--record_name") + 1] == "x" and a[-2:] == ["--speaker_adapt", "false"]
+        assert a[a.index("--train_threads") + 1] == str(max(1, min(2, (os.cpu_count() or 1) // 2)))
+    # the fold dirs share the recipe's records through a link
+    assert (root / "folds" / "test-a" / "records").resolve() == (root / "records").resolve()
+    assert len(read_records(root / "records")) == 2 * 2 * 2
+
+
+def test_recorded_runs_are_skipped_and_a_failure_fails_the_command(tmp_path: Path, monkeypatch) -> None:
+    root = recipe(tmp_path)
+    monkeypatch.setenv("FAIL_SEED", "1")
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "--folds", "test-a",
+                       "--seeds", "0", "1"]) == 1
+    assert len(calls(root)) == 1 + 2
+    monkeypatch.delenv("FAIL_SEED")
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "--folds", "test-a"]) == 0
+    rerun = calls(root)[3:]  # only the failed seed again; the fold stays prepared
+    assert [(c["args"][1], c["args"][c["args"].index("--seed") + 1]) for c in rerun] == [("5", "1")]
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "--folds", "test-a"]) == 0
+    assert len(calls(root)) == 4
