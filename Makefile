@@ -14,11 +14,17 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
-# espeak-ng (Debian's package) voices the synthetic-speaker tests; installed when missing.
+# Debian packages the tests call, each installed when its command is missing: espeak-ng voices the
+# synthetic-speaker tests, sox is the reference of the speed-perturbation test (skipped without it).
+SYSDEPS := espeak-ng sox
+
 sysdeps:
-	@command -v espeak-ng >/dev/null || { echo "installing espeak-ng (apt-get)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+	@for pkg in $(SYSDEPS); do \
+	  command -v $$pkg >/dev/null || { echo "installing $$pkg (apt-get)"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkg >/dev/null \
+	    || exit 1; }; \
+	done
 
 test: $(STAMP) sysdeps
 	$(VENV)/bin/python -m pytest -q test
