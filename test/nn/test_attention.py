@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from echo_plugin.nn.attention import MultiHeadAttention, attend, attend_reference
+from echo_plugin.nn.attention.kernel import attention_mask, masked_attend
 from echo_plugin.nn.registries import ATTENTION
 
 
@@ -30,6 +31,29 @@ PADDING = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] *
 def test_sdpa_matches_reference(t_len, padding, causal):
     q, k, v = qkv(t_len, 6)
     torch.testing.assert_close(attend(q, k, v, padding, causal), attend_reference(q, k, v, padding, causal))
+
+
+@pytest.mark.parametrize("t_len, padding, causal", [(6, PADDING, False), (6, PADDING, True), (2, PADDING, True)])
+def test_masked_attend_under_the_same_mask_matches_reference(t_len, padding, causal):
+    q, k, v = qkv(t_len, 6)
+    bias = torch.randn(1, 2, t_len, 6)
+    visible = attention_mask(padding, causal, t_len, 6, q.device)
+    expected = attend_reference(q, k, v, padding, causal, bias=bias)
+    torch.testing.assert_close(masked_attend(q, k, v, visible, bias), expected)
+    torch.testing.assert_close(attend(q, k, v, padding, causal, bias=bias), expected)
+
+
+def test_masked_attend_takes_any_per_query_mask():
+    """A band |i - j| <= 1 (no causal flag can say it): the reference with the hidden scores at -inf."""
+    q, k, v = qkv(6, 6)
+    distance = torch.arange(6)[:, None] - torch.arange(6)[None, :]
+    band = distance.abs() <= 1
+    bias = torch.where(band, 0.0, float("-inf"))
+    torch.testing.assert_close(masked_attend(q, k, v, band), attend_reference(q, k, v, bias=bias))
+    nothing = torch.zeros(6, 6, dtype=torch.bool)
+    nothing[:3] = band[:3]
+    out = masked_attend(q, k, v, nothing)
+    assert torch.isfinite(out).all() and (out[:, :, 3:] == 0).all()
 
 
 def test_causal_reference_hides_future():

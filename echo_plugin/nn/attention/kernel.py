@@ -1,4 +1,5 @@
-"""The attention kernel, apart from any projection: fused SDPA plus a plain reference.
+"""The attention kernel, apart from any projection: fused SDPA (:func:`attend`, and
+:func:`masked_attend` under an explicit mask) plus a plain reference.
 
 Masks are boolean with True = may attend. Causal masking is aligned to the
 bottom right: with ``T`` queries and ``S >= T`` keys (a KV cache holding
@@ -86,8 +87,28 @@ def attend(
     if mask is None:
         attn_mask = None if bias is None else bias.to(q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-    alive = mask.any(dim=-1, keepdim=True)  # (B|1, 1, T, 1): rows with at least one key
-    visible = mask | ~alive  # an empty row attends everywhere (finite), then is zeroed
+    return masked_attend(q, k, v, mask, bias, dropout_p)
+
+
+def masked_attend(
+    q: Tensor, k: Tensor, v: Tensor, visible: Tensor, bias: Optional[Tensor] = None, dropout_p: float = 0.0
+) -> Tensor:
+    """``softmax(q k^T / sqrt(dh) + bias, hidden keys -inf) v`` on the fused kernel, under an explicit mask.
+
+    For queries that are not one contiguous block (gathered rows, local windows), where
+    a ``causal`` flag cannot say which keys each query sees; :func:`attend` ends here too.
+
+    Args:
+        q: (..., T, dh).  k, v: (..., S, dh); leading dims broadcast as in SDPA.
+        visible: bool broadcastable to (..., T, S), True = the query may see the key.
+        bias: additive float scores broadcastable to (..., T, S), or None.
+        dropout_p: attention-weight dropout (0.0 outside training).
+
+    Returns:
+        (..., T, dh); a row that sees no key is zeros, never NaN.
+    """
+    alive = visible.any(dim=-1, keepdim=True)  # rows with at least one key
+    visible = visible | ~alive  # an empty row attends everywhere (finite), then is zeroed
     if bias is None:
         attn_mask = visible
     else:

@@ -24,7 +24,9 @@ Two ways to compute the same thing:
   the same (C, C + 2 w) pattern for every chunk, since ``d = a - b + w`` for
   query ``a`` and key ``b`` of a chunk.
 
-Masks are True = may attend; rows with no visible key give zeros, never NaN.
+Masks are True = may attend; every path ends in
+:func:`~echo_plugin.nn.attention.kernel.masked_attend`, so rows with no visible
+key give zeros, never NaN.
 """
 from __future__ import annotations
 
@@ -35,28 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def masked_attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, dropout_p: float = 0.0,
-                  bias: Optional[Tensor] = None) -> Tensor:
-    """Fused attention with an explicit boolean mask; empty rows give zeros.
-
-    Args:
-        q: (..., T, dh).  k, v: (..., S, dh).
-        allowed: bool broadcastable to (..., T, S), True = attend.
-        dropout_p: attention-weight dropout.
-        bias: float additive scores broadcastable to (..., T, S), or None.
-
-    Returns:
-        (..., T, dh).
-    """
-    alive = allowed.any(dim=-1, keepdim=True)
-    visible = allowed | ~alive  # an empty row attends everywhere (finite), then is zeroed
-    if bias is None:
-        mask = visible
-    else:
-        mask = torch.where(visible, bias.to(q.dtype), torch.full((), float("-inf"), dtype=q.dtype, device=q.device))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    return out.masked_fill(~alive, 0.0)
+from echo_plugin.nn.attention.kernel import masked_attend
 
 
 def key_distance(q_index: Tensor, k_len: int) -> Tensor:
@@ -126,7 +107,7 @@ def dense_band_attend(
     if width is not None:
         penalty = window_penalty(distance, width, tau)
         bias = penalty if bias is None else bias + penalty
-    return masked_attend(q, k, v, allowed[:, None], dropout_p, bias)
+    return masked_attend(q, k, v, allowed[:, None], bias, dropout_p)
 
 
 def chunked_band_attend(
@@ -182,7 +163,7 @@ def chunked_band_attend(
         width_chunks = F.pad(width, (0, extra)).view(batch, heads, n_chunks, size).transpose(1, 2)
         width_chunks = width_chunks.reshape(batch * n_chunks, heads, size)
         bias = window_penalty(distance[None], width_chunks, tau)  # (B * n, H, C, C + 2w)
-    out = masked_attend(q_chunks, windows(k), windows(v), allowed[:, None], dropout_p, bias)
+    out = masked_attend(q_chunks, windows(k), windows(v), allowed[:, None], bias, dropout_p)
     out = out.view(batch, n_chunks, heads, size, dh).transpose(1, 2).reshape(batch, heads, n_chunks * size, dh)
     return out[:, :, :t_len]
 
@@ -267,7 +248,7 @@ def gathered_band_attend(
         windows(k),
         windows(v),
         allowed,
-        dropout_p,
         bias,
+        dropout_p,
     )
     return out.view(batch, heads, n_q, dh)

@@ -66,7 +66,7 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import KVCache
-from echo_plugin.nn.attention.masked import masked_attend
+from echo_plugin.nn.attention.kernel import masked_attend
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.attention.standard import MultiHeadAttention
 from echo_plugin.nn.registries import ATTENTION
