@@ -260,6 +260,14 @@ fi
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: training -> ${asr_exp} (ngpu=${ngpu}, train_threads=${train_threads}, resume=${resume})"
     mkdir -p "${asr_exp}"
+    # One training per exp dir: an exclusive lock on ${asr_exp}/.lock (fd 9, also held by the launcher
+    # process waiting on the training) until the end of this stage; taken before anything else here.
+    if command -v flock >/dev/null; then
+        exec 9>> "${asr_exp}/.lock"
+        flock -n 9 || die "${asr_exp} is in use by another training (lock ${asr_exp}/.lock)"
+    else
+        log "  warning: no flock (util-linux): ${asr_exp} is not locked against a second training"
+    fi
     if [ "${resume}" != true ] && [ -f "${asr_exp}/checkpoint.pth" ]; then
         die "${asr_exp} holds a training already; use --resume true, or another --asr_tag"
     fi
@@ -330,6 +338,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     done
     ${python} -m echo_plugin.recipe.records run_info --exp_dir "${asr_exp}" --config "${asr_config_src}" \
         "${run_options[@]}" || die "cannot write ${asr_exp}/run.json"
+    exec 9>&-   # the training is over: release the lock
 fi
 
 # --snr_test_sets: every test set is decoded and scored as data/<set>_clean, data/<set>_snr<N>
