@@ -1,9 +1,11 @@
-"""Attention: fused kernel vs explicit reference, and the projection module's KV cache."""
+"""Attention: fused kernel vs explicit reference, the projection module's KV cache, and the one base
+every variant goes through."""
 import pytest
 import torch
 
 from echo_plugin.nn.attention import MultiHeadAttention, attend, attend_reference
 from echo_plugin.nn.attention.kernel import attention_mask, masked_attend
+from echo_plugin.nn.attention.standard import AttentionCall
 from echo_plugin.nn.registries import ATTENTION
 
 
@@ -107,3 +109,52 @@ def test_module_rotary_makes_scores_relative():
     torch.testing.assert_close(shifted, base)
     scrambled, _ = attn(x, q_positions=pos, k_positions=pos * 3)
     assert not torch.allclose(scrambled, base)
+
+
+def test_every_attention_variant_goes_through_the_base_forward():
+    """Projections, rotary, positions, KV cache and score bias live in MultiHeadAttention alone."""
+    for name in ATTENTION.names():
+        cls = ATTENTION.get(name)
+        assert issubclass(cls, MultiHeadAttention), name
+        assert cls.forward is MultiHeadAttention.forward, f"{name} overrides forward"
+        assert cls.score_bias is MultiHeadAttention.score_bias, f"{name} overrides score_bias"
+
+
+class ReferenceAttention(MultiHeadAttention):
+    """A variant with only its attention step changed: the explicit reference instead of the fused kernel."""
+
+    def attend(self, q, k, v, mask, bias, call: AttentionCall):
+        return attend_reference(q, k, v, mask, call.causal, bias=bias, masking=self.masking, zero_keys=call.zero_keys)
+
+
+def test_a_variant_overriding_only_attend_gets_positions_cache_and_cross_attention():
+    torch.manual_seed(0)
+    standard = MultiHeadAttention(16, 4, rotary="standard").eval()
+    variant = ReferenceAttention(16, 4, rotary="standard").eval()
+    variant.load_state_dict(standard.state_dict())
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    keep = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    for args, kwargs in [((x,), {"causal": True}), ((x, memory), {"key_padding_mask": keep})]:
+        (out, (k, v)), (ref, (k_ref, v_ref)) = variant(*args, **kwargs), standard(*args, **kwargs)
+        torch.testing.assert_close(out, ref)
+        assert torch.equal(k, k_ref) and torch.equal(v, v_ref)
+    cache, steps = None, []
+    for t in range(5):
+        out, cache = variant(x[:, t : t + 1], causal=True, cache=cache)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), standard(x, causal=True)[0])
+    assert cache[0].shape == (2, 4, 5, 4)
+
+
+def test_call_defaults_positions_after_the_cache_and_projects_on_first_use():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4, rotary="standard")
+    calls = []
+    attn.key.register_forward_hook(lambda *_: calls.append("key"))
+    past = (torch.randn(2, 4, 3, 4), torch.randn(2, 4, 3, 4))
+    call = AttentionCall(attn, torch.randn(2, 2, 16), cache=past)
+    assert call.past == 3 and call.q_positions.tolist() == [3, 4] and call.k_positions is call.q_positions
+    assert calls == [] and call.v.shape == (2, 4, 5, 4) and calls == []
+    assert torch.equal(call.k[:, :, :3], past[0]) and calls == ["key"]
+    cross = AttentionCall(attn, torch.randn(2, 2, 16), key_value=torch.randn(2, 6, 16))
+    assert cross.k_positions.tolist() == list(range(6)) and cross.k_len == 6

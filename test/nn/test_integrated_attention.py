@@ -8,6 +8,7 @@ import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 from echo_plugin.nn.attention import integrated as integrated_module
 from echo_plugin.nn.attention.integrated import IntegratedAttention, explicit_attend
 from echo_plugin.nn.attention.kernel import attend_reference
+from echo_plugin.nn.attention.standard import AttentionCall
 from echo_plugin.nn.registries import ATTENTION
 from test.asr.espnet_build import build_asr
 
@@ -34,10 +35,8 @@ def batch(lengths=(13, 9, 4), frames=13):
 
 def projected(module: IntegratedAttention, x: torch.Tensor):
     """Rotated q, k and v (B, H, T, dh) as the module computes them."""
-    pos = torch.arange(x.shape[1])
-    q = module.rotary.rotate(module._split_heads(module.query(x)), pos)
-    k = module.rotary.rotate(module._split_heads(module.key(x)), pos)
-    return q, k, module._split_heads(module.value(x))
+    call = AttentionCall(module, x)
+    return call.q, call.k, call.v
 
 
 @pytest.mark.parametrize("causal", [False, True])

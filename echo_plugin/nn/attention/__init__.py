@@ -1,10 +1,21 @@
-"""Attention kernels and variants."""
+"""Attention kernels and variants: every variant subclasses :class:`MultiHeadAttention` and
+changes only its attention step (see :mod:`echo_plugin.nn.attention.standard`)."""
 # Importing each variant registers it in ``echo_plugin.nn.registries.ATTENTION``.
-from echo_plugin.nn.attention.kernel import attend, attend_reference
-from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.nn.attention.kernel import attend, attend_reference, masked_attend
+from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 from echo_plugin.nn.attention.adaptive import AdaptiveAttention
 from echo_plugin.nn.attention.curiosity import CuriosityAttention
 from echo_plugin.nn.attention.integrated import IntegratedAttention
 from echo_plugin.nn.attention.myelinated import MyelinatedAttention
 
-__all__ = ["attend", "attend_reference", "MultiHeadAttention", "CuriosityAttention", "MyelinatedAttention", "IntegratedAttention"]
+__all__ = [
+    "attend",
+    "attend_reference",
+    "masked_attend",
+    "AttentionCall",
+    "MultiHeadAttention",
+    "AdaptiveAttention",
+    "CuriosityAttention",
+    "IntegratedAttention",
+    "MyelinatedAttention",
+]

@@ -62,13 +62,13 @@ tokens and cached incremental decoding equals the full pass.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.focus_window import FocusWindow
-from echo_plugin.nn.attention.kernel import KVCache, attend
+from echo_plugin.nn.attention.kernel import attend
 from echo_plugin.nn.attention.local import (
     chunked_band_attend,
     dense_band_attend,
@@ -77,10 +77,8 @@ from echo_plugin.nn.attention.local import (
 )
 from echo_plugin.nn.attention.node_importance import NodeImportance, gather_rows, routed_indices
 from echo_plugin.nn.attention.span_refiner import SpanRefiner, span_statistics
-from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 from echo_plugin.nn.registries import ATTENTION
-from echo_plugin.nn.rotary.pitch import F0Track
-from echo_plugin.registry import Spec
 
 Part = Union[None, bool, Mapping[str, Any]]
 """A part's YAML switch: true = on with defaults, a mapping = on with options, false/null = off."""
@@ -101,7 +99,7 @@ class AdaptiveAttention(MultiHeadAttention):
     """Multi-head attention with span refiner, focus window and node-importance routing.
 
     Args:
-        d_model, n_heads, dropout, rotary, rotary_k, masking: as :class:`MultiHeadAttention`.
+        d_model, n_heads, and by keyword dropout, rotary, rotary_k, masking: as :class:`MultiHeadAttention`.
         span: SpanRefiner options (``init``, ``min_span``, ``max_span``, ``factor``, ``epsilon``,
             ``alpha``, ``gamma``, ``interval``, ...) or true/false.
         focus: FocusWindow options (``w_min``, ``w_max``, ``init``, ``tau``) or true/false.
@@ -114,56 +112,42 @@ class AdaptiveAttention(MultiHeadAttention):
         self,
         d_model: int,
         n_heads: int,
-        dropout: float = 0.0,
-        rotary: Spec = None,
-        rotary_k: Spec = None,
-        masking: Spec = None,
+        *,
         span: Part = True,
         focus: Part = True,
         importance: Part = False,
         chunk: Optional[int] = None,
+        **common: Any,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout, rotary, rotary_k, masking)
+        super().__init__(d_model, n_heads, **common)
         self.span_refiner = build_part(SpanRefiner, span, "span")
         self.focus = build_part(FocusWindow, focus, "focus", d_model=d_model, n_heads=n_heads)
         self.importance = build_part(NodeImportance, importance, "importance", d_model=d_model)
         self.chunk = chunk
 
-    def forward(
-        self,
-        query: Tensor,
-        key_value: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
-        causal: bool = False,
-        q_positions: Optional[Tensor] = None,
-        k_positions: Optional[Tensor] = None,
-        cache: Optional[KVCache] = None,
-        f0: Optional[F0Track] = None,
-        k_f0: Optional[F0Track] = None,
-        zero_keys: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, KVCache]:
-        """Same arguments and returns as :meth:`MultiHeadAttention.forward`: out (B, T, D), cache (k, v)."""
-        q, k, v, bias = self._project(query, key_value, q_positions, k_positions, cache, f0, k_f0)
-        k_att, keep = self.masking(k, key_padding_mask, zero_keys)
-        self_attn = key_value is None
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], bias: Optional[Tensor], call: AttentionCall
+    ) -> Tensor:
+        """Span/focus band and importance routing around the fused kernel: (B, H, T, dh)."""
+        if bias is not None and bias.dim() < 4:
+            bias = bias.reshape((1,) * (4 - bias.dim()) + tuple(bias.shape))
+        k_att, keep = self.masking(k, mask, call.zero_keys)
+        self_attn, causal = call.self_attention, call.causal
         s_len = k.shape[-2]
         band = self.band(s_len) if self_attn else None
         widths = None
         if self_attn and self.focus is not None and not self.focus.covers(s_len):
-            widths = self.focus(query)
-        dropout = self.dropout if self.training else 0.0
+            widths = self.focus(call.query)
         if self.span_refiner is not None and self_attn and self.training:
             stats = span_statistics(
                 q, k_att, keep, causal, self.span_refiner.half_width,
                 self.span_refiner.edge_fraction, self.span_refiner.stat_queries,
             )  # fmt: skip
             self.span_refiner.record(*stats)
-        path = dict(k=k_att, v=v, keep=keep, causal=causal, band=band, dropout=dropout, self_attn=self_attn)
+        path = dict(k=k_att, v=v, keep=keep, causal=causal, band=band, dropout=call.dropout, self_attn=self_attn)
         if self.importance is not None and self.importance.routes:
-            heads = self._routed(query, q, widths, bias, **path)
-        else:
-            heads = self._main(q, None, widths, bias, **path)
-        return self.out(heads.transpose(1, 2).flatten(2)), (k, v)
+            return self._routed(call.query, q, widths, bias, **path)
+        return self._main(q, None, widths, bias, **path)
 
     def band(self, k_len: int) -> Optional[int]:
         """Hard band half-width of the main path for ``k_len`` keys; None = no band (covers every key)."""
@@ -173,38 +157,6 @@ class AdaptiveAttention(MultiHeadAttention):
         if self.focus is not None:
             width = min(width, self.focus.hard_limit)
         return None if width >= k_len - 1 else width
-
-    def _project(
-        self,
-        query: Tensor,
-        key_value: Optional[Tensor],
-        q_positions: Optional[Tensor],
-        k_positions: Optional[Tensor],
-        cache: Optional[KVCache],
-        f0: Optional[F0Track],
-        k_f0: Optional[F0Track],
-    ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-        """Rotated q (B, H, T, dh), k and v over cache + new keys (B, H, S, dh), rotary score bias or None."""
-        source = query if key_value is None else key_value
-        past = 0 if cache is None else cache[0].shape[-2]
-        if q_positions is None:
-            q_positions = torch.arange(past, past + query.shape[1], device=query.device)
-        if k_positions is None:
-            k_positions = (
-                q_positions if key_value is None else torch.arange(past, past + source.shape[1], device=query.device)
-            )
-        if k_f0 is None and key_value is None:
-            k_f0 = f0
-        q = self.rotary.rotate(self._split_heads(self.query(query)), q_positions, f0)
-        k = self.key_rotary.rotate(self._split_heads(self.key(source)), k_positions, k_f0)
-        v = self._split_heads(self.value(source))
-        if cache is not None:
-            k = torch.cat([cache[0], k], dim=2)
-            v = torch.cat([cache[1], v], dim=2)
-        bias = self.score_bias(f0, k_f0, k.shape[-2])
-        if bias is not None and bias.dim() < 4:
-            bias = bias.reshape((1,) * (4 - bias.dim()) + tuple(bias.shape))
-        return q, k, v, bias
 
     def _main(
         self,

@@ -19,21 +19,22 @@ with the same weights; the state dict adds ``aux_key``, ``aux_value``, ``gate``
 and the score's parameters.
 
 KV cache: ``(k, v)`` with the auxiliary keys/values stacked after the main ones
-along the head axis, each (B, 2H, S, dh), so decoders cache it like any other.
+along the head axis, each (B, 2H, S, dh) (:meth:`CuriosityAttention.project_keys`),
+so the base concatenates it and decoders cache it like any other.
 
 YAML: ``attention: {type: curiosity, conf: {score: rbf, gate_init: 0.0}}``,
 ``score: {type: cosine, conf: {temperature: 10.0}}``, ``score: {type: rbf, conf: {sigma: 2.0}}``.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.attention.kernel import KVCache, attend
 from echo_plugin.nn.attention.curiosity_scores import SCORE
-from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.nn.attention.kernel import attend
+from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 from echo_plugin.nn.registries import ATTENTION
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
@@ -43,8 +44,10 @@ from echo_plugin.registry import Spec
 class CuriosityAttention(MultiHeadAttention):
     """Multi-head attention with a per-head gated auxiliary stream.
 
+    ``cache``/``new_cache`` of ``forward``: (k, v), each (B, 2H, S, dh): heads ``:H`` main, ``H:`` auxiliary.
+
     Args:
-        d_model, n_heads, dropout, rotary, rotary_k, masking: as :class:`MultiHeadAttention`.
+        d_model, n_heads, and by keyword dropout, rotary, rotary_k, masking: as :class:`MultiHeadAttention`.
         score: SCORE spec of the auxiliary stream (``dot``, ``cosine``, ``rbf``).
         gate_init: initial gate logit of every head (seed: 0.0, i.e. an even mix).
     """
@@ -53,64 +56,35 @@ class CuriosityAttention(MultiHeadAttention):
         self,
         d_model: int,
         n_heads: int,
-        dropout: float = 0.0,
-        rotary: Spec = None,
-        rotary_k: Spec = None,
-        masking: Spec = None,
+        *,
         score: Spec = "dot",
         gate_init: float = 0.0,
+        **common: Any,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout, rotary, rotary_k, masking)
+        super().__init__(d_model, n_heads, **common)
         self.aux_key = nn.Linear(d_model, d_model)
         self.aux_value = nn.Linear(d_model, d_model)
         self.gate = nn.Parameter(torch.full((n_heads,), float(gate_init)))
         self.score = SCORE.build(score, n_heads=n_heads, head_dim=self.head_dim)
 
-    def forward(
-        self,
-        query: Tensor,
-        key_value: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
-        causal: bool = False,
-        q_positions: Optional[Tensor] = None,
-        k_positions: Optional[Tensor] = None,
-        cache: Optional[KVCache] = None,
-        f0: Optional[F0Track] = None,
-        k_f0: Optional[F0Track] = None,
-        zero_keys: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, KVCache]:
-        """Same arguments and shapes as :meth:`MultiHeadAttention.forward`, except the cache.
+    def project_keys(self, source: Tensor, positions: Tensor, f0: Optional[F0Track]) -> Tensor:
+        """Main then auxiliary keys along the head axis, both rotated: (B, 2H, S_new, dh)."""
+        aux = self.key_rotary.rotate(self._split_heads(self.aux_key(source)), positions, f0)
+        return torch.cat([super().project_keys(source, positions, f0), aux], dim=1)
 
-        ``cache``/``new_cache``: (k, v), each (B, 2H, S, dh): heads ``:H`` main, ``H:`` auxiliary.
-        """
-        source = query if key_value is None else key_value
-        past = 0 if cache is None else cache[0].shape[-2]
-        if q_positions is None:
-            q_positions = torch.arange(past, past + query.shape[1], device=query.device)
-        if k_positions is None:
-            k_positions = (
-                q_positions if key_value is None else torch.arange(past, past + source.shape[1], device=query.device)
-            )
-        if k_f0 is None and key_value is None:
-            k_f0 = f0
-        q = self.rotary.rotate(self._split_heads(self.query(query)), q_positions, f0)
-        k = self.key_rotary.rotate(self._split_heads(self.key(source)), k_positions, k_f0)
-        v = self._split_heads(self.value(source))
-        k_aux = self.key_rotary.rotate(self._split_heads(self.aux_key(source)), k_positions, k_f0)
-        v_aux = self._split_heads(self.aux_value(source))
-        if cache is not None:
-            (k_past, k_aux_past), (v_past, v_aux_past) = (c.split(self.n_heads, dim=1) for c in cache)
-            k, k_aux = torch.cat([k_past, k], dim=2), torch.cat([k_aux_past, k_aux], dim=2)
-            v, v_aux = torch.cat([v_past, v], dim=2), torch.cat([v_aux_past, v_aux], dim=2)
+    def project_values(self, source: Tensor) -> Tensor:
+        """Main then auxiliary values along the head axis: (B, 2H, S_new, dh)."""
+        return torch.cat([super().project_values(source), self._split_heads(self.aux_value(source))], dim=1)
 
-        bias = self.score_bias(f0, k_f0, k.shape[-2])
-        dropout = self.dropout if self.training else 0.0
-        main = attend(q, k, v, key_padding_mask, causal, dropout, bias=bias, masking=self.masking, zero_keys=zero_keys)
-        aux = self._aux_stream(q, k_aux, v_aux, key_padding_mask, causal, dropout, bias, zero_keys)
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], bias: Optional[Tensor], call: AttentionCall
+    ) -> Tensor:
+        """Both streams on the shared queries, mixed per head: k, v (B, 2H, S, dh) -> (B, H, T, dh)."""
+        (k, k_aux), (v, v_aux) = k.split(self.n_heads, dim=1), v.split(self.n_heads, dim=1)
+        main = super().attend(q, k, v, mask, bias, call)
+        aux = self._aux_stream(q, k_aux, v_aux, mask, call.causal, call.dropout, bias, call.zero_keys)
         gate = torch.sigmoid(self.gate).to(main.dtype)[:, None, None]  # (H, 1, 1)
-        heads = main * (1.0 - gate) + aux * gate
-        new_cache = (torch.cat([k, k_aux], dim=1), torch.cat([v, v_aux], dim=1))
-        return self.out(heads.transpose(1, 2).flatten(2)), new_cache
+        return main * (1.0 - gate) + aux * gate
 
     def _aux_stream(
         self,

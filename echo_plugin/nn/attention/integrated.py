@@ -39,16 +39,13 @@ covers every key). ``fixed_gate`` (bench/tests) replaces the learned gate.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.attention.kernel import KVCache
-from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 from echo_plugin.nn.registries import ATTENTION
-from echo_plugin.nn.rotary.pitch import F0Track
-from echo_plugin.registry import Spec
 
 HIDDEN = -1e9  # score of a hidden key: exp underflows to 0 exactly, log stays finite (no NaN gradients)
 
@@ -94,9 +91,9 @@ def pool_blocks(x: Tensor, keep: Optional[Tensor], stride: int) -> Tuple[Tensor,
 
 @ATTENTION.register("integrated")
 class IntegratedAttention(MultiHeadAttention):
-    """Local windowed + global attention, gated per head/token from branch entropies.
+    """Local windowed + global attention, gated per head/token from branch entropies (self-attention only).
 
-    Args (beyond :class:`MultiHeadAttention`'s):
+    Args (beyond :class:`MultiHeadAttention`'s, which go by keyword):
         window: half-width w of the local band (frames).
         global_stride: 1 = global branch over every key; r > 1 = over keys mean-pooled
             in blocks of r frames (sub-quadratic by a factor r).
@@ -105,20 +102,21 @@ class IntegratedAttention(MultiHeadAttention):
         fixed_gate: None = learned gate; g in [0, 1] = constant share of the global branch.
     """
 
+    kind = "integrated"
+    self_attention_only = True
+
     def __init__(
         self,
         d_model: int,
         n_heads: int,
-        dropout: float = 0.0,
-        rotary: Spec = None,
-        rotary_k: Spec = None,
-        masking: Spec = None,
+        *,
         window: int = 16,
         global_stride: int = 4,
         global_keys: Optional[int] = None,
         fixed_gate: Optional[float] = None,
+        **common: Any,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout, rotary, rotary_k, masking)
+        super().__init__(d_model, n_heads, **common)
         if window < 0 or global_stride < 1:
             raise ValueError(f"integrated: need window >= 0 and global_stride >= 1, got {window}, {global_stride}")
         self.window = window
@@ -133,42 +131,14 @@ class IntegratedAttention(MultiHeadAttention):
         self.gate_quality = nn.Parameter(torch.tensor([[1.0, -1.0]]).repeat(n_heads, 1))  # (H, 2): a_h, c_h
         self.last_gate: Optional[Tensor] = None  # mean global share of the last forward, detached
 
-    def forward(
-        self,
-        query: Tensor,
-        key_value: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
-        causal: bool = False,
-        q_positions: Optional[Tensor] = None,
-        k_positions: Optional[Tensor] = None,
-        cache: Optional[KVCache] = None,
-        f0: Optional[F0Track] = None,
-        k_f0: Optional[F0Track] = None,
-        zero_keys: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, KVCache]:
-        """Arguments and returns as :meth:`MultiHeadAttention.forward` (self-attention;
-        the local band is over key indices, the query at index ``S - T + i``)."""
-        if key_value is not None:
-            raise ValueError("integrated attention is self-attention only (key_value must be None)")
-        batch, frames, _ = query.shape
-        past = 0 if cache is None else cache[0].shape[-2]
-        total = past + frames
-        if q_positions is None:
-            q_positions = torch.arange(past, total, device=query.device)
-        if k_positions is None:
-            k_positions = q_positions
-        k_f0 = f0 if k_f0 is None else k_f0
-        q = self.rotary.rotate(self._split_heads(self.query(query)), q_positions, f0)
-        k = self.key_rotary.rotate(self._split_heads(self.key(query)), k_positions, k_f0)
-        v = self._split_heads(self.value(query))
-        if cache is not None:
-            k = torch.cat([cache[0], k], dim=2)
-            v = torch.cat([cache[1], v], dim=2)
-        bias = self.score_bias(f0, k_f0, total)
-        scaled_k, keep = self.masking(k, key_padding_mask, zero_keys)
-        dropout = self.dropout if self.training else 0.0
-
-        if cache is None and bias is None:
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], bias: Optional[Tensor], call: AttentionCall
+    ) -> Tensor:
+        """Local and global branches on the masked keys, blended by the gate: (B, H, T, dh)
+        (the local band is over key indices, the query at index ``S - T + i``)."""
+        scaled_k, keep = self.masking(k, mask, call.zero_keys)
+        causal, past, dropout = call.causal, call.past, call.dropout
+        if call.cache is None and bias is None:
             local, local_entropy = self._local_blocked(q, scaled_k, v, keep, causal, dropout)
         else:
             local, local_entropy = self._local_dense(q, scaled_k, v, keep, causal, bias, past, dropout)
@@ -178,11 +148,10 @@ class IntegratedAttention(MultiHeadAttention):
             gate = torch.full_like(local_entropy, float(self.fixed_gate))
         else:
             quality = torch.stack([local_entropy, global_entropy], dim=-1)  # (B, H, T, 2)
-            logits = self.gate_x(query).transpose(1, 2) + (quality * self.gate_quality[:, None, :]).sum(-1)
+            logits = self.gate_x(call.query).transpose(1, 2) + (quality * self.gate_quality[:, None, :]).sum(-1)
             gate = torch.sigmoid(logits)
         self.last_gate = gate.detach().mean()
-        heads = gate[..., None] * glob + (1.0 - gate[..., None]) * local
-        return self.out(heads.transpose(1, 2).flatten(2)), (k, v)
+        return gate[..., None] * glob + (1.0 - gate[..., None]) * local
 
     def _local_blocked(
         self, q: Tensor, k: Tensor, v: Tensor, keep: Optional[Tensor], causal: bool, dropout: float
@@ -211,17 +180,8 @@ class IntegratedAttention(MultiHeadAttention):
         out = out.reshape(batch, heads, blocks * size, dim)[:, :, :frames]
         return out, entropy.reshape(batch, heads, blocks * size)[:, :, :frames]
 
-    def _local_dense(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        keep: Optional[Tensor],
-        causal: bool,
-        bias: Optional[Tensor],
-        past: int,
-        dropout: float,
-    ) -> Tuple[Tensor, Tensor]:
+    def _local_dense(self, q: Tensor, k: Tensor, v: Tensor, keep: Optional[Tensor], causal: bool,
+                     bias: Optional[Tensor], past: int, dropout: float) -> Tuple[Tensor, Tensor]:
         """Band attention with one (T, S) mask (decoding with a cache, or with a score bias)."""
         total = k.shape[2]
         q_index = torch.arange(past, past + q.shape[2], device=q.device)[:, None]
@@ -232,17 +192,8 @@ class IntegratedAttention(MultiHeadAttention):
             visible = visible & keep[:, None, None, :].to(q.device)
         return explicit_attend(q, k, v, visible, bias, dropout)
 
-    def _global(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        keep: Optional[Tensor],
-        causal: bool,
-        bias: Optional[Tensor],
-        past: int,
-        dropout: float,
-    ) -> Tuple[Tensor, Tensor]:
+    def _global(self, q: Tensor, k: Tensor, v: Tensor, keep: Optional[Tensor], causal: bool,
+                bias: Optional[Tensor], past: int, dropout: float) -> Tuple[Tensor, Tensor]:
         """Attention to every key, or to blocks of ``global_stride`` pooled keys."""
         stride, total = self.global_stride, k.shape[2]
         if self.global_keys is not None:

@@ -60,18 +60,14 @@ attention (same parameter names as ``standard``); self-attention only.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.kernel import masked_attend
-from echo_plugin.nn.attention.memory import WorkingMemory
-from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 from echo_plugin.nn.registries import ATTENTION
-from echo_plugin.nn.rotary.pitch import F0Track
-from echo_plugin.registry import Spec
 
 PATHS: Tuple[str, ...] = ("full", "cheap", "skip")
 FULL, CHEAP, SKIP = range(3)
@@ -122,7 +118,7 @@ def forced_pattern(first: int, count: int, rate: float, device: torch.device) ->
 class MyelinatedAttention(MultiHeadAttention):
     """Self-attention with per-segment full / cheap / skip routing and working memory.
 
-    Args (beyond :class:`MultiHeadAttention`'s):
+    Args (beyond :class:`MultiHeadAttention`'s, which go by keyword):
         segment: frames per routing segment.
         cheap_kernel: depthwise kernel width of the cheap path.
         memory_slots: working-memory slots M (0 = none).
@@ -135,14 +131,14 @@ class MyelinatedAttention(MultiHeadAttention):
             with a share r of segments skipped and the rest full.
     """
 
+    kind = "myelinated"
+    self_attention_only = True
+
     def __init__(
         self,
         d_model: int,
         n_heads: int,
-        dropout: float = 0.0,
-        rotary: Spec = None,
-        rotary_k: Spec = None,
-        masking: Spec = None,
+        *,
         segment: int = 8,
         cheap_kernel: int = 5,
         memory_slots: int = 4,
@@ -152,8 +148,9 @@ class MyelinatedAttention(MultiHeadAttention):
         path_costs: Sequence[float] = (1.0, 0.2, 0.0),
         full_bias: float = 2.0,
         forced_skip_rate: Optional[float] = None,
+        **common: Any,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout, rotary, rotary_k, masking)
+        super().__init__(d_model, n_heads, **common)
         if segment < 1 or cheap_kernel < 1 or memory_slots < 0 or tau <= 0:
             raise ValueError(
                 f"myelinated: need segment >= 1, cheap_kernel >= 1, memory_slots >= 0, tau > 0; got "
@@ -231,50 +228,25 @@ class MyelinatedAttention(MultiHeadAttention):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(
-        self,
-        query: Tensor,
-        key_value: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
-        causal: bool = False,
-        q_positions: Optional[Tensor] = None,
-        k_positions: Optional[Tensor] = None,
-        cache: Optional[KVCache] = None,
-        f0: Optional[F0Track] = None,
-        k_f0: Optional[F0Track] = None,
-        zero_keys: Optional[Tensor] = None,
-        memory: Optional[WorkingMemory] = None,
-    ) -> Tuple[Tensor, KVCache]:
-        """Self-attention over the cached steps followed by ``query``; arguments as in
-        :meth:`MultiHeadAttention.forward`, plus ``memory`` (the encoder pass's
-        :class:`WorkingMemory`, read and rewritten here).
+    def attention(self, call: AttentionCall) -> Tensor:
+        """Route the segments, then attend for the ``full`` frames, mix for the ``cheap`` ones and
+        write the working memory (``call.memory``, read and rewritten here).
 
         Returns:
-            out: (B, T, D), zeros on skipped frames.
-            new_cache: (k, v), each (B, H, S_cache + T, dh). When nothing needs keys
-                (no frame takes ``full``, no cache, not causal) the keys are not
-                projected and k is (B, H, 0, dh).
+            (B, T, D), zeros on skipped frames. When nothing needs keys (no frame takes
+            ``full``, no cache, not causal) the keys are never projected, so the module's
+            new cache holds k (B, H, 0, dh).
         """
-        if key_value is not None:
-            raise ValueError("myelinated attention is self-attention only (key_value must be None)")
-        if memory is not None and self.uses_memory and (causal or cache is not None):
+        memory, keep, causal, past = call.memory, call.key_padding_mask, call.causal, call.past
+        if memory is not None and self.uses_memory and (causal or call.cache is not None):
             raise ValueError("myelinated working memory is written from the whole sequence: not with causal/cache")
+        query = call.query
         batch, frames, width = query.shape
-        past = 0 if cache is None else cache[0].shape[-2]
         total = past + frames
-        if q_positions is None:
-            q_positions = torch.arange(past, total, device=query.device)
-        if k_positions is None:
-            k_positions = q_positions
-        k_f0 = f0 if k_f0 is None else k_f0
-        keep = key_padding_mask
         if keep is not None and keep.shape != (batch, total):
             raise ValueError(f"key_padding_mask must be (B, S) = {(batch, total)}, got {tuple(keep.shape)}")
 
-        v_new = self._split_heads(self.value(query))
-        v_heads = v_new if cache is None else torch.cat([cache[1], v_new], dim=2)
-        values = v_heads.transpose(1, 2).flatten(2)  # (B, S, D)
-
+        values = self._merge_heads(call.v)  # (B, S, D)
         first, last = past // self.segment, (total - 1) // self.segment
         summary, real = self._summaries(values, keep, first, last - first + 1, causal)
         seg_choice, seg_factor, cost = self._route(summary, real, first)
@@ -287,17 +259,14 @@ class MyelinatedAttention(MultiHeadAttention):
             mem = self.slots.expand(batch, -1, -1) if carried is None else carried + self.slots
 
         full, cheap = choice == FULL, choice == CHEAP
-        k_heads = None
-        if bool(full.any()) or cache is not None or causal:
-            k_new = self.key_rotary.rotate(self._split_heads(self.key(query)), k_positions, k_f0)
-            k_heads = k_new if cache is None else torch.cat([cache[0], k_new], dim=2)
-        full_args = (query, full, k_heads, v_heads, keep, causal, q_positions, f0, k_f0, zero_keys, mem, past)
+        if call.cache is not None or causal:
+            _ = call.k  # projected now: a decoder step caches its keys whatever the routing
         if bool(full.all()):  # nothing routed elsewhere: no gather, no scatter
-            out = (self._full_rows(*full_args)[0] * factor[..., None]).to(query.dtype)
+            out = (self._full_rows(call, full, mem)[0] * factor[..., None]).to(query.dtype)
         else:
             out = query.new_zeros(batch, frames + 1, width)  # a spare last frame takes padding rows
             if bool(full.any()):
-                rows, index, valid = self._full_rows(*full_args)
+                rows, index, valid = self._full_rows(call, full, mem)
                 out = scatter_rows(out, index, valid, (rows * factor.gather(1, index)[..., None]).to(out.dtype))
             if bool(cheap.any()):
                 rows, index = self._cheap_rows(cheap, values, keep, causal, past)
@@ -309,43 +278,28 @@ class MyelinatedAttention(MultiHeadAttention):
             memory.state = self._write(mem, out, keep)
         if self.training and self.cost_weight > 0 and torch.is_grad_enabled():
             out = AddAuxLoss.apply(out, self.cost_weight * cost)
-        if k_heads is None:
-            k_heads = v_heads.new_zeros(batch, self.n_heads, 0, self.head_dim)
-        return out, (k_heads, v_heads)
+        return out
 
-    def _full_rows(
-        self,
-        query: Tensor,
-        full: Tensor,
-        k_heads: Tensor,
-        v_heads: Tensor,
-        keep: Optional[Tensor],
-        causal: bool,
-        q_positions: Tensor,
-        f0: Optional[F0Track],
-        k_f0: Optional[F0Track],
-        zero_keys: Optional[Tensor],
-        mem: Optional[Tensor],
-        past: int,
-    ) -> Tuple[Tensor, Tensor, Tensor]:
+    def _full_rows(self, call: AttentionCall, full: Tensor, mem: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         """Attention for the frames with ``full`` (B, T) True only -> (rows (B, L, D), index, valid)."""
+        k_heads, causal = call.k, call.causal
         batch, heads, total = k_heads.shape[0], self.n_heads, k_heads.shape[2]
         index, valid = select_frames(full)
         rows_count = index.shape[1]
         gather = rows_count < full.shape[1] or not bool(valid.all())  # else index is 0 .. T-1 already
-        q = self.rotary.rotate(self._split_heads(self.query(query)), q_positions, f0)
+        q = call.q
         if gather:
             q = q.gather(2, index[:, None, :, None].expand(-1, heads, -1, self.head_dim))
-        k, keep = self.masking(k_heads, keep, zero_keys)
-        v = v_heads
+        k, keep = self.masking(k_heads, call.key_padding_mask, call.zero_keys)
+        v = call.v
         # (B, 1, 1, S) unless causal: a key-only mask stays broadcast, as in the standard kernel
         visible = torch.ones(batch, 1, rows_count if causal else 1, total, dtype=torch.bool, device=q.device)
         if keep is not None:
             visible = visible & keep[:, None, None, :].to(q.device)
         if causal:
             key_pos = torch.arange(total, device=q.device)
-            visible = visible & (key_pos[None, None, None, :] <= (past + index)[:, None, :, None])
-        bias = self.score_bias(f0, k_f0, total)
+            visible = visible & (key_pos[None, None, None, :] <= (call.past + index)[:, None, :, None])
+        bias = call.bias
         if bias is not None and gather:
             bias = bias.expand(batch, heads, -1, -1).gather(
                 2, index[:, None, :, None].expand(-1, heads, -1, total)
@@ -357,9 +311,8 @@ class MyelinatedAttention(MultiHeadAttention):
             visible = torch.cat([visible, slots], dim=-1)
             if bias is not None:
                 bias = nn.functional.pad(bias, (0, mem.shape[1]))
-        dropout = self.dropout if self.training else 0.0
-        attended = masked_attend(q, k, v, visible, bias, dropout)
-        return self.out(attended.transpose(1, 2).flatten(2)), index, valid
+        attended = masked_attend(q, k, v, visible, bias, call.dropout)
+        return self.out(self._merge_heads(attended)), index, valid
 
     def _cheap_rows(
         self, cheap: Tensor, values: Tensor, keep: Optional[Tensor], causal: bool, past: int
