@@ -12,8 +12,9 @@ non-linguistic symbol (one per line of ``--non_linguistic_symbols``) as one
 token; for ``bpe``, into sentencepiece pieces (``--non_linguistic_symbols``
 is not used: the model holds its own user symbols). A fault, printed on its
 own line naming the text file and the utterance, is an empty transcript,
-a duplicate utterance id, or a token that is not in the list (for bpe also
-a piece sentencepiece maps to unk). Exits 1 on any fault.
+a duplicate utterance id, a line that is not UTF-8 (named by its line
+number), or a token that is not in the list (for bpe also a piece
+sentencepiece maps to unk). Exits 1 on any fault.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from echo_plugin.recipe.data_dir import fault, read_table_faults, report_faults
+from echo_plugin.recipe.data_dir import DataDirError, fault, read_table_faults, read_text_lines, report_faults
 
 Tokenizer = Callable[[str], list[str]]
 UnkTest = Callable[[str], bool]
@@ -32,7 +33,7 @@ UnkTest = Callable[[str], bool]
 
 def read_token_list(path: Path) -> set[str]:
     """The tokens of an ESPnet token list; ValueError when it is not in that format."""
-    tokens = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tokens = [line.strip() for line in read_text_lines(path) if line.strip()]
     if not tokens or tokens[0] != "<blank>" or tokens[-1] != "<sos/eos>":
         raise ValueError(f"{path}: not an ESPnet token list (<blank> first, <sos/eos> last)")
     return set(tokens)
@@ -42,7 +43,7 @@ def read_symbols(path: Path | None) -> list[str]:
     """The non-linguistic symbols, one per line (none without a file)."""
     if path is None:
         return []
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_text_lines(path) if line.strip()]
 
 
 def char_tokenizer(symbols: list[str]) -> Tokenizer:
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokenize, is_unk = make_tokenizer(args)
         faults = check_text(args.text, args.token_list, tokenize, is_unk)
+    except DataDirError as e:
+        return report_faults("check_text", e.faults)
     except (OSError, ValueError) as e:
         return report_faults("check_text", [str(e)])
     if faults:

@@ -31,13 +31,42 @@ def fault(path: Path | str, uttid: str, problem: str) -> str:
     return f"{path}: utterance '{uttid}': {problem}"
 
 
+def utf8_fault(path: Path | str, lineno: int, line: str) -> str | None:
+    """The fault of a line read with ``errors="surrogateescape"`` that was not valid UTF-8 (None if it was)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(line[e.start]) - 0xDC00  # surrogateescape keeps an undecodable byte b as U+DC00+b
+        column = len(line[: e.start].encode("utf-8", "surrogateescape")) + 1
+        key = line.split(maxsplit=1)[0]  # the line holds at least the bad byte
+        where = "" if any("\udc80" <= c <= "\udcff" for c in key) else f"utterance '{key}': "
+        return (f"{path}:{lineno}: {where}not valid UTF-8 (byte 0x{byte:02x} at byte {column} of the line); "
+                "save the file as UTF-8")
+    return None
+
+
+def read_text_lines(path: Path | str) -> list[str]:
+    """The lines of a UTF-8 text file; DataDirError naming the file and each line that is not UTF-8."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        lines = [line.rstrip("\n") for line in f]  # numbered as read_table_faults numbers them
+    faults = [fault for lineno, line in enumerate(lines, start=1) if (fault := utf8_fault(path, lineno, line))]
+    if faults:
+        raise DataDirError(faults)
+    return lines
+
+
 def read_table_faults(path: Path) -> tuple[dict[str, str], list[str]]:
-    """Read a Kaldi table file keeping each key's first line; also the duplicate-key faults."""
+    """Read a Kaldi table file keeping each key's first line; also the faults: duplicate keys, and lines
+    that are not UTF-8 (each named by file and line, and utterance where its id decodes; the line is left out)."""
     table: dict[str, str] = {}
     first_line: dict[str, int] = {}
     faults = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, start=1):
+            bad_bytes = utf8_fault(path, lineno, line.rstrip("\r\n"))
+            if bad_bytes:
+                faults.append(bad_bytes)
+                continue
             fields = line.strip().split(maxsplit=1)
             if not fields:
                 continue
@@ -53,7 +82,7 @@ def read_table_faults(path: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def read_table(path: Path) -> dict[str, str]:
-    """Read a Kaldi table file; raise DataDirError naming every duplicate key."""
+    """Read a Kaldi table file; raise DataDirError naming every duplicate key and every line not in UTF-8."""
     table, faults = read_table_faults(path)
     if faults:
         raise DataDirError(faults)
@@ -82,7 +111,7 @@ def parse_numbers(text: str) -> list[float]:
 
 def read_numbers(path: Path) -> list[float]:
     """The numbers in a file holding one number per line."""
-    return parse_numbers(path.read_text(encoding="utf-8"))
+    return parse_numbers("\n".join(read_text_lines(path)))
 
 
 def apply_umask(path: Path, mode: int) -> None:
