@@ -1,0 +1,98 @@
+"""A packed Echo model whose weight file predates a refactor (one parameter saved under its old name) fails to load
+naming both the missing and the unexpected key, end to end: ESPnet's packer, ASRTask.build_model_from_file with
+strict_load.install(), and the transcriber a user runs. ESPnet's own loader (strict=False) would take it silently,
+leaving the renamed parameter at its random initial value; the control below shows that it does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from echo_plugin.inference import strict_load
+from echo_plugin.inference.strict_load import WeightMismatchError
+from test.asr.espnet_build import build_asr
+
+ENCODER_CONF = "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1, input_layer: conv2d}"
+DECODER_CONF = "{attention_heads: 2, linear_units: 32, num_blocks: 1}"
+CURRENT = "decoder.blocks.0.self_attn.query.weight"
+OLD_NAME = "decoder.blocks.0.self_attn.q_proj.weight"  # what a model saved before the rename calls it
+
+
+@pytest.fixture(scope="module")
+def packs(tmp_path_factory) -> dict[str, Path]:
+    """{"current": archive, "renamed": archive} packed by ESPnet's packer from one tiny Echo model."""
+    from espnet2.main_funcs.pack_funcs import pack
+
+    work = tmp_path_factory.mktemp("strict_pack")
+    _, args, model = build_asr(work, ENCODER_CONF, DECODER_CONF)
+    config = work / "config.yaml"
+    config.write_text(yaml.safe_dump(vars(args)))
+    state = model.state_dict()
+    assert CURRENT in state and OLD_NAME not in state
+    renamed = dict(state)
+    renamed[OLD_NAME] = renamed.pop(CURRENT)
+    archives = {}
+    for name, weights in (("current", state), ("renamed", renamed)):
+        model_file = work / f"{name}.pth"
+        torch.save(weights, model_file)
+        archives[name] = work / f"{name}.zip"
+        pack(files={"asr_model_file": model_file}, yaml_files={"asr_train_config": config}, outpath=archives[name])
+    return archives
+
+
+@pytest.fixture()
+def asr_task(monkeypatch):
+    """ASRTask, its build_model_from_file restored after the test (install() patches the class)."""
+    from espnet2.tasks.abs_task import AbsTask
+    from espnet2.tasks.asr import ASRTask
+
+    monkeypatch.setattr(ASRTask, "build_model_from_file",
+                        ASRTask.__dict__.get("build_model_from_file", AbsTask.__dict__["build_model_from_file"]))
+    return ASRTask
+
+
+def unpacked(archive: Path, dest: Path) -> tuple[str, str]:
+    from espnet2.main_funcs.pack_funcs import unpack
+
+    files = unpack(archive, dest)
+    return files["asr_train_config"], files["asr_model_file"]
+
+
+def test_a_renamed_parameter_fails_naming_both_keys(packs, asr_task, tmp_path: Path) -> None:
+    strict_load.install()
+    config, model_file = unpacked(packs["renamed"], tmp_path)
+    with pytest.raises(WeightMismatchError) as raised:
+        asr_task.build_model_from_file(config, model_file, "cpu")
+    message = str(raised.value)
+    assert f"missing ['{CURRENT}'] (1)" in message and f"unexpected ['{OLD_NAME}'] (1)" in message
+    assert model_file in message
+
+
+def test_the_current_pack_loads_every_weight(packs, asr_task, tmp_path: Path) -> None:
+    strict_load.install()
+    config, model_file = unpacked(packs["current"], tmp_path)
+    model, _ = asr_task.build_model_from_file(config, model_file, "cpu")
+    saved = torch.load(model_file, map_location="cpu", weights_only=True)
+    assert model.state_dict().keys() == saved.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_espnets_own_loader_takes_the_renamed_pack_silently(packs, asr_task, tmp_path: Path) -> None:
+    """The control: without install() the mismatch goes unnoticed and the parameter is not the saved one."""
+    from espnet2.tasks.abs_task import AbsTask
+
+    asr_task.build_model_from_file = AbsTask.__dict__["build_model_from_file"]  # ESPnet's, strict=False
+    config, model_file = unpacked(packs["renamed"], tmp_path)
+    model, _ = asr_task.build_model_from_file(config, model_file, "cpu")
+    saved = torch.load(model_file, map_location="cpu", weights_only=True)
+    assert not torch.equal(model.state_dict()[CURRENT], saved[OLD_NAME])
+
+
+def test_the_transcriber_a_user_runs_refuses_the_renamed_pack(packs, asr_task, tmp_path: Path) -> None:
+    from echo_plugin.inference.transcriber import load
+
+    with pytest.raises(WeightMismatchError, match=rf"missing \['{CURRENT}'\].*unexpected \['{OLD_NAME}'\]"):
+        load(packs["renamed"], cache_dir=tmp_path / "renamed")
+    assert load(packs["current"], cache_dir=tmp_path / "current").model is not None
