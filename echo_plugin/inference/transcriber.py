@@ -15,6 +15,7 @@ ESPnet's import-time prints and deprecation warnings are kept out of the output.
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import tempfile
 import warnings
@@ -42,11 +43,17 @@ class Hypothesis:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Library chatter off: ESPnet prints at import to stdout and warns about deprecations."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+    """Library chatter off: ESPnet prints at import (flash attention, nltk downloads) and warns about
+    deprecations. What was printed is shown on stderr after all when the block fails."""
+    held = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    except BaseException:
+        sys.stderr.write(held.getvalue())
+        raise
 
 
 def model_rate(train_config: str | Path) -> int:
