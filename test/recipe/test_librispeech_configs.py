@@ -30,9 +30,25 @@ def test_gpu_and_averaging_settings(config: Path) -> None:
     assert conf["frontend_conf"] == {"n_fft": 512, "win_length": 400, "hop_length": 160}
 
 
-def test_decode_config_is_ctc_weighted_beam_search() -> None:
+def test_decode_config_is_espnets_published_setting() -> None:
+    """ESPnet's egs2/librispeech_100/asr1/conf/decode_asr.yaml, as its published rows ran it (no LM):
+    the E-Branchformer rows decode_asr_asr_model_valid.acc.ave and the Conformer rows beam20_ctc0.3."""
     conf = yaml.safe_load((CONF / "decode_asr.yaml").read_text())
-    assert conf["ctc_weight"] == 0.3 and conf["beam_size"] == 10 and conf["lm_weight"] == 0.0
+    assert conf == {"beam_size": 20, "ctc_weight": 0.3, "lm_weight": 0.0, "penalty": 0.0,
+                    "maxlenratio": 0.0, "minlenratio": 0.0, "nbest": 1}
+
+
+def test_run_sh_decodes_with_the_published_setting() -> None:
+    run_sh = (CONF.parent / "run.sh").read_text()
+    assert re.search(r"^inference_config=conf/decode_asr\.yaml$", run_sh, re.M)
+    assert '--inference_config "${inference_config}"' in run_sh
+
+
+def test_nolm_decode_config_is_espnets_faster_search() -> None:
+    """ESPnet's decode_asr_nolm.yaml: a smaller beam, a length penalty and a length cap."""
+    conf = yaml.safe_load((CONF / "decode_asr_nolm.yaml").read_text())
+    assert conf == {"beam_size": 10, "ctc_weight": 0.3, "lm_weight": 0.0, "penalty": 0.1,
+                    "maxlenratio": 0.3, "minlenratio": 0.0, "nbest": 1}
 
 
 def test_flop_count_of_a_linear_model_is_three_times_its_forward() -> None:

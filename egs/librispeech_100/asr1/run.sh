@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # LibriSpeech 100 h (train-clean-100), as ESPnet's egs2/librispeech_100/asr1:
 # BPE 5000, speed perturbation 0.9/1.0/1.1, validation on dev-clean + dev-other,
-# WER on dev/test clean/other, CTC-weighted beam search without a language model.
+# WER on dev/test clean/other, decoded as ESPnet's published rows: conf/decode_asr.yaml
+# (joint CTC/attention beam search, beam 20, CTC weight 0.3, no language model);
+# --inference_config conf/decode_asr_nolm.yaml is ESPnet's faster beam-10 search.
 #   ./run.sh --local_data_opts "--librispeech_root /data/LibriSpeech" --ngpu 1
 #   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml   # ESPnet baseline
 #   ./run.sh --asr_config conf/tuning/train_asr_conformer.yaml        # ESPnet baseline
