@@ -6,7 +6,12 @@
 2. Lookalikes to the Azerbaijani letter: ``ä``/``Ä``, Cyrillic ``ә``/``Ә``
    (U+04D9/U+04D8) and turned ``ǝ``/``Ǝ`` become schwa ``ə``/``Ə``
    (U+0259/U+018F); Cyrillic homoglyphs of Latin letters (``а е о р с х у і ј``)
-   become the Latin letter. Typographic apostrophes (’ ‘ ʼ ` ´) become ``'``.
+   become the Latin letter, in both cases and before lower-casing: upper-case
+   ``А Е О Р С Х У І Ј`` become ``A E O P C X Y I J`` (so Cyrillic ``А`` in
+   ``АZƏRBAYCAN`` lower-cases as Latin ``A`` does; ``І``, drawn as ``I``, becomes
+   the dotless ``ı`` as ``I`` does). Cyrillic capitals whose small letter looks
+   different (``В Н К М Т``) are left alone. Typographic apostrophes
+   (’ ‘ ʼ ` ´) become ``'``.
 3. Turkic lower-casing: ``I`` -> ``ı`` and ``İ`` -> ``i`` before ``str.lower()``
    (which maps ``I`` to ``i`` and ``İ`` to ``i`` + U+0307); a stray U+0307
    after ``i`` is dropped.
@@ -39,6 +44,9 @@ _LOOKALIKES = str.maketrans({
     "\u01dd": "ə", "\u018e": "Ə",  # turned e
     "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c",
     "\u0445": "x", "\u0443": "y", "\u0456": "i", "\u0458": "j",
+    # their capitals, to the Latin capital they look like (mapped before Turkic lower-casing)
+    "\u0410": "A", "\u0415": "E", "\u041e": "O", "\u0420": "P", "\u0421": "C",
+    "\u0425": "X", "\u0423": "Y", "\u0406": "I", "\u0408": "J",
     "\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'",
 })
 _TURKIC_UPPER_I = str.maketrans({"I": "ı", "İ": "i"})

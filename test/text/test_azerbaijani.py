@@ -44,6 +44,17 @@ def test_cyrillic_homoglyphs_become_latin() -> None:
     assert foreign_letters(normalize_azerbaijani(mixed)) == set()
 
 
+def test_upper_case_cyrillic_homoglyphs_become_latin() -> None:
+    """Capitals are mapped too, before lower-casing: Cyrillic А in an upper-case word is Latin A."""
+    assert normalize_azerbaijani("\u0410ZƏRBAYCAN") == "azərbaycan"
+    assert normalize_azerbaijani("\u0410ZƏRB\u0410Y\u0421\u0410N") == "azərbaycan"
+    upper = "\u0410\u0415\u041e\u0420\u0421\u0425\u0423\u0408"  # Cyrillic А Е О Р С Х У Ј
+    assert normalize_azerbaijani(upper) == normalize_azerbaijani("AEOPCXYJ") == "aeopcxyj"
+    # Cyrillic І is drawn as Latin I, the capital of the dotless ı
+    assert normalize_azerbaijani("\u0406ĞD\u0406R") == normalize_azerbaijani("IĞDIR") == "ığdır"
+    assert foreign_letters(normalize_azerbaijani("B\u0410KI \u0421OX GÖZƏLDİR")) == set()
+
+
 def test_punctuation_removed() -> None:
     assert normalize_azerbaijani("Salam, necəsən?") == "salam necəsən"
     assert normalize_azerbaijani('"Sabah görüşərik," dedi Leyla.') == "sabah görüşərik dedi leyla"
