@@ -17,12 +17,16 @@ to a 16-bit PCM mono wav at ``--fs`` named ``<uttid>.wav`` under
 ``<dst>/data/`` (or ``--audio_dir``). With ``--resample false`` a rate other
 than ``--fs`` is a fault instead.
 
-Every fault (missing, unreadable or empty audio, a wrong rate,
-a duration outside [--min_duration, --max_duration], an empty transcript,
-a duplicate id, ids in one file but not another) is printed on its own line
-naming the file and the utterance id; after 20 faults checking stops. On any
-fault the command exits 1 and ``--dst`` is left as it was. (A wav cut short
-is not a fault: libsndfile reads the samples that are there.)
+Every fault (missing, unreadable, empty or cut-off audio, a wrong rate,
+an empty transcript, a duplicate id, ids in one file but not another) is
+printed on its own line naming the file and the utterance id; after 20 faults
+checking stops. On any fault the command exits 1 and ``--dst`` is left as it was.
+
+A duration outside [--min_duration, --max_duration] is handled by
+``--length_policy`` as ESPnet's recipes do: ``drop`` (training and validation
+sets) leaves the utterance out and lists it, with its duration and why, in
+``<dst>/dropped``; ``keep`` (test sets: never filtered, every utterance is
+scored) checks no length; ``refuse`` makes it a fault.
 
 Writes, sorted by utterance id in byte order, in a temporary sibling renamed
 over ``--dst`` at the end: wav.scp, text, utt2spk, spk2utt, utt2dur (seconds,
@@ -66,6 +70,7 @@ class AudioSpec:
     resample: bool
     min_duration: float
     max_duration: float
+    length_policy: str  # refuse | drop | keep (module docstring)
     stage_dir: Path  # converted files are written here while building
     final_dir: Path  # ... and are found here once --dst is in place
 
@@ -87,6 +92,14 @@ class AudioEntry:
     uttid: str
     path: Path
     num_samples: int
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An utterance left out for its length (``--length_policy drop``)."""
+
+    uttid: str
+    reason: str
 
 
 @dataclass
@@ -152,16 +165,23 @@ def read_source(src: Path) -> SourceDir:
     return source
 
 
-def check_rate_and_duration(job: AudioJob, num_samples: int, rate: int) -> None:
-    """AudioFault when the rate may not be converted or the duration is out of range."""
+def check_rate_and_duration(job: AudioJob, num_samples: int, rate: int) -> str | None:
+    """AudioFault when the rate may not be converted (or, with ``refuse``, the duration is out of range);
+    with ``drop``, why the utterance is left out, else None."""
     spec = job.spec
     if rate != spec.fs and not spec.resample:
         raise AudioFault(f"sample rate {rate} Hz of {job.path} is not --fs {spec.fs} (and --resample false)")
+    if spec.length_policy == "keep":
+        return None
     duration = num_samples / rate
+    problem = None
     if duration > spec.max_duration:
-        raise AudioFault(f"audio {job.path} is too long: {duration:.3f} s > --max_duration {spec.max_duration}")
-    if duration < spec.min_duration:
-        raise AudioFault(f"audio {job.path} is too short: {duration:.3f} s < --min_duration {spec.min_duration}")
+        problem = f"too long: {duration:.3f} s > --max_duration {spec.max_duration}"
+    elif duration < spec.min_duration:
+        problem = f"too short: {duration:.3f} s < --min_duration {spec.min_duration}"
+    if problem is not None and spec.length_policy == "refuse":
+        raise AudioFault(f"audio {job.path} is {problem}")
+    return problem
 
 
 def resample(samples: np.ndarray, rate: int, fs: int) -> np.ndarray:
@@ -186,13 +206,15 @@ def usable_in_place(job: AudioJob, rate: int, channels: int) -> bool:
     return rate == job.spec.fs and channels == 1 and job.path.suffix.lower() in IN_PLACE_SUFFIXES
 
 
-def process_audio(job: AudioJob) -> AudioEntry | str:
+def process_audio(job: AudioJob) -> AudioEntry | Dropped | str:
     """Check one utterance's audio, converting it when needed; a fault line on failure."""
     try:
         data, rate = load_audio(job.path)
-        check_rate_and_duration(job, len(data), rate)
+        dropped = check_rate_and_duration(job, len(data), rate)
     except AudioFault as e:
         return fault(job.scp, job.uttid, str(e))
+    if dropped is not None:
+        return Dropped(job.uttid, dropped)
     if usable_in_place(job, rate, data.shape[1]):
         return AudioEntry(job.uttid, job.path, len(data))
     converted = resample(data.mean(axis=1), rate, job.spec.fs)
@@ -200,9 +222,9 @@ def process_audio(job: AudioJob) -> AudioEntry | str:
     return AudioEntry(job.uttid, job.spec.final_dir / f"{job.uttid}.wav", len(converted))
 
 
-def check_audio(jobs: list[AudioJob], nj: int, max_faults: int) -> tuple[list[AudioEntry], list[str]]:
+def check_audio(jobs: list[AudioJob], nj: int, max_faults: int) -> tuple[list[AudioEntry | Dropped], list[str]]:
     """Run process_audio over ``nj`` processes; stops once ``max_faults`` faults are found."""
-    entries: list[AudioEntry] = []
+    entries: list[AudioEntry | Dropped] = []
     faults: list[str] = []
     if not jobs or max_faults <= 0:
         return entries, faults
@@ -240,12 +262,19 @@ def publish_audio(stage_dir: Path, audio_dir: Path) -> None:
     stage_dir.rmdir()
 
 
-def write_outputs(out: Path, source: SourceDir, entries: list[AudioEntry], fs: int) -> None:
-    """Write the formatted data-dir files into ``out``."""
+def write_outputs(out: Path, source: SourceDir, results: list[AudioEntry | Dropped], fs: int) -> None:
+    """Write the formatted data-dir files into ``out`` (and ``dropped``, when some were)."""
+    entries = [e for e in results if isinstance(e, AudioEntry)]
+    dropped = {d.uttid: d.reason for d in results if isinstance(d, Dropped)}
+    kept = {e.uttid for e in entries}
+    utt2spk = {u: s for u, s in source.utt2spk.items() if u in kept}
     write_table(out / "wav.scp", {e.uttid: e.path for e in entries})
-    write_table(out / "text", source.text)
-    write_table(out / "utt2spk", source.utt2spk)
-    write_table(out / "spk2utt", spk2utt(source.utt2spk))
+    write_table(out / "text", {u: t for u, t in source.text.items() if u in kept})
+    write_table(out / "utt2spk", utt2spk)
+    write_table(out / "spk2utt", spk2utt(utt2spk))
+    if dropped:
+        write_table(out / "dropped", dropped)
+        print(f"format_data: left out {len(dropped)} utterance(s) for their length (listed in {out.name}/dropped)")
     write_table(out / "utt2dur", {e.uttid: f"{e.num_samples / fs:.3f}" for e in entries})
     write_table(out / "utt2num_samples", {e.uttid: e.num_samples for e in entries})
 
@@ -256,7 +285,8 @@ def format_data(args: argparse.Namespace) -> None:
     dst = args.dst.absolute()
     with atomic_dir(dst) as tmp:
         final_dir = (args.audio_dir or dst / "data").absolute()
-        spec = AudioSpec(args.fs, args.resample, args.min_duration, args.max_duration, tmp / "data", final_dir)
+        spec = AudioSpec(args.fs, args.resample, args.min_duration, args.max_duration, args.length_policy,
+                         tmp / "data", final_dir)
         jobs = audio_jobs(source, args.src / "wav.scp", spec)
         # one more than reported, so report_faults can tell that it stopped early
         entries, faults = check_audio(jobs, args.nj, MAX_FAULTS + 1 - len(source.faults))
@@ -284,6 +314,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resample", type=str2bool, default=True, help="convert other rates to --fs")
     parser.add_argument("--max_duration", type=float, default=30.0, help="longest utterance allowed (s)")
     parser.add_argument("--min_duration", type=float, default=0.0, help="shortest utterance allowed (s)")
+    parser.add_argument("--length_policy", choices=("refuse", "drop", "keep"), default="refuse",
+                        help="an utterance outside the durations: a fault, left out (listed in <dst>/dropped), "
+                             "or kept unchecked (test sets)")
     parser.add_argument("--nj", type=int, default=2, help="parallel processes for the audio")
     parser.add_argument("--audio_dir", type=Path, default=None, help="where converted audio goes (default <dst>/data)")
     return parser.parse_args(argv)

@@ -251,3 +251,28 @@ def test_cli_exit_status_and_message(src: Path, tmp_path: Path):
     assert proc.returncode == 1
     assert f"{src / 'text'}: utterance '{UTTS[5]}': empty transcript" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_drop_leaves_out_utterances_outside_the_durations_and_lists_them(src: Path, tmp_path: Path):
+    """Training/validation sets as ESPnet's recipes filter them: too long or too short is left out, listed."""
+    sf.write(str(audio_of(src, UTTS[0])), np.zeros(31 * 8000, dtype=np.float32), 8000)
+    sf.write(str(audio_of(src, UTTS[1])), np.zeros(400, dtype=np.float32), 8000)
+    out = tmp_path / "dump" / "train"
+    assert run(src, out, "--length_policy", "drop", "--min_duration", "0.1") == 0
+    dropped = dict(line.split(" ", 1) for line in (out / "dropped").read_text().splitlines())
+    assert dropped == {UTTS[0]: "too long: 31.000 s > --max_duration 30.0",
+                       UTTS[1]: "too short: 0.050 s < --min_duration 0.1"}
+    for name in ("wav.scp", "text", "utt2spk", "utt2dur", "utt2num_samples"):
+        ids = [line.split()[0] for line in (out / name).read_text().splitlines()]
+        assert ids == [u for u in sorted(UTTS) if u not in dropped], name
+    assert all(set(line.split()[1:]).isdisjoint(dropped) for line in (out / "spk2utt").read_text().splitlines())
+
+
+def test_keep_scores_every_test_utterance_whatever_its_length(src: Path, tmp_path: Path):
+    """Test sets are never filtered or refused for length (ESPnet keeps LibriSpeech's 35 s test clips)."""
+    sf.write(str(audio_of(src, UTTS[0])), np.zeros(35 * 8000, dtype=np.float32), 8000)
+    out = tmp_path / "dump" / "test"
+    assert run(src, out, "--length_policy", "keep") == 0
+    assert not (out / "dropped").exists()
+    durations = dict(line.split() for line in (out / "utt2dur").read_text().splitlines())
+    assert sorted(durations) == sorted(UTTS) and durations[UTTS[0]] == "35.000"

@@ -138,15 +138,18 @@ set_name() { case "$1" in */*) basename "$1" ;; *) echo "$1" ;; esac; }
 set_src() { case "$1" in */*) echo "$1" ;; *) echo "data/$1" ;; esac; }
 
 # Stage 2's output is current when it is newer than its source files.
+# format_set SRC DST [LENGTH_POLICY]: test sets keep every utterance (the default); training and
+# validation sets leave out those outside --min_duration/--max_duration (listed in DST/dropped).
 format_set() {
-    local src=$1 dst=$2
+    local src=$1 dst=$2 policy=${3:-keep}
     [ -f "${src}/wav.scp" ] || die "no data dir at ${src} (wav.scp missing)"
     if [ -f "${dst}/utt2dur" ] && [ -z "$(find "${src}" -maxdepth 1 -type f ! -name noise.scp ! -name rir.scp -newer "${dst}/utt2dur")" ]; then
         log "  ${dst} is up to date"
         return
     fi
     ${python} -m echo_plugin.recipe.format_data --src "${src}" --dst "${dst}" --fs "${fs}" \
-        --resample "${resample}" --max_duration "${max_duration}" --min_duration "${min_duration}" --nj "${nj}"
+        --resample "${resample}" --max_duration "${max_duration}" --min_duration "${min_duration}" \
+        --length_policy "${policy}" --nj "${nj}"
 }
 
 # Split the keys (first column) of a table into N files keys.1..N.scp under a dir; with a 4th
@@ -208,8 +211,11 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         ${python} -m echo_plugin.recipe.speed_perturb --src "data/${sp_source_set}" --dst "data/${train_set}" \
             --factors ${speed_perturb_factors} --nj "${nj}"
     fi
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")"
+    for dset in ${train_set} ${valid_set}; do
+        format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")" drop
+    done
+    for dset in ${test_sets}; do
+        format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")" keep
     done
 fi
 
