@@ -28,9 +28,18 @@ Per split this writes ``<out_dir>/<split>/{wav.scp,text,utt2spk,spk2utt}``:
 
 Faults (a missing column, a row too short or too long, an empty client_id or
 path, a clip missing from ``clips/``, a sentence empty after normalisation, a
-duplicate utterance) are reported as ``<tsv>:<line>: ...``; any fault stops the
-preparation unless ``skip_bad_rows`` is set, which drops those rows with a
-warning. Output dirs are replaced atomically: a failed run leaves none half written.
+duplicate utterance, a clip listed under two client_ids, a clip whose audio
+cannot be decoded) are reported as ``<tsv>:<line>: ...``, one line each; any
+fault stops the preparation unless ``skip_bad_rows`` is set, which drops those
+rows with a one-line warning each. Output dirs are replaced atomically: a failed
+run leaves none half written.
+
+Every clip is decoded once here (``load_audio``, about a millisecond per clip), so
+that a corrupt or zero-byte MP3 is a fault of its tsv line in stage 1, which
+``skip_bad_rows`` can drop, rather than a stop in stage 2. A clip path is used
+once per run: the same clip under a second client_id (or again in another split)
+is a fault of the later row; ``skip_bad_rows`` keeps the first. Splits are read
+dev, test, then train, so the evaluation sets keep such a clip.
 
 ``train_tsv="validated"`` trains on every validated clip whose speaker and
 normalised sentence occur in neither dev nor test (more data than ``train.tsv``
@@ -39,16 +48,20 @@ for small languages, still disjoint from the evaluation sets).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
+import os
 import sys
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
 
+from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.data_dir import MAX_FAULTS, atomic_dir, spk2utt, write_table
 from echo_plugin.text import TEXT_NORMALIZERS, get_normalizer
 from echo_plugin.text.azerbaijani import foreign_letters
@@ -104,6 +117,7 @@ class Utterance:
     speaker: str
     text: str
     wav: Path
+    where: str = field(default="", compare=False)  # the tsv line it came from, for fault reports
 
 
 def find_release_dir(cv_root: Path, lang: str | None = None) -> Path:
@@ -171,16 +185,23 @@ def row_utterance(row: ClipRow, clips: Path, normalize: Callable[[str], str]) ->
     text = normalize(row.sentence)
     if not text:
         return f"{row.where}: empty sentence (after normalisation of {row.sentence!r})"
-    return Utterance(row.utt_id, row.client_id, text, clip.absolute())
+    return Utterance(row.utt_id, row.client_id, text, clip.absolute(), row.where)
 
 
 def collect_split(
-    rows: Iterable[ClipRow], clips: Path, normalize: Callable[[str], str]
+    rows: Iterable[ClipRow], clips: Path, normalize: Callable[[str], str],
+    clip_rows: dict[Path, ClipRow] | None = None,
 ) -> tuple[list[Utterance], list[str]]:
-    """Utterances of a split's rows, and the faults of the rows that were left out."""
+    """Utterances of a split's rows, and the faults of the rows that were left out.
+
+    ``clip_rows`` (clip file -> the row that first used it) is shared between the
+    splits of a run, so that a clip is used once: a later row naming the same clip
+    under another client_id, or again in another split, is a fault.
+    """
     utts: list[Utterance] = []
     faults: list[str] = []
     first: dict[str, ClipRow] = {}
+    clip_rows = {} if clip_rows is None else clip_rows
     for row in rows:
         if row.utt_id in first:
             faults.append(f"{row.where}: duplicate utterance {row.utt_id} (first at {first[row.utt_id].where})")
@@ -189,9 +210,62 @@ def collect_split(
         if isinstance(result, str):
             faults.append(result)
             continue
+        earlier = clip_rows.get(result.wav)
+        if earlier is not None:
+            if earlier.client_id != row.client_id:
+                faults.append(f"{row.where}: clip {row.path!r} is listed under client_id {row.client_id} here "
+                              f"and under client_id {earlier.client_id} at {earlier.where}")
+            else:
+                faults.append(f"{row.where}: duplicate utterance {row.utt_id} (first at {earlier.where})")
+            continue
         first[row.utt_id] = row
+        clip_rows[result.wav] = row
         utts.append(result)
     return utts, faults
+
+
+@contextlib.contextmanager
+def _c_stderr_held() -> Iterator[None]:
+    """File descriptor 2 into a scratch file and back: libmpg123 prints notes on a bad MP3
+    ("Illegal Audio-MPEG-Header ...") beside the error soundfile raises, which already names the file."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to hold back
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def check_audio(utts: Sequence[Utterance]) -> tuple[list[Utterance], list[str]]:
+    """``utts`` whose clip decodes (``load_audio``: not missing, readable, not empty), and one fault
+    per other clip, naming its tsv line and the file."""
+    good: list[Utterance] = []
+    faults: list[str] = []
+    with _c_stderr_held():
+        for utt in utts:
+            if utt.wav.is_file() and utt.wav.stat().st_size == 0:  # libsndfile's message would not say so
+                faults.append(f"{utt.where}: empty audio file {utt.wav} (0 bytes)")
+                continue
+            try:
+                load_audio(utt.wav)
+            except AudioError as err:
+                message = " ".join(str(err).splitlines())
+                if "File does not exist or is not a regular file" in message and utt.wav.is_file():
+                    # libsndfile's words when no format it knows matches the bytes of an existing file
+                    message = f"unreadable audio file {utt.wav}: no audio format recognised (corrupt or not audio)"
+                faults.append(f"{utt.where}: {message}")
+                continue
+            good.append(utt)
+    return good, faults
 
 
 def held_out(rows: Iterable[ClipRow], dev_test: Sequence[Utterance], normalize: Callable[[str], str]) -> list[ClipRow]:
@@ -250,8 +324,8 @@ def prepare_commonvoice(
     """Write ``out_dir/{train,dev,test}`` from a Common Voice release; returns split -> dir.
 
     Raises FileNotFoundError for a missing release or tsv, CommonVoiceError
-    listing faulty tsv lines (unless ``skip_bad_rows``), RuntimeError when MP3
-    cannot be decoded here.
+    listing faulty tsv lines (unless ``skip_bad_rows``; a clip whose audio does
+    not decode is one), RuntimeError when MP3 cannot be decoded here at all.
     """
     if train_tsv not in TRAIN_SOURCES:
         raise ValueError(f"train_tsv must be one of {TRAIN_SOURCES}, got {train_tsv!r}")
@@ -260,12 +334,18 @@ def prepare_commonvoice(
     clips = release / "clips"
     splits: dict[str, list[Utterance]] = {}
     faults: list[str] = []
+    clip_rows: dict[Path, ClipRow] = {}
     for name in ("dev", "test", "train"):
         rows, row_faults = read_cv_tsv(release / f"{train_tsv if name == 'train' else name}.tsv")
         if name == "train" and train_tsv == "validated":
             rows = held_out(rows, splits["dev"] + splits["test"], normalize)
-        splits[name], split_faults = collect_split(rows, clips, normalize)
+        splits[name], split_faults = collect_split(rows, clips, normalize, clip_rows)
         faults += row_faults + split_faults
+    check_mp3_support(u for utts in splits.values() for u in utts)
+    log.info("decoding %d clips to check them", sum(len(utts) for utts in splits.values()))
+    for name in ("dev", "test", "train"):
+        splits[name], audio_faults = check_audio(splits[name])
+        faults += audio_faults
     if faults:
         if not skip_bad_rows:
             raise CommonVoiceError(faults)
@@ -274,7 +354,6 @@ def prepare_commonvoice(
     for name in SPLITS:
         if not splits[name]:
             raise CommonVoiceError([f"{release}: no usable rows for {name}"])
-    check_mp3_support(u for utts in splits.values() for u in utts)
     report_speaker_overlap(splits)
     if text_norm == "az":
         report_foreign_letters(splits)
@@ -295,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcript normaliser (%(default)s)")
     p.add_argument("--train_tsv", default="train", choices=TRAIN_SOURCES,
                    help="train on train.tsv, or on validated.tsv less dev/test speakers and sentences (%(default)s)")
-    p.add_argument("--skip_bad_rows", action="store_true", help="drop faulty rows with a warning instead of failing")
+    p.add_argument("--skip_bad_rows", action="store_true",
+                   help="drop faulty rows (unreadable clip, clip under two client_ids, ...) with a one-line "
+                        "warning each instead of failing")
     return p
 
 

@@ -1,6 +1,10 @@
 """prepare_commonvoice on a hand-made Common Voice layout and on the espeak-ng fixture release."""
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,8 @@ from echo_plugin.recipe.data_dir import read_table
 from test.data.cv_fixture import COMMITTED, SPEAKERS, client_id, espeak_available, render_release
 
 OLD_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment"
+A_CLIP = COMMITTED / "clips" / "common_voice_az_40000001.mp3"  # a real 32 kHz MP3 from the fixture release
+DATA_SH = Path(__file__).resolve().parents[2] / "egs" / "commonvoice_az" / "asr1" / "local" / "data.sh"
 SPK_A, SPK_B, SPK_C = "a" * 40, "b" * 40, "c" * 40
 
 
@@ -19,12 +25,14 @@ def row(spk: str, clip: str, sentence: str, extra: str = "\t2\t0\t\t\t\taz\t") -
 
 
 def make_release(root: Path, tsvs: dict[str, list[str]], header: str = OLD_HEADER) -> Path:
-    """A release with an (empty, never decoded) clip for every path the tsvs name."""
+    """A release with a clip (a copy of one real MP3; stage 1 decodes each) for every path the tsvs name."""
     (root / "clips").mkdir(parents=True, exist_ok=True)
     for name in ("train", "dev", "test", "validated"):
         lines = tsvs.get(name, [])
         for line in lines:
-            (root / "clips" / line.split("\t")[1]).touch()
+            clip = root / "clips" / line.split("\t")[1]
+            if not clip.is_file():
+                shutil.copyfile(A_CLIP, clip)
         (root / f"{name}.tsv").write_text(header + "\n" + "".join(f"{line}\n" for line in lines), encoding="utf-8")
     return root
 
@@ -132,6 +140,90 @@ def test_duplicate_row(tmp_path: Path) -> None:
     with open(release / "test.tsv", "a", encoding="utf-8") as f:
         f.write(row(SPK_C, "common_voice_az_5.mp3", "Qış gəldi.") + "\n")
     with pytest.raises(CommonVoiceError, match=r"test.tsv:3: duplicate utterance .*first at .*test.tsv:2\)"):
+        prepare_commonvoice(release, tmp_path / "data")
+
+
+def test_corrupt_and_zero_byte_clips_are_stage_1_faults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A clip that does not decode is a fault of its tsv line (one line each, naming the clip), not a stop in
+    stage 2; with skip_bad_rows its row is left out with a one-line warning."""
+    release = small_release(tmp_path / "az")
+    clips = release / "clips"
+    (clips / "common_voice_az_2.mp3").write_bytes(b"")                                  # zero bytes
+    (clips / "common_voice_az_4.mp3").write_bytes(b"<html>not found</html>\n" * 100)      # not audio
+    (clips / "common_voice_az_3.mp3").write_bytes(A_CLIP.read_bytes()[:2000] + bytes(8000))  # frames, then zeros
+    with pytest.raises(CommonVoiceError) as err:
+        prepare_commonvoice(release, tmp_path / "data")
+    faults = err.value.faults
+    assert len(faults) == 3 and all("\n" not in f for f in faults)
+    assert faults[0] == (f"{release / 'dev.tsv'}:2: unreadable audio file {(clips / 'common_voice_az_4.mp3').absolute()}"
+                         ": no audio format recognised (corrupt or not audio)")
+    assert faults[1] == f"{release / 'train.tsv'}:2: empty audio file {(clips / 'common_voice_az_2.mp3').absolute()} (0 bytes)"
+    assert faults[2].startswith(f"{release / 'train.tsv'}:4: unreadable audio file "
+                                f"{(clips / 'common_voice_az_3.mp3').absolute()}: ")
+    assert not (tmp_path / "data").exists()
+
+    (clips / "common_voice_az_4.mp3").write_bytes(A_CLIP.read_bytes())  # dev needs a row left
+    caplog.set_level(logging.WARNING, logger="echo_plugin.data.commonvoice")
+    dirs = prepare_commonvoice(release, tmp_path / "data", skip_bad_rows=True)
+    assert sorted(read_table(dirs["train"] / "text")) == [f"{SPK_A}-common_voice_az_1"]
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+    assert [m.split(": ", 1)[0] for m in skipped] == [f"skipped {release / 'train.tsv'}:2",
+                                                       f"skipped {release / 'train.tsv'}:4"]
+    assert all("\n" not in m and "common_voice_az_" in m for m in skipped)
+
+
+def test_skip_bad_rows_reaches_a_corrupt_clip_through_data_sh(tmp_path: Path) -> None:
+    """local/data.sh --skip_bad_rows true leaves a zero-byte clip out in stage 1 (it used to stop stage 2);
+    without it data.sh fails with one line naming the clip."""
+    release = small_release(tmp_path / "az")
+    (release / "clips" / "common_voice_az_3.mp3").write_bytes(b"")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(__file__).resolve().parents[2] / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    failed = subprocess.run(["bash", str(DATA_SH), "--cv_root", str(release)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and not (tmp_path / "data").exists()
+    clip = (release / "clips" / "common_voice_az_3.mp3").absolute()
+    assert f"error: {release / 'train.tsv'}:4: empty audio file {clip} (0 bytes)\n" in failed.stderr
+    done = subprocess.run(["bash", str(DATA_SH), "--cv_root", str(release), "--skip_bad_rows", "true"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"common_voice_az_3" not in (tmp_path / "data" / "train" / "wav.scp").read_text(encoding="utf-8")
+    assert sum(f"skipped {release / 'train.tsv'}:4: empty audio file {clip}" in line
+               for line in done.stderr.splitlines()) == 1
+
+
+def test_same_clip_under_two_client_ids(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One clip path under two client_ids is a fault naming both ids and the clip; skip_bad_rows keeps the
+    first row (dev and test are read before train, so an evaluation set keeps it)."""
+    release = small_release(tmp_path / "az")
+    with open(release / "train.tsv", "a", encoding="utf-8") as f:
+        f.write(row(SPK_B, "common_voice_az_1.mp3", 'O "Salam!" dedi.') + "\n")   # SPK_A's clip (line 3)
+        f.write(row(SPK_A, "common_voice_az_4.mp3", "Ata-ana gəldi.") + "\n")     # SPK_C's dev clip
+    with pytest.raises(CommonVoiceError) as err:
+        prepare_commonvoice(release, tmp_path / "data")
+    train, dev = release / "train.tsv", release / "dev.tsv"
+    assert err.value.faults == [
+        f"{train}:5: clip 'common_voice_az_1.mp3' is listed under client_id {SPK_B} here "
+        f"and under client_id {SPK_A} at {train}:3",
+        f"{train}:6: clip 'common_voice_az_4.mp3' is listed under client_id {SPK_A} here "
+        f"and under client_id {SPK_C} at {dev}:2",
+    ]
+    caplog.set_level(logging.WARNING, logger="echo_plugin.data.commonvoice")
+    dirs = prepare_commonvoice(release, tmp_path / "data", skip_bad_rows=True)
+    assert sorted(read_table(dirs["train"] / "utt2spk").items()) == [
+        (f"{SPK_A}-common_voice_az_1", SPK_A), (f"{SPK_A}-common_voice_az_2", SPK_A),
+        (f"{SPK_B}-common_voice_az_3", SPK_B)]
+    assert read_table(dirs["dev"] / "utt2spk") == {f"{SPK_C}-common_voice_az_4": SPK_C}
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")] == [
+        f"skipped {fault}" for fault in err.value.faults]
+
+
+def test_same_clip_and_speaker_in_two_splits(tmp_path: Path) -> None:
+    release = small_release(tmp_path / "az")
+    with open(release / "train.tsv", "a", encoding="utf-8") as f:
+        f.write(row(SPK_C, "common_voice_az_5.mp3", "Qış gəldi.") + "\n")  # test's utterance again
+    with pytest.raises(CommonVoiceError, match=rf"train.tsv:5: duplicate utterance {SPK_C}-common_voice_az_5 "
+                                               rf"\(first at .*test.tsv:2\)"):
         prepare_commonvoice(release, tmp_path / "data")
 
 

@@ -20,8 +20,9 @@ Usage: $0 --cv_root DIR [options]
   --train_tsv train|validated
                            train on train.tsv, or on validated.tsv less the dev/test
                            speakers and sentences (default: ${train_tsv})
-  --skip_bad_rows true     drop faulty tsv rows (missing clip, empty sentence, ...) with a
-                           warning instead of stopping (default: ${skip_bad_rows})
+  --skip_bad_rows true     drop faulty tsv rows (missing, corrupt or zero-byte clip, a clip
+                           under two client_ids, empty sentence, ...) with a one-line warning
+                           each instead of stopping (default: ${skip_bad_rows})
 EOF
 }
 
