@@ -15,12 +15,12 @@ at the same width (d_model 256, 4 heads, FFN 1024, batch 4):
 * the rows of ``EXTRA_ROTARIES`` (the full pitch-aware rotary with soft masking);
   the axial rotary gets (time, frequency) positions of spectrogram patch tokens;
 * Echo's ``EncoderLayer`` once per other ATTENTION variant (rotary ``standard``,
-  masking ``hard``, the variant's default conf). Variants are read from the
-  registries, so new ones appear without editing this file; each is built from
-  its name alone (``ROTARY.build(name, head_dim=...)``) and skipped, with the
-  reason, when that or a forward pass fails. A layer whose ``forward`` takes
-  ``f0`` gets a synthetic pitch track, one that takes ``memory`` a fresh
-  working memory per step.
+  masking ``hard``, the variant's default conf). Variants are read from
+  ``echo_plugin.catalog`` (entry-point variants included), so new ones appear
+  without editing this file; each is built from its name alone
+  (``ROTARY.build(name, head_dim=...)``) and skipped, with the reason, when that
+  or a forward pass fails. A layer whose ``forward`` takes ``f0`` gets a
+  synthetic pitch track, one that takes ``memory`` a fresh working memory per step.
 
 With T=1000 and T=4000 both measured, the report adds each variant's time ratio
 T=4000 / T=1000: 4x is linear in T, 16x quadratic; windowed attention should stay
@@ -158,7 +158,7 @@ def _bind_masking(attention_cls: type, strategy: nn.Module) -> Callable[[], Cont
     return bound
 
 
-# Rows beyond one per registry name: (label, rotary spec, masking). The full pitch-aware rotary
+# Rows beyond one per catalog name: (label, rotary spec, masking). The full pitch-aware rotary
 # (radii from f0 and the pitch-similarity score bias) with soft masking on the fused kernel.
 EXTRA_ROTARIES: List[Tuple[str, Dict, str]] = [
     ("pitch_aware(radii, pitch_bias)", {"type": "pitch_aware", "conf": {"radii": True, "pitch_bias": 1.0}}, "soft"),
@@ -171,11 +171,8 @@ def echo_case(
     label: Optional[str] = None,
 ) -> Case:
     """Echo's EncoderLayer: attention ``attention``, rotary ``rotary`` (name or spec), masking ``masking``."""
-    import echo_plugin.nn.attention  # noqa: F401  (fill the registries)
-    import echo_plugin.nn.masking  # noqa: F401
-    import echo_plugin.nn.rotary  # noqa: F401
+    from echo_plugin.catalog import ATTENTION, MASKING, ROTARY
     from echo_plugin.nn.layers import EncoderLayer, FeedForward
-    from echo_plugin.nn.registries import ATTENTION, MASKING, ROTARY
 
     head_dim = shape.d_model // shape.heads
     ROTARY.build(rotary, head_dim=head_dim)  # a variant that needs more than its name fails here
@@ -222,19 +219,15 @@ def echo_name(rotary: str, masking: str, attention: str = "standard") -> str:
 
 
 def attention_variants() -> List[str]:
-    """ATTENTION registry names other than ``standard`` (which the rotary/masking rows already use)."""
-    import echo_plugin.nn.attention  # noqa: F401
-    from echo_plugin.nn.registries import ATTENTION
+    """ATTENTION names in the catalog other than ``standard`` (which the rotary/masking rows already use)."""
+    from echo_plugin.catalog import ATTENTION
 
     return [name for name in ATTENTION.names() if name != "standard"]
 
 
 def echo_variants(all_pairs: bool) -> List[Tuple[str, str]]:
-    """(rotary, masking) pairs read from the registries."""
-    import echo_plugin.nn.attention  # noqa: F401
-    import echo_plugin.nn.masking  # noqa: F401
-    import echo_plugin.nn.rotary  # noqa: F401
-    from echo_plugin.nn.registries import MASKING, ROTARY
+    """(rotary, masking) pairs read from the catalog."""
+    from echo_plugin.catalog import MASKING, ROTARY
 
     rotaries, maskings = ROTARY.names(), MASKING.names()
     if all_pairs:
@@ -435,7 +428,7 @@ def render(
         "`scaled_dot_product_attention`), FeedForward (swish), layer_norm, pre-norm; one row per "
         "ROTARY variant (masking hard) and per other MASKING variant (rotary standard), "
         "and one row `echo, attention=<name>` per other ATTENTION variant (rotary standard, masking hard), "
-        "each built from its registry name with default conf; layers taking `f0` get a synthetic pitch track, "
+        "each built from its catalog name with default conf; layers taking `f0` get a synthetic pitch track, "
         "layers taking `memory` a fresh working memory per step",
         "- time: median wall-clock seconds of one forward + `backward(fixed random gradient)`, "
         "after warm-up and the memory pass, cases interleaved round-robin; warm-up/repeats per T: "

@@ -35,9 +35,8 @@ RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def build_layer(shape: Shape, attention: str, conf: Dict[str, object]) -> nn.Module:
     """An Echo EncoderLayer with the named attention (rotary standard)."""
-    import echo_plugin.nn.attention  # noqa: F401  (fill the registries)
+    from echo_plugin.catalog import ATTENTION
     from echo_plugin.nn.layers import EncoderLayer, FeedForward
-    from echo_plugin.nn.registries import ATTENTION
 
     spec = {"type": attention, "conf": conf}
     return EncoderLayer(

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from echo_plugin.asr.espnet_model import EchoASRModel
-from echo_plugin.asr.freeze import FREEZE
+from echo_plugin.catalog import FREEZE
 from echo_plugin.registry import Spec
 
 

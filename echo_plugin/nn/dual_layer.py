@@ -23,9 +23,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from echo_plugin.catalog import ACTIVATION
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.standard import MultiHeadAttention
-from echo_plugin.nn.layers import ACTIVATIONS
 
 
 class DualGate(nn.Module):
@@ -49,9 +49,8 @@ class DualGate(nn.Module):
 
 def mlp(d_model: int, hidden: int, activation: str) -> nn.Sequential:
     """Whisper's ``mlp``: Linear(D, U) -> activation -> Linear(U, D) (keys ``0`` and ``2``)."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation '{activation}'; known: {', '.join(sorted(ACTIVATIONS))}")
-    return nn.Sequential(nn.Linear(d_model, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, d_model))
+    act = ACTIVATION.get(activation)
+    return nn.Sequential(nn.Linear(d_model, hidden), act(), nn.Linear(hidden, d_model))
 
 
 def drop_key_bias(attention: nn.Module) -> nn.Module:

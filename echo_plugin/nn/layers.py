@@ -1,8 +1,8 @@
 """Pre-norm transformer blocks that receive ready-built submodules.
 
 The blocks never construct attention or gates themselves: the encoder/decoder
-build each from its registry spec and hand it in, so a new attention or gate
-variant needs no change here.
+build each from its spec (``echo_plugin.catalog``) and hand it in, so a new
+attention or gate variant needs no change here.
 """
 from __future__ import annotations
 
@@ -10,26 +10,17 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
+from echo_plugin.catalog import ACTIVATION, NORM
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.gates.none import NoGate
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
-ACTIVATIONS: Dict[str, type] = {"swish": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
-NORMS: Dict[str, type] = {"layer_norm": nn.LayerNorm, "rms_norm": nn.RMSNorm}
-
-
-def _lookup(table: Mapping[str, type], name: str, kind: str) -> type:
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} '{name}'; known: {', '.join(sorted(table))}") from None
-
 
 def make_norm(name: str, d_model: int) -> nn.Module:
     """``"layer_norm"`` or ``"rms_norm"`` over the last dimension."""
-    return _lookup(NORMS, name, "norm")(d_model)
+    return NORM.get(name)(d_model)
 
 
 def layer_specs(
@@ -61,7 +52,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(d_model, hidden),
-            _lookup(ACTIVATIONS, activation, "activation")(),
+            ACTIVATION.get(activation)(),
             nn.Dropout(dropout),
             nn.Linear(hidden, d_model),
         )
@@ -76,7 +67,7 @@ class EncoderLayer(nn.Module):
     Args:
         self_attn: an ATTENTION module (rotary already inside).
         feed_forward: (B, T, D) -> (B, T, D).
-        d_model: width D.  dropout: residual dropout.  norm: NORMS name.
+        d_model: width D.  dropout: residual dropout.  norm: NORM name.
         gate: a GATE module on the feed-forward update; None = ``NoGate`` (no
             parameters, update unchanged: the plain pre-norm layer).
     """
@@ -143,7 +134,7 @@ class DecoderLayer(nn.Module):
     Args:
         self_attn, cross_attn: ATTENTION modules (cross-attention without rotary).
         feed_forward: (B, L, D) -> (B, L, D).
-        d_model: width D.  dropout: residual dropout.  norm: NORMS name.
+        d_model: width D.  dropout: residual dropout.  norm: NORM name.
         gate: a GATE module on the feed-forward update; None = ``NoGate`` (update unchanged).
     """
 

@@ -1,6 +1,6 @@
 """Every registered ATTENTION variant, as the EchoDecoder's self- or cross-attention: earlier
 outputs never depend on later tokens (eval and train mode), and KV-cached incremental scoring
-equals the full teacher-forced pass. Variants added to the registry are picked up automatically.
+equals the full teacher-forced pass. Variants added to the catalog are picked up automatically.
 The self-attention-only variants must refuse the cross-attention role with a clear error (asserted,
 not skipped); a new variant that refuses it fails here until it is listed in SELF_ATTENTION_ONLY."""
 from __future__ import annotations
@@ -10,9 +10,8 @@ import copy
 import pytest
 import torch
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
-from echo_plugin.nn.registries import ATTENTION
+from echo_plugin.catalog import ATTENTION
 
 VOCAB, D, L, CUT = 11, 16, 12, 6
 SMALL_ADAPTIVE = {

@@ -4,7 +4,8 @@ import torch
 
 from echo_plugin.asr.frontend.echo_frontend import EchoFrontend
 from echo_plugin.asr.frontend.encoders import EncoderInputs, WaveformEncoder
-from echo_plugin.asr.frontend.fusion import FUSION, GatedFusion, SigmoidBlend
+from echo_plugin.asr.frontend.fusion import GatedFusion, SigmoidBlend
+from echo_plugin.catalog import FUSION
 from echo_plugin.features.grid import frame_mask
 from test.features.helpers import recording, speechlike
 

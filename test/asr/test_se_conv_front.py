@@ -6,22 +6,22 @@ import pytest
 import torch
 from torch import nn
 
-from test.asr.espnet_build import build_asr
 from echo_plugin.asr.encoder.echo_encoder import (
-    INPUT_LAYERS,
     EchoEncoder,
     SEBlock,
     SEConvSubsampling,
+    build_input_layer,
     subsampled_lengths,
     subsampling_factor,
 )
+from test.asr.espnet_build import build_asr
 
 FACTORS = {"se_conv": 4, "se_conv2": 2}
 
 
 def se_front(input_layer: str = "se_conv", abs_pos: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    return INPUT_LAYERS[input_layer](12, 32, 0.1, abs_pos).eval()
+    return build_input_layer(input_layer, 12, 32, 0.1, abs_pos).eval()
 
 
 def noisy_batch(lengths, idim: int = 12):

@@ -4,8 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import echo_plugin
-
 
 def printed() -> dict[str, set[str]]:
     out = subprocess.run([sys.executable, "-m", "echo_plugin.bin.list_registries"], capture_output=True, text=True,
@@ -19,20 +17,18 @@ def printed() -> dict[str, set[str]]:
 
 
 def test_every_registry_and_espnet_table_is_listed_with_all_its_names() -> None:
-    from echo_plugin.asr.freeze import FREEZE
-    from echo_plugin.nn.attention.curiosity_scores import SCORE
-    from echo_plugin.nn.registries import ATTENTION, GATE, MASKING, ROTARY
+    from echo_plugin.catalog import ATTENTION, CURIOSITY_SCORE, ESPNET_CHOICES, FREEZE, GATE, MASKING, OPTIMIZER, ROTARY
 
     tables = printed()
     assert tables["rotary"] == set(ROTARY.names()) >= {"standard", "pitch_aware", "quaternion", "givens", "axial"}
     assert tables["attention"] == set(ATTENTION.names()) >= {"myelinated", "integrated", "adaptive", "curiosity"}
     assert tables["masking"] == set(MASKING.names()) == {"hard", "soft"}
     assert tables["gate"] == set(GATE.names()) >= {"t_gate", "m_gate", "c_gate", "mlp_gate"}
-    assert tables["curiosity score"] == set(SCORE.names()) == {"dot", "cosine", "rbf"}
+    assert tables["curiosity score"] == set(CURIOSITY_SCORE.names()) == {"dot", "cosine", "rbf"}
     assert tables["freeze"] == set(FREEZE.names())
-    assert tables["optim"] == set(echo_plugin.optimizers()) == {"maxfactor"}
+    assert tables["optim"] == set(OPTIMIZER.names()) == {"maxfactor"}
     assert "se_conv" in tables["input layer"] and "rms_norm" in tables["norm"]
-    for table, classes in echo_plugin.components().items():
-        assert tables[f"espnet {table}"] == set(classes)
+    for table, classes in ESPNET_CHOICES.items():
+        assert tables[f"espnet {table}"] == set(classes.names())
     assert "speaker_mvn" in tables["espnet normalize_choices"]
     assert "speech_mvn" in tables["espnet normalize_choices"]

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import echo_plugin
+from echo_plugin import catalog
 from echo_plugin.inference.strict_load import WeightMismatchError, load_strict
+from echo_plugin.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "fsdd" / "asr1"
@@ -20,7 +22,7 @@ def test_register_adds_echo_and_is_idempotent() -> None:
     echo_plugin.register()
     import espnet2.tasks.asr as asr_task
 
-    for table, classes in echo_plugin.components().items():
+    for table, classes in catalog.ESPNET_CHOICES.items():
         choices = getattr(asr_task, table)
         for name, cls in classes.items():
             assert choices.get_class(name) is cls
@@ -29,7 +31,9 @@ def test_register_adds_echo_and_is_idempotent() -> None:
 
 def test_register_refuses_a_class_of_the_wrong_base(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(echo_plugin, "_REGISTERED", False)
-    monkeypatch.setattr(echo_plugin, "components", lambda: {"encoder_choices": {"bogus": torch.nn.Linear}})
+    bogus = Registry("espnet encoder_choices")
+    bogus.add("bogus", torch.nn.Linear)
+    monkeypatch.setattr(catalog, "ESPNET_CHOICES", {"encoder_choices": bogus})
     with pytest.raises(TypeError, match="AbsEncoder"):
         echo_plugin.register()
 

@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.attention.adaptive import AdaptiveAttention
 from echo_plugin.nn.attention.local import chunked_band_attend, dense_band_attend, mean_attend
 from echo_plugin.nn.attention.span_refiner import SpanRefiner
-from echo_plugin.nn.registries import ATTENTION
 
 D, H = 16, 2
 

@@ -3,10 +3,10 @@ every variant goes through."""
 import pytest
 import torch
 
+from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.attention import MultiHeadAttention, attend, attend_reference
 from echo_plugin.nn.attention.kernel import attention_mask, masked_attend
 from echo_plugin.nn.attention.standard import AttentionCall
-from echo_plugin.nn.registries import ATTENTION
 
 
 def qkv(t_len: int, s_len: int, batch: int = 3, heads: int = 2, dim: int = 8):

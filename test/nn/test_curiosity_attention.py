@@ -9,9 +9,9 @@ from typing import Optional
 import pytest
 import torch
 
+from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.attention import CuriosityAttention
 from echo_plugin.nn.attention.curiosity_scores import CosineScore, RBFScore
-from echo_plugin.nn.registries import ATTENTION
 
 D, H = 16, 2
 DH = D // H

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
 from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
+from echo_plugin.catalog import GATE
 from echo_plugin.nn.attention import MultiHeadAttention
 from echo_plugin.nn.gates import ContextGate, Gate, MemoryGate, MLPGate, NoGate, TypeGate
 from echo_plugin.nn.layers import DecoderLayer, EncoderLayer, FeedForward
-from echo_plugin.nn.registries import GATE
 
 D = 8
 GATED = ["mlp_gate", "t_gate", "m_gate", "c_gate"]

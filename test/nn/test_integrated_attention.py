@@ -4,12 +4,11 @@ import math
 import pytest
 import torch
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.attention import integrated as integrated_module
 from echo_plugin.nn.attention.integrated import IntegratedAttention, explicit_attend
 from echo_plugin.nn.attention.kernel import attend_reference
 from echo_plugin.nn.attention.standard import AttentionCall
-from echo_plugin.nn.registries import ATTENTION
 from test.asr.espnet_build import build_asr
 
 D, H = 16, 4

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from echo_plugin.catalog import MASKING
 from echo_plugin.nn.attention import attend, attend_reference
 from echo_plugin.nn.masking import HardMasking, SoftMasking, frame_silence, subsample_silence
-from echo_plugin.nn.registries import MASKING
 
 PADDING = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] * 5])
 SILENCE = torch.tensor([[False, True, True, False, False, False], [True] + [False] * 5, [False] * 6])

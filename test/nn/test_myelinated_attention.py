@@ -2,12 +2,11 @@
 import pytest
 import torch
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
+from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.attention import myelinated as myelinated_module
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.attention.myelinated import CHEAP, FULL, SKIP, MyelinatedAttention, select_frames
 from echo_plugin.nn.layers import EncoderLayer, FeedForward
-from echo_plugin.nn.registries import ATTENTION
 from test.asr.espnet_build import build_asr
 
 D, H = 16, 4

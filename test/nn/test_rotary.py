@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from echo_plugin.nn.registries import ROTARY
+from echo_plugin.catalog import ROTARY
 from echo_plugin.nn.rotary import NoRotary, StandardRotary, apply_rotary
 
 

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from echo_plugin.catalog import ROTARY
 from echo_plugin.nn.attention import MultiHeadAttention, attend_reference
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary import (
     AxialRotary,
     F0Track,

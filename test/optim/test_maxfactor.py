@@ -15,7 +15,9 @@ import torch
 import yaml
 
 import echo_plugin
+from echo_plugin import catalog
 from echo_plugin.optim.maxfactor import MaxFactor
+from echo_plugin.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "test" / "fixtures" / "train_asr_echo_tiny.yaml"
@@ -197,7 +199,9 @@ def test_registration_into_espnet_is_checked_and_idempotent(monkeypatch: pytest.
     monkeypatch.setitem(abs_task.optim_classes, "maxfactor", torch.optim.AdamW)
     with pytest.raises(KeyError, match="maxfactor"):
         echo_plugin._register_optimizers()
-    monkeypatch.setattr(echo_plugin, "optimizers", lambda: {"bogus": torch.nn.Linear})
+    bogus = Registry("optim")
+    bogus.add("bogus", torch.nn.Linear)
+    monkeypatch.setattr(catalog, "OPTIMIZER", bogus)
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         echo_plugin._register_optimizers()
 

@@ -3,7 +3,7 @@
 ``decoder: dual`` in ESPnet YAML. Each layer (:class:`DualDecoderLayer`) runs
 causal self-attention, then two cross-attentions over the same encoder output,
 fused per token by ``alpha = sigmoid(MLP([query; primary; secondary]))``, then
-the MLP. Positions come from the POSITION registry (``learned`` as Whisper,
+the MLP. Positions come from the POSITION table (``learned`` as Whisper,
 ``sinusoidal`` as ESPnet, ``rotary``).
 
 Warm start (strict: any missing / unexpected key or shape mismatch fails, by name):
@@ -32,13 +32,11 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 from echo_plugin.asr import espnet_ckpt, whisper_ckpt
 from echo_plugin.asr.warm_start import Converted, WarmStartError, load_strict
+from echo_plugin.catalog import ATTENTION, POSITION
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.dual_layer import DualDecoderLayer, DualGate, drop_key_bias
-from echo_plugin.nn.positions import POSITION
-from echo_plugin.nn.registries import ATTENTION
 from echo_plugin.registry import Spec
 
 FRESH_PARTS = (".secondary_attn.", ".gate.")

@@ -16,11 +16,9 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
-import echo_plugin.nn.gates  # noqa: F401  (fills the GATE registry)
+from echo_plugin.catalog import ATTENTION, GATE
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
-from echo_plugin.nn.registries import ATTENTION, GATE
 
 LAYER_DEFAULTS: Mapping[str, Any] = {
     "self_attention": "standard",

@@ -2,31 +2,23 @@
 transformer layers with rotary attention and optionally gated feed-forward updates."""
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
 from espnet.nets.pytorch_backend.transformer.subsampling import (
-    Conv2dSubsampling,
-    Conv2dSubsampling2,
-    Conv2dSubsampling6,
-    Conv2dSubsampling8,
     TooShortUttError,
     check_short_utt,
 )
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
-import echo_plugin.nn.gates  # noqa: F401  (fills the GATE registry)
-import echo_plugin.nn.rotary  # noqa: F401  (fills the ROTARY registry)
 from echo_plugin.asr.encoder.patch_input import PatchEmbedding
+from echo_plugin.catalog import ATTENTION, GATE, INPUT_LAYER
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence
-from echo_plugin.nn.registries import ATTENTION, GATE
 from echo_plugin.nn.rotary.axial import grid_positions
 from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
 
@@ -156,27 +148,13 @@ class SEConvSubsampling(nn.Module):
         return out, None if lengths is None else frame_mask(lengths, out.size(1)).unsqueeze(1)
 
 
-def _subsampling(subsampling: Callable[..., nn.Module]) -> Callable[[int, int, float, bool], nn.Module]:
-    """An ESPnet subsampling class whose output gets ESPnet's absolute sinusoidal
-    positional encoding (``abs_pos``) or only dropout (rotary-only positions)."""
+def build_input_layer(name: str, idim: int, odim: int, dropout_rate: float, abs_pos: bool) -> nn.Module:
+    """The ``INPUT_LAYER`` ``name`` (ESPnet's subsampling classes or Echo's), whose output gets
+    ESPnet's absolute sinusoidal positional encoding (``abs_pos``) or only dropout (rotary-only positions)."""
+    subsampling = INPUT_LAYER.get(name)
+    pos_enc = PositionalEncoding(odim, dropout_rate) if abs_pos else nn.Dropout(dropout_rate)
+    return subsampling(idim, odim, dropout_rate, pos_enc=pos_enc)
 
-    def build(idim: int, odim: int, dropout_rate: float, abs_pos: bool) -> nn.Module:
-        pos_enc = PositionalEncoding(odim, dropout_rate) if abs_pos else nn.Dropout(dropout_rate)
-        return subsampling(idim, odim, dropout_rate, pos_enc=pos_enc)
-
-    return build
-
-
-INPUT_LAYERS: Dict[str, Callable[[int, int, float, bool], nn.Module]] = {
-    "conv2d": _subsampling(Conv2dSubsampling),  # time / 4
-    "conv2d2": _subsampling(Conv2dSubsampling2),  # time / 2
-    "conv2d6": _subsampling(Conv2dSubsampling6),  # time / 6
-    "conv2d8": _subsampling(Conv2dSubsampling8),  # time / 8
-    "linear": _subsampling(LinearInput),  # time / 1
-    "se_conv": _subsampling(SEConvSubsampling),  # time / 4, ceil
-    "se_conv2": _subsampling(partial(SEConvSubsampling, subsample=2)),  # time / 2, ceil
-    "patch2d": _subsampling(PatchEmbedding),  # time / 4, (4 x 8) spectrogram patches as tokens
-}
 PATCH_ROTARIES = ("axial", "none")  # what layers over (time, frequency) patch tokens may use
 
 
@@ -250,7 +228,7 @@ class EchoEncoder(AbsEncoder):
         num_blocks: number of layers.
         dropout_rate: residual, feed-forward and input-layer dropout.
         attention_dropout_rate: dropout on attention weights.
-        input_layer: one of ``INPUT_LAYERS``: ESPnet's conv2d (time / 4), conv2d2, conv2d6,
+        input_layer: an ``INPUT_LAYER`` name: ESPnet's conv2d (time / 4), conv2d2, conv2d6,
             conv2d8, linear (no subsampling), the SE-block conv front ``se_conv`` (time / 4)
             and ``se_conv2`` (time / 2), see :class:`SEConvSubsampling`, or ``patch2d``:
             spectrogram patches as tokens with (time, frequency) positions for the ``axial``
@@ -292,12 +270,10 @@ class EchoEncoder(AbsEncoder):
         silence_threshold: Optional[float] = None,
     ) -> None:
         super().__init__()
-        if input_layer not in INPUT_LAYERS:
-            raise ValueError(f"unknown input_layer '{input_layer}'; known: {', '.join(sorted(INPUT_LAYERS))}")
         if frame_shift <= 0:
             raise ValueError(f"frame_shift must be positive seconds, got {frame_shift}")
         self._output_size = output_size
-        self.embed = INPUT_LAYERS[input_layer](input_size, output_size, dropout_rate, abs_pos)
+        self.embed = build_input_layer(input_layer, input_size, output_size, dropout_rate, abs_pos)
         self.frame_period = frame_shift * subsampling_factor(self.embed)
         self.silence_threshold = silence_threshold
         if silence_threshold is not None:

@@ -23,11 +23,10 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
-import echo_plugin.nn.attention  # noqa: F401  (fills the ATTENTION registry)
 from echo_plugin.asr import whisper_ckpt
 from echo_plugin.asr.warm_start import WarmStartError, load_strict
+from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.dual_layer import drop_key_bias, mlp
-from echo_plugin.nn.registries import ATTENTION
 
 
 def whisper_sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:

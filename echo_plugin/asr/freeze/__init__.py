@@ -1,5 +1,8 @@
-"""Freezing strategies; importing this package fills the FREEZE registry."""
-from echo_plugin.asr.freeze import encoder, encoder_and_primary, none, two_stage  # noqa: F401
-from echo_plugin.asr.freeze.base import FREEZE, FreezeStrategy
+"""Freezing strategies (``echo_plugin.catalog.FREEZE``)."""
+from echo_plugin.asr.freeze.base import FreezeStrategy
+from echo_plugin.asr.freeze.encoder import FreezeEncoder
+from echo_plugin.asr.freeze.encoder_and_primary import FreezeEncoderAndPrimary
+from echo_plugin.asr.freeze.none import NoFreeze
+from echo_plugin.asr.freeze.two_stage import TwoStage
 
-__all__ = ["FREEZE", "FreezeStrategy"]
+__all__ = ["FreezeStrategy", "FreezeEncoder", "FreezeEncoderAndPrimary", "NoFreeze", "TwoStage"]

@@ -1,4 +1,5 @@
-"""FREEZE registry: which parameters of an ESPnet ASR model train at a given optimizer step.
+"""Freezing strategies (``echo_plugin.catalog.FREEZE``): which parameters of an ESPnet ASR model
+train at a given optimizer step.
 
 A strategy answers ``trainable(name, step)`` for every parameter name of the whole
 model (``encoder.*``, ``decoder.*``, ``ctc.*``, ...); :class:`FreezingASRModel`
@@ -10,10 +11,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from torch import nn
-
-from echo_plugin.registry import Registry
-
-FREEZE: Registry = Registry("freeze")
 
 ENCODE_PARTS = ("frontend.", "specaug.", "normalize.", "preencoder.", "encoder.", "postencoder.")
 """Model parts before the encoder output: what ``freeze: encoder`` holds fixed."""

@@ -1,10 +1,9 @@
 """``freeze: encoder``: the encoder (and everything before it) stays fixed."""
 from __future__ import annotations
 
-from echo_plugin.asr.freeze.base import ENCODE_PARTS, FREEZE, FreezeStrategy
+from echo_plugin.asr.freeze.base import ENCODE_PARTS, FreezeStrategy
 
 
-@FREEZE.register("encoder")
 class FreezeEncoder(FreezeStrategy):
     """Frontend, normalization, pre-/post-encoder and encoder are frozen; decoder and CTC train."""
 

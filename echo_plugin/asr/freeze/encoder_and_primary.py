@@ -4,10 +4,9 @@ from __future__ import annotations
 from torch import nn
 
 from echo_plugin.asr.decoder.dual_decoder import is_dual_addition
-from echo_plugin.asr.freeze.base import FREEZE, FreezeStrategy
+from echo_plugin.asr.freeze.base import FreezeStrategy
 
 
-@FREEZE.register("encoder_and_primary")
 class FreezeEncoderAndPrimary(FreezeStrategy):
     """Everything pretrained is frozen (encoder, CTC, decoder embedding / self- / primary cross-attention /
     MLP / norms); ``decoder.blocks.<i>.secondary_attn.*`` and ``decoder.blocks.<i>.gate.*`` train."""

@@ -1,10 +1,9 @@
 """``freeze: none``: full fine-tuning."""
 from __future__ import annotations
 
-from echo_plugin.asr.freeze.base import FREEZE, FreezeStrategy
+from echo_plugin.asr.freeze.base import FreezeStrategy
 
 
-@FREEZE.register("none")
 class NoFreeze(FreezeStrategy):
     """Every parameter trains."""
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from echo_plugin.asr.freeze.base import FREEZE, FreezeStrategy
+from echo_plugin.asr.freeze.base import FreezeStrategy
+from echo_plugin.catalog import FREEZE
 from echo_plugin.registry import Spec
 
 
-@FREEZE.register("two_stage")
 class TwoStage(FreezeStrategy):
     """``first`` for training steps 0 .. switch_step - 1, then ``then``.
 

@@ -38,8 +38,8 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import Tensor, nn
 
-from echo_plugin.asr.frontend.encoders import ENCODER_OPTIONS, FRAME_FEATURES, EncoderInputs, build_encoder
-from echo_plugin.asr.frontend.fusion import FUSION
+from echo_plugin.asr.frontend.encoders import FRAME_FEATURES, EncoderInputs, EncoderOptions
+from echo_plugin.catalog import FEATURE_ENCODER, FUSION
 from echo_plugin.features.extractor import FEATURES, FeatureConfig, FeatureExtractor
 from echo_plugin.features.grid import frame_mask
 from echo_plugin.features.pitch import F0Config
@@ -69,7 +69,7 @@ class EchoFrontend(AbsFrontend):
         world_bands: mel bands of the harmonic (envelope) and aperiodic features.
         aperiodic_method: ``periodicity`` (any rate) or ``d4c`` (fs >= 12 kHz; see ``features/aperiodic.py``).
         phase_bands: mel bands of the phase feature (it has 2x this many channels).
-        encoder: options of the per-feature encoders (``encoders.ENCODER_OPTIONS``).
+        encoder: options of the per-feature encoders (``encoders.EncoderOptions``).
     """
 
     def __init__(
@@ -97,10 +97,7 @@ class EchoFrontend(AbsFrontend):
         unknown = set(features) - set(FEATURES)
         if not features or unknown or len(set(features)) != len(features):
             raise ValueError(f"features must be distinct names from {', '.join(FEATURES)}, got {list(features)}")
-        encoder = dict(encoder or {})
-        bad = set(encoder) - set(ENCODER_OPTIONS)
-        if bad:
-            raise ValueError(f"unknown encoder options {sorted(bad)}; known: {', '.join(ENCODER_OPTIONS)}")
+        options = EncoderOptions.from_conf(encoder)
         self.conf = FeatureConfig(
             fs=int(fs),
             n_fft=n_fft,
@@ -120,7 +117,10 @@ class EchoFrontend(AbsFrontend):
         self.extractor = FeatureExtractor(self.conf, features)
         dims = self.conf.dims()
         self.encoders = nn.ModuleDict(
-            {name: build_encoder(name, dims, output_size, hop_length, encoder) for name in features}
+            {
+                name: FEATURE_ENCODER.get(name).from_options(name, dims, output_size, hop_length, options)
+                for name in features
+            }
         )
         self.fusion = FUSION.build(fusion, d_model=output_size, features=features)
 

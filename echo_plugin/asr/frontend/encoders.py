@@ -1,13 +1,17 @@
 """One small encoder per input feature, each mapping its feature to (B, T, D) on the shared frame grid.
 
+``echo_plugin.catalog.FEATURE_ENCODER`` names each feature's encoder class; every
+class is built by ``from_options(feature, dims, d_model, hop_length, options)``
+with the frontend's :class:`EncoderOptions` (``frontend_conf.encoder``).
+
 Every encoder ignores padding: frame convolutions see zeros past an
 utterance's end (as they would alone), and the input normalisation uses the
 utterance's own frames, so a batch member is encoded as if it were alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, FrozenSet, Mapping, Optional
+from dataclasses import dataclass, fields
+from typing import Any, FrozenSet, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +30,29 @@ class EncoderInputs:
     frame_lengths: Tensor  # (B,)
     mask: Tensor  # (B, T) True on real frames
     normalized: FrozenSet[str] = frozenset()  # frame features already normalized (speaker_mvn): used as given
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """``frontend_conf.encoder``: options shared by the per-feature encoders."""
+
+    layers: int = 2  # conv layers per frame-feature and pitch encoder
+    kernel_size: int = 3  # the frame-feature encoders' kernel (odd)
+    pitch_kernel_size: int = 5  # the pitch encoder's kernel (odd)
+    dropout: float = 0.0  # dropout after each conv
+    waveform_channels: Optional[int] = None  # channels of the waveform conv stack (None: output_size)
+
+    @classmethod
+    def from_conf(cls, conf: Optional[Mapping[str, Any]]) -> EncoderOptions:
+        """From the YAML mapping (None = defaults); an unknown key is an error naming the known ones."""
+        conf = dict(conf or {})
+        known = [f.name for f in fields(cls)]
+        bad = set(conf) - set(known)
+        if bad:
+            raise ValueError(f"unknown encoder options {sorted(bad)}; known: {', '.join(known)}")
+        numbers = {name: float(value) if name == "dropout" else int(value)
+                   for name, value in conf.items() if name != "waveform_channels"}
+        return cls(**numbers, waveform_channels=conf.get("waveform_channels"))
 
 
 def masked_utterance_norm(x: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
@@ -77,6 +104,12 @@ class FrameFeatureEncoder(nn.Module):
         self.name = name
         self.stack = FrameConvStack(in_dim, d_model, layers, kernel_size, dropout)
 
+    @classmethod
+    def from_options(
+        cls, feature: str, dims: Mapping[str, int], d_model: int, hop_length: int, options: EncoderOptions
+    ) -> FrameFeatureEncoder:
+        return cls(feature, dims[feature], d_model, options.layers, options.kernel_size, options.dropout)
+
     def forward(self, inputs: EncoderInputs) -> Tensor:
         x = inputs.feats[self.name]
         if self.name not in inputs.normalized:
@@ -90,6 +123,12 @@ class PitchEncoder(nn.Module):
     def __init__(self, d_model: int, layers: int = 2, kernel_size: int = 5, dropout: float = 0.0) -> None:
         super().__init__()
         self.stack = FrameConvStack(PITCH_FEATURE_DIM, d_model, layers, kernel_size, dropout)
+
+    @classmethod
+    def from_options(
+        cls, feature: str, dims: Mapping[str, int], d_model: int, hop_length: int, options: EncoderOptions
+    ) -> PitchEncoder:
+        return cls(d_model, options.layers, options.pitch_kernel_size, options.dropout)
 
     def forward(self, inputs: EncoderInputs) -> Tensor:
         return self.stack(pitch_features(inputs.feats["pitch"], inputs.frame_lengths), inputs.mask)
@@ -123,6 +162,12 @@ class WaveformEncoder(nn.Module):
         self.proj = nn.Linear(channels, d_model)
         self.norm = nn.LayerNorm(d_model)
 
+    @classmethod
+    def from_options(
+        cls, feature: str, dims: Mapping[str, int], d_model: int, hop_length: int, options: EncoderOptions
+    ) -> WaveformEncoder:
+        return cls(d_model, hop_length, options.waveform_channels, options.dropout)
+
     def forward(self, inputs: EncoderInputs) -> Tensor:
         wave = normalise_rms(inputs.wave.float(), inputs.wave_lengths)
         h = pad_for_frames(wave, inputs.wave_lengths, self.receptive, self.hop_length)[:, None, :]
@@ -132,26 +177,3 @@ class WaveformEncoder(nn.Module):
         num_frames = inputs.mask.size(1)
         assert h.size(1) == num_frames, (h.shape, num_frames)
         return self.norm(self.proj(h))
-
-
-def build_encoder(
-    name: str, in_dims: Mapping[str, int], d_model: int, hop_length: int, conf: Mapping[str, object]
-) -> nn.Module:
-    """The encoder of feature ``name``; ``conf``: layers, kernel_size, dropout, waveform_channels."""
-    layers = int(conf.get("layers", 2))
-    kernel = int(conf.get("kernel_size", 3))
-    dropout = float(conf.get("dropout", 0.0))
-    if name == "waveform":
-        return WaveformEncoder(d_model, hop_length, conf.get("waveform_channels"), dropout)  # type: ignore[arg-type]
-    if name == "pitch":
-        return PitchEncoder(d_model, layers, int(conf.get("pitch_kernel_size", 5)), dropout)
-    return FrameFeatureEncoder(name, in_dims[name], d_model, layers, kernel, dropout)
-
-
-ENCODER_OPTIONS: Dict[str, str] = {
-    "layers": "conv layers per frame-feature encoder (default 2)",
-    "kernel_size": "their kernel (odd, default 3)",
-    "pitch_kernel_size": "the pitch encoder's kernel (odd, default 5)",
-    "dropout": "dropout after each conv (default 0.0)",
-    "waveform_channels": "channels of the waveform conv stack (default output_size)",
-}

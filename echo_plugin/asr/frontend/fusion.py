@@ -1,6 +1,6 @@
 """How the frontend merges its per-feature encodings (B, T, D) into one (B, T, D) stream.
 
-Strategies live in the ``FUSION`` registry and are picked in YAML with
+Strategies are the ``echo_plugin.catalog.FUSION`` table and are picked in YAML with
 ``fusion: {type: gated, conf: {...}}``. Both built-in strategies first apply
 the learnable sigmoid blend of waveform and spectrogram (``blend: true``,
 the default, when both are present):
@@ -18,10 +18,6 @@ from typing import Dict, List, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
-
-from echo_plugin.registry import Registry
-
-FUSION: Registry = Registry("fusion", base=nn.Module)
 
 BLENDED = ("waveform", "spectrogram")
 
@@ -65,7 +61,6 @@ class _BlendingFusion(nn.Module):
         return [out[name] for name in self.streams]
 
 
-@FUSION.register("gated")
 class GatedFusion(_BlendingFusion):
     """Per-frame sigmoid gate per stream (seed 04's c_gate), then a linear merge.
 
@@ -92,7 +87,6 @@ class GatedFusion(_BlendingFusion):
         return self.norm(self.merge(gated))
 
 
-@FUSION.register("concat")
 class ConcatFusion(_BlendingFusion):
     """Concatenate the streams, then a linear map and LayerNorm (no gates)."""
 

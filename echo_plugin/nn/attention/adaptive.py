@@ -78,7 +78,6 @@ from echo_plugin.nn.attention.local import (
 from echo_plugin.nn.attention.node_importance import NodeImportance, gather_rows, routed_indices
 from echo_plugin.nn.attention.span_refiner import SpanRefiner, span_statistics
 from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
-from echo_plugin.nn.registries import ATTENTION
 
 Part = Union[None, bool, Mapping[str, Any]]
 """A part's YAML switch: true = on with defaults, a mapping = on with options, false/null = off."""
@@ -94,7 +93,6 @@ def build_part(cls: Callable[..., nn.Module], part: Part, name: str, **context: 
     return cls(**context, **options)
 
 
-@ATTENTION.register("adaptive")
 class AdaptiveAttention(MultiHeadAttention):
     """Multi-head attention with span refiner, focus window and node-importance routing.
 

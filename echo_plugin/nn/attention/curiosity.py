@@ -32,15 +32,13 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.attention.curiosity_scores import SCORE
+from echo_plugin.catalog import CURIOSITY_SCORE
 from echo_plugin.nn.attention.kernel import attend
 from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
-from echo_plugin.nn.registries import ATTENTION
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
 
-@ATTENTION.register("curiosity")
 class CuriosityAttention(MultiHeadAttention):
     """Multi-head attention with a per-head gated auxiliary stream.
 
@@ -48,7 +46,7 @@ class CuriosityAttention(MultiHeadAttention):
 
     Args:
         d_model, n_heads, and by keyword dropout, rotary, rotary_k, masking: as :class:`MultiHeadAttention`.
-        score: SCORE spec of the auxiliary stream (``dot``, ``cosine``, ``rbf``).
+        score: CURIOSITY_SCORE spec of the auxiliary stream (``dot``, ``cosine``, ``rbf``).
         gate_init: initial gate logit of every head (seed: 0.0, i.e. an even mix).
     """
 
@@ -65,7 +63,7 @@ class CuriosityAttention(MultiHeadAttention):
         self.aux_key = nn.Linear(d_model, d_model)
         self.aux_value = nn.Linear(d_model, d_model)
         self.gate = nn.Parameter(torch.full((n_heads,), float(gate_init)))
-        self.score = SCORE.build(score, n_heads=n_heads, head_dim=self.head_dim)
+        self.score = CURIOSITY_SCORE.build(score, n_heads=n_heads, head_dim=self.head_dim)
 
     def project_keys(self, source: Tensor, positions: Tensor, f0: Optional[F0Track]) -> Tensor:
         """Main then auxiliary keys along the head axis, both rotated: (B, 2H, S_new, dh)."""

@@ -1,6 +1,6 @@
 """Score functions for curiosity attention's auxiliary stream, expressed as fused-kernel inputs.
 
-Each score (the SCORE registry, ``score: dot | cosine | rbf`` or ``{type, conf}``) maps
+Each score (``echo_plugin.catalog.CURIOSITY_SCORE``, ``score: dot | cosine | rbf`` or ``{type, conf}``) maps
 rotated queries ``q`` (B, H, T, dh) and keys ``k`` (B, H, S, dh) to
 ``(q', k', key_bias)`` such that the logits of
 :func:`~echo_plugin.nn.attention.kernel.attend`,
@@ -24,15 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from echo_plugin.registry import Registry
-
 ScoreInputs = Tuple[Tensor, Tensor, Optional[Tensor]]
 """(q' (B, H, T, dh), k' (B, H, S, dh), key_bias (B, H, 1, S) or None)."""
 
-SCORE: Registry = Registry("curiosity score")
-
-
-@SCORE.register("dot")
 class DotScore(nn.Module):
     """Scaled dot product: the inputs unchanged."""
 
@@ -43,7 +37,6 @@ class DotScore(nn.Module):
         return q, k, None
 
 
-@SCORE.register("cosine")
 class CosineScore(nn.Module):
     """``tau_h cos(q, k)``; ``temperature``: initial tau (same for every head)."""
 
@@ -63,7 +56,6 @@ class CosineScore(nn.Module):
         return F.normalize(q, dim=-1) * scale, F.normalize(k, dim=-1), None
 
 
-@SCORE.register("rbf")
 class RBFScore(nn.Module):
     """``-||q - k||^2 / (2 sigma_h^2)``; ``sigma``: initial bandwidth, None = ``dh ** 0.25``."""
 

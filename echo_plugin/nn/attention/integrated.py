@@ -45,7 +45,6 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
-from echo_plugin.nn.registries import ATTENTION
 
 HIDDEN = -1e9  # score of a hidden key: exp underflows to 0 exactly, log stays finite (no NaN gradients)
 
@@ -89,7 +88,6 @@ def pool_blocks(x: Tensor, keep: Optional[Tensor], stride: int) -> Tuple[Tensor,
     return (x * weight).sum(dim=3) / total.clamp(min=1.0), total[:, 0, :, 0] > 0
 
 
-@ATTENTION.register("integrated")
 class IntegratedAttention(MultiHeadAttention):
     """Local windowed + global attention, gated per head/token from branch entropies (self-attention only).
 

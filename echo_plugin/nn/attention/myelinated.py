@@ -67,7 +67,6 @@ from torch import Tensor, nn
 
 from echo_plugin.nn.attention.kernel import masked_attend
 from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
-from echo_plugin.nn.registries import ATTENTION
 
 PATHS: Tuple[str, ...] = ("full", "cheap", "skip")
 FULL, CHEAP, SKIP = range(3)
@@ -114,7 +113,6 @@ def forced_pattern(first: int, count: int, rate: float, device: torch.device) ->
     return torch.floor((s + 1) * rate) > torch.floor(s * rate)
 
 
-@ATTENTION.register("myelinated")
 class MyelinatedAttention(MultiHeadAttention):
     """Self-attention with per-segment full / cheap / skip routing and working memory.
 

@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, ClassVar, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-import echo_plugin.nn.masking  # noqa: F401  (fills the MASKING registry)
+from echo_plugin.catalog import MASKING, ROTARY
 from echo_plugin.nn.attention import kernel
 from echo_plugin.nn.attention.kernel import KVCache
-from echo_plugin.nn.registries import ATTENTION, MASKING, ROTARY
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
 
@@ -130,7 +129,6 @@ class AttentionCall:
         return v.new_zeros(v.shape[0], self.module.n_heads, 0, self.module.head_dim), v
 
 
-@ATTENTION.register("standard")
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with pluggable rotary position embeddings on queries and keys.
 

@@ -1,4 +1,4 @@
-"""Gates on a layer's feed-forward residual update (the GATE registry).
+"""Gates on a layer's feed-forward residual update (``echo_plugin.catalog.GATE``).
 
 Per layer group in YAML, ``gate: none`` (default) or e.g.
 ``gate: {type: t_gate, conf: {num_types: 4}}``; every gate maps
@@ -10,7 +10,6 @@ Per layer group in YAML, ``gate: none`` (default) or e.g.
 - ``m_gate``: g = (sigmoid(softmax(x K^T / sqrt(D)) V) + sigmoid(MLP(x))) / 2.
 - ``c_gate``: g = sigmoid(W_x x + W_a LN(aux) + b), or sigmoid(W_x x + b) without aux.
 """
-# Importing each gate registers it in ``echo_plugin.nn.registries.GATE``.
 from echo_plugin.nn.gates.base import Gate
 from echo_plugin.nn.gates.c_gate import ContextGate
 from echo_plugin.nn.gates.m_gate import MemoryGate

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 
 class Gate(nn.Module):
-    """Base class of the GATE registry (see the module doc).
+    """Base class of the GATE table (``echo_plugin.catalog``; see the module doc).
 
     Args:
         d_model: width D (set by the model).

@@ -7,10 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.gates.base import Gate
-from echo_plugin.nn.registries import GATE
 
 
-@GATE.register("c_gate")
 class ContextGate(Gate):
     """Gate the update by the frame's input and an auxiliary feature stream ``aux``.
 

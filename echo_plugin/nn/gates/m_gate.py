@@ -8,10 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.gates.base import Gate
-from echo_plugin.nn.registries import GATE
 
 
-@GATE.register("m_gate")
 class MemoryGate(Gate):
     """Attention of each frame over ``mem_size`` learned (key, value) slots, as in seed 04's ``m_gate``.
 

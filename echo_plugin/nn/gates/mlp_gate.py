@@ -7,10 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.gates.base import Gate
-from echo_plugin.nn.registries import GATE
 
 
-@GATE.register("mlp_gate")
 class MLPGate(Gate):
     """g = sigmoid(W x + b);  out = g * update.
 

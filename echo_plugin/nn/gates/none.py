@@ -6,10 +6,8 @@ from typing import Optional
 from torch import Tensor
 
 from echo_plugin.nn.gates.base import Gate
-from echo_plugin.nn.registries import GATE
 
 
-@GATE.register("none")
 class NoGate(Gate):
     """Identity, ``gate(x, update) = update``, with no parameters. YAML: ``gate: none``.
 

@@ -7,10 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.gates.base import Gate
-from echo_plugin.nn.registries import GATE
 
 
-@GATE.register("t_gate")
 class TypeGate(Gate):
     """Each frame is softly classified into ``num_types`` types; each type has its own gate.
 

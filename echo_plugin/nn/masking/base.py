@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 
 class KeyMasking(nn.Module):
-    """Base class of the MASKING registry (see the module doc)."""
+    """Base class of the MASKING table (``echo_plugin.catalog``; see the module doc)."""
 
     def key_scale(
         self, key_padding_mask: Optional[Tensor], zero_keys: Optional[Tensor], dtype: torch.dtype

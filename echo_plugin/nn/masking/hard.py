@@ -11,10 +11,8 @@ import torch
 from torch import Tensor
 
 from echo_plugin.nn.masking.base import KeyMasking
-from echo_plugin.nn.registries import MASKING
 
 
-@MASKING.register("hard")
 class HardMasking(KeyMasking):
     """``masking: hard``: exactly the behaviour of the kernel without a strategy."""
 

@@ -29,10 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.nn.masking.base import KeyMasking
-from echo_plugin.nn.registries import MASKING
 
 
-@MASKING.register("soft")
 class SoftMasking(KeyMasking):
     """``masking: {type: soft, conf: {scale, learned, min_scale, max_scale, padding}}``.
 

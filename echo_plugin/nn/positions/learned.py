@@ -4,10 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.positions.base import POSITION
 
-
-@POSITION.register("learned")
 class LearnedPositions(nn.Module):
     """A (max_positions, D) table added to the token embeddings.
 

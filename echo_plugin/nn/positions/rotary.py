@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from echo_plugin.nn.positions.base import POSITION
 from echo_plugin.registry import Spec
 
 
-@POSITION.register("rotary")
 class RotaryPositions(nn.Module):
     """No absolute position; ``self_rotary`` (a ROTARY spec, default ``standard``) goes to self-attention.
 
     Args:
-        d_model: width D (unused, the registry passes it to every position type).
+        d_model: width D (unused; the decoder passes it to every position type).
         rotary: ROTARY spec for the decoder's self-attention.
     """
 

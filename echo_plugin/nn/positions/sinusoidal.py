@@ -6,8 +6,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.positions.base import POSITION
-
 
 def interleaved_sinusoids(positions: Tensor, d_model: int) -> Tensor:
     """(L,) positions -> (L, D) with pe[:, 0::2] = sin(p w_i), pe[:, 1::2] = cos(p w_i), w_i = 10000^(-2i/D)."""
@@ -17,7 +15,6 @@ def interleaved_sinusoids(positions: Tensor, d_model: int) -> Tensor:
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)[:, :d_model]
 
 
-@POSITION.register("sinusoidal")
 class SinusoidalPositions(nn.Module):
     """ESPnet ``PositionalEncoding`` (no parameters): embeddings scaled by sqrt(D), then sinusoids added.
 

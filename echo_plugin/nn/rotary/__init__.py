@@ -3,7 +3,6 @@
 Every variant is a :class:`Rotary` with ``rotate(x, positions, f0=None)`` and
 ``score_bias(q_f0, k_f0)``; see :mod:`echo_plugin.nn.rotary.base`.
 """
-# Importing each variant registers it in ``echo_plugin.nn.registries.ROTARY``.
 from echo_plugin.nn.rotary.apply import apply_rotary
 from echo_plugin.nn.rotary.axial import AxialRotary, grid_positions
 from echo_plugin.nn.rotary.base import AngleRotary, LadderRotary, PairRotary, Rotary, geometric_ladder, pair_count

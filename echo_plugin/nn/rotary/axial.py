@@ -13,7 +13,6 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import PairRotary, geometric_ladder, pair_count
 from echo_plugin.nn.rotary.pitch import F0Track
 
@@ -25,7 +24,6 @@ def grid_positions(n_time: int, n_freq: int, device: Optional[torch.device] = No
     return torch.stack([t, f], dim=-1)
 
 
-@ROTARY.register("axial")
 class AxialRotary(PairRotary):
     """Time x frequency rotary (see the module doc).
 

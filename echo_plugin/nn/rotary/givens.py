@@ -16,7 +16,6 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import AngleRotary, geometric_ladder, pair_count
 from echo_plugin.nn.rotary.pitch import F0Track
 
@@ -26,7 +25,6 @@ PAIRINGS: Dict[str, Callable[[int], Tuple[Tensor, Tensor]]] = {
 }
 
 
-@ROTARY.register("givens")
 class GivensRotary(AngleRotary):
     """Position-angle plane rotations of channel pairs (see the module doc).
 

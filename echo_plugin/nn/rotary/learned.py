@@ -13,12 +13,10 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import LadderRotary, geometric_ladder, pair_count
 from echo_plugin.nn.rotary.pitch import F0Track
 
 
-@ROTARY.register("learned")
 class LearnedRotary(LadderRotary):
     """RoPE with learned frequencies and a learned angle offset per position.
 

@@ -23,7 +23,6 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import LadderRotary, pair_count
 
 
@@ -44,7 +43,6 @@ def mel_ladder(count: int, min_hz: float, max_hz: float) -> Tensor:
     return (math.pi * hz / max_hz).to(torch.float32)
 
 
-@ROTARY.register("mel")
 class MelRotary(LadderRotary):
     """Positions times a mel-spaced ladder of angular frequencies (see the module doc).
 

@@ -5,12 +5,10 @@ from typing import Optional
 
 from torch import Tensor
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import Rotary
 from echo_plugin.nn.rotary.pitch import F0Track
 
 
-@ROTARY.register("none")
 class NoRotary(Rotary):
     """Identity: ``rotate`` returns x unchanged. YAML: ``rotary: none``.
 

@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from echo_plugin.nn.registries import ROTARY
+from echo_plugin.catalog import ROTARY
 from echo_plugin.nn.rotary.base import LadderRotary, PairRotary
 from echo_plugin.nn.rotary.pitch import F0Track, accumulate_phase
 from echo_plugin.registry import Spec
@@ -47,7 +47,6 @@ def pitch_similarity_bias(q_hz: Tensor, k_hz: Tensor, weight: float) -> Tensor:
     return torch.where(both, -weight * distance, torch.zeros_like(distance))[:, None]
 
 
-@ROTARY.register("pitch_aware")
 class PitchAwareRotary(PairRotary):
     """Rotary whose angles, radii and score bias follow f0 (see the module doc).
 

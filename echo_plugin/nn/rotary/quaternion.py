@@ -19,7 +19,6 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import AngleRotary, geometric_ladder
 from echo_plugin.nn.rotary.pitch import F0Track
 
@@ -49,7 +48,6 @@ def quaternion_rotate(v: Tensor, axis: Tensor, angle: Tensor) -> Tensor:
     return quaternion_multiply(quaternion_multiply(q, pure), q_conj.expand_as(q))[..., 1:]
 
 
-@ROTARY.register("quaternion")
 class QuaternionRotary(AngleRotary):
     """Projected 3-D quaternion rotations by position (see the module doc).
 

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from echo_plugin.nn.registries import ROTARY
 from echo_plugin.nn.rotary.base import LadderRotary, geometric_ladder, pair_count
 
 
-@ROTARY.register("standard")
 class StandardRotary(LadderRotary):
     """Rotates the first ``rot_dim`` channels of each head by position; the rest pass through.
 
