@@ -20,6 +20,11 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
 ]
 
+# Exporting the CTC path to ONNX (echo_plugin.export, echo_plugin.bin.export_onnx, bench/export_int8.py):
+# onnx for the INT8 quantization, onnxruntime to check and run the graph. Tested with onnx 1.23.2 and
+# onnxruntime 1.32.0; the graph is exported at opset 17 by torch's TorchScript-based exporter.
+EXPORT_REQUIRES = ["onnx>=1.17,<2", "onnxruntime>=1.19,<2"]  # numpy 2 wheels from these on
+
 setup(
     name="echo_plugin",
     version="0.1.0",
@@ -27,7 +32,8 @@ setup(
     packages=find_packages(include=["echo_plugin", "echo_plugin.*"]),
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0"]},
+    # "test" includes "export" so that `make test` runs test/export (it skips without onnxruntime)
+    extras_require={"test": ["pytest==9.2.0", *EXPORT_REQUIRES], "export": EXPORT_REQUIRES},
     entry_points={
         "console_scripts": [
             "echo-transcribe=echo_plugin.bin.transcribe:main",
