@@ -403,7 +403,7 @@ def render(
     import espnet
 
     ref = results.get(REFERENCE, Result())
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# One encoder layer: Echo vs ESPnet",
         "",
@@ -411,7 +411,8 @@ def render(
         "Do not edit by hand: rerun the command.",
         "",
         f"- device: {device_description(device)}; torch {torch.__version__} "
-        f"({torch.get_num_threads()} intra-op thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
+        f"({torch.get_num_threads()} intra-op thread(s), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
         f"espnet {espnet.__version__}, Python {platform.python_version()}"
         + (
             f"; 1-minute load average at start / end: {load[0]:.1f} / {load[1]:.1f} "
@@ -441,7 +442,8 @@ def render(
         "- peak memory: bytes allocated by torch during one forward + backward (after warm-up) above those "
         "allocated before it (inputs, parameters excluded; activations, gradients, temporaries included). "
         + (
-            "CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus `memory_allocated` at the start."
+            "CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, "
+            "minus `memory_allocated` at the start."
             if device.type == "cuda"
             else "CPU: running sum of the torch profiler's allocation events (`profile_memory=True`); "
             "allocator caching and non-torch memory are not counted."

@@ -144,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
 
     median = {name: {part: statistics.median(v) for part, v in parts.items()} for name, parts in times.items()}
     base = median["myelinated, skip rate 0"]
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "python -m bench.myelinated_skip" + ("" if not raw else " " + shlex.join(raw))
     lines = [
         "# Myelinated attention: time vs forced skip rate",

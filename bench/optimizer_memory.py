@@ -127,7 +127,7 @@ def report(
         "# Optimizer state memory and step time: MaxFactor vs AdamW",
         "",
         f"Regenerate: `OMP_NUM_THREADS=1 python -m bench.optimizer_memory --out bench/OPTIMIZER.md` "
-        f"(repeats={repeats}). Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
+        f"(repeats={repeats}). Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on "
         f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, float32 parameters, "
         f"load average {os.getloadavg()[0]:.1f} at the end (a shared machine: times are indicative).",

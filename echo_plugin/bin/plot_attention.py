@@ -32,11 +32,11 @@ import torch
 import yaml
 
 from echo_plugin import register
-from echo_plugin.inference.transcriber import load, model_rate
 from echo_plugin.inference import strict_load
 from echo_plugin.inference.attention_maps import LayerMaps, decoder_maps
 from echo_plugin.inference.attention_plots import plot_cross_attention, plot_dual_attention, plot_spectrogram
 from echo_plugin.inference.audio import AudioError, read_audio
+from echo_plugin.inference.transcriber import load, model_rate
 
 register()
 

@@ -37,10 +37,10 @@ strict_load.install()
 speaker_speech2text.install()
 
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN  # noqa: E402
-from echo_plugin.inference.transcriber import model_rate  # noqa: E402
 from echo_plugin.inference.audio import read_audio  # noqa: E402
 from echo_plugin.inference.speaker_adapt import AdaptConfig, Utterance, adapt_and_decode  # noqa: E402
 from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text  # noqa: E402
+from echo_plugin.inference.transcriber import model_rate  # noqa: E402
 
 
 def read_table(path: Path) -> dict[str, str]:

@@ -59,7 +59,9 @@ def speaker_statistics(model: Transcriber, audio: dict[str, np.ndarray], mode: s
     return {utt: stats.speakers[speaker(utt)].mean_std() for utt in audio}
 
 
-def readable(model: Transcriber, pairs: Iterator[tuple[str, str]], failed: list[str]) -> Iterator[tuple[str, str, np.ndarray]]:
+def readable(
+    model: Transcriber, pairs: Iterator[tuple[str, str]], failed: list[str]
+) -> Iterator[tuple[str, str, np.ndarray]]:
     """(id, path, samples) of each input that reads; one stderr line for each that does not."""
     for utt, path in pairs:
         try:

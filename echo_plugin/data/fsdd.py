@@ -437,7 +437,7 @@ def prepare_fsdd(
             utts += isolated_utterances(isolated)
             if n_connected:
                 utts += _build_connected(part, pool, n_connected, cfg, wav_dir / part)
-        _build_dir(result[name], lambda tmp: write_data_dir(utts, tmp))
+        _build_dir(result[name], lambda tmp: write_data_dir(utts, tmp))  # noqa: B023 (called at once)
         log.info("wrote %s: %d utterances", result[name], len(utts))
 
     _write_stamp(out_dir, stamp)

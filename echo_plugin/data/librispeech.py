@@ -119,7 +119,8 @@ def chapter_utterances(chapter_dir: Path, faults: list[str]) -> list[Utterance]:
     faults += [f"{audio[u]}: audio without transcript line in {trans}" for u in sorted(audio.keys() - words.keys())]
     faults += [f"{trans}: utterance '{u}': transcript line without audio ({chapter_dir / (u + '.flac')} is missing)"
                for u in sorted(words.keys() - audio.keys())]
-    return [Utterance(u, f"{speaker}-{chapter}", audio[u].resolve(), words[u]) for u in sorted(words.keys() & audio.keys())]
+    speaker_id = f"{speaker}-{chapter}"
+    return [Utterance(u, speaker_id, audio[u].resolve(), words[u]) for u in sorted(words.keys() & audio.keys())]
 
 
 def subset_utterances(subset_dir: Path, faults: list[str]) -> list[Utterance]:
@@ -264,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root = args.librispeech_root
         if root is None:
-            root = download_librispeech(args.download_dir, args.subsets, args.base_url, keep_archives=args.keep_archives)
+            root = download_librispeech(
+                args.download_dir, args.subsets, args.base_url, keep_archives=args.keep_archives
+            )
         dirs = prepare_librispeech(root, args.out_dir, args.subsets)
     except (ValueError, FileNotFoundError, tarfile.TarError) as err:
         parser.exit(1, f"error: {err}\n")

@@ -82,7 +82,8 @@ class SynthConfig:
         if self.n_voices < 1 or self.n_takes < 1:
             raise ValueError(f"n_voices and n_takes must be >= 1, got {self.n_voices}, {self.n_takes}")
         if self.n_voices > len(ACCENTS) * len(VARIANTS):
-            raise ValueError(f"n_voices={self.n_voices} exceeds the {len(ACCENTS) * len(VARIANTS)} accent x variant pairs")
+            pairs = len(ACCENTS) * len(VARIANTS)
+            raise ValueError(f"n_voices={self.n_voices} exceeds the {pairs} accent x variant pairs")
 
 
 def plan_voices(cfg: SynthConfig) -> list[Voice]:
@@ -135,7 +136,8 @@ def render_take(voice: Voice, digit: int, cfg: SynthConfig, rng: random.Random) 
 
 def _stamp(cfg: SynthConfig, voices: Sequence[Voice]) -> dict:
     """What ``voices.json`` records: the config and the voices, as JSON reads them back."""
-    return json.loads(json.dumps({"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices]}))
+    stamp = {"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices]}
+    return json.loads(json.dumps(stamp))
 
 
 def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list[Voice]:

@@ -145,7 +145,9 @@ def render_take(rec: Recording, voice: WorldVoice, cfg: WorldVoiceConfig, seed: 
     """(samples,) int16: ``rec`` spoken by ``voice``, factors jittered per take, peak as the source's."""
     audio, fs = sf.read(str(rec.path), dtype="float64")
     if fs != SAMPLE_RATE or audio.ndim != 1 or audio.size == 0:
-        raise ValueError(f"{rec.path}: expected non-empty mono {SAMPLE_RATE} Hz audio, got {fs} Hz, shape {audio.shape}")
+        raise ValueError(
+            f"{rec.path}: expected non-empty mono {SAMPLE_RATE} Hz audio, got {fs} Hz, shape {audio.shape}"
+        )
     rng = random.Random(seed)
     jitter = lambda: math.exp(rng.uniform(-cfg.jitter, cfg.jitter))  # noqa: E731
     y = resynthesize(audio, fs, voice.f0_scale * jitter(), voice.warp * jitter(), cfg.f0_floor, cfg.f0_ceil)

@@ -72,7 +72,7 @@ class FeatureConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, conf: Mapping[str, Any]) -> "FeatureConfig":
+    def from_dict(cls, conf: Mapping[str, Any]) -> FeatureConfig:
         conf = dict(conf)
         f0 = conf.pop("f0", None) or {}
         return cls(f0=F0Config(**f0), **conf)

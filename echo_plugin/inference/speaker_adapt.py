@@ -23,8 +23,8 @@ speaker statistics for ``normalize: speaker_mvn`` models, else None.
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional
 

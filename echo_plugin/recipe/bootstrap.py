@@ -71,7 +71,7 @@ class Utts:
         object.__setattr__(self, "n_ref", n_ref)
 
     @classmethod
-    def from_dict(cls, utts: Mapping[str, tuple[float, int]]) -> "Utts":
+    def from_dict(cls, utts: Mapping[str, tuple[float, int]]) -> Utts:
         """From ``{utt_id: (errors, n_ref)}``."""
         ids = tuple(utts)
         return cls(ids, np.array([utts[u][0] for u in ids], dtype=float),

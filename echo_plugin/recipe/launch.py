@@ -59,7 +59,7 @@ def run_local(var: str, indices: range, log_pattern: str, words: list[str], max_
             proc = subprocess.Popen(["bash", "-c", command], stdout=handle, stderr=subprocess.STDOUT)
             running[index] = (proc, log, time.time(), handle)
         time.sleep(0.2)
-        for index, (proc, log, start, handle) in list(running.items()):
+        for index, (proc, _log, start, handle) in list(running.items()):
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid == 0:
                 continue

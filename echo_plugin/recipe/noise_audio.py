@@ -28,7 +28,7 @@ PEAK = 0.99  # mixtures louder than this are scaled down as a whole (SNR unchang
 
 def utt_rng(seed: int, key: str) -> np.random.Generator:
     """A generator seeded from ``seed`` and a string key (stable across runs and machines)."""
-    digest = hashlib.sha256(f"{seed}\t{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\t{key}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 

@@ -116,7 +116,10 @@ def utterance_errors(uttids: list[str], words: jiwer.WordOutput) -> list[list]:
         count = {"substitute": 0, "delete": 0, "insert": 0}
         for c in chunks:
             if c.type in count:
-                count[c.type] += (c.hyp_end_idx - c.hyp_start_idx) if c.type == "insert" else (c.ref_end_idx - c.ref_start_idx)
+                if c.type == "insert":
+                    count[c.type] += c.hyp_end_idx - c.hyp_start_idx
+                else:
+                    count[c.type] += c.ref_end_idx - c.ref_start_idx
         rows.append([uttid, len(ref), count["substitute"], count["delete"], count["insert"]])
     return rows
 
@@ -207,7 +210,8 @@ def score(args: argparse.Namespace) -> tuple[dict, Pairs, jiwer.WordOutput]:
 def warn_missing(missing: list[str], hyp: Path) -> None:
     """One warning line listing reference utterances without a hypothesis."""
     shown = " ".join(missing[:SHOWN_MISSING]) + (" ..." if len(missing) > SHOWN_MISSING else "")
-    print(f"score: warning: {hyp}: {len(missing)} utterances have no hypothesis, scored as empty: {shown}", file=sys.stderr)
+    print(f"score: warning: {hyp}: {len(missing)} utterances have no hypothesis, scored as empty: {shown}",
+          file=sys.stderr)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

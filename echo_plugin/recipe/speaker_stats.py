@@ -66,7 +66,7 @@ class FrameStats:
         self.total += frames.sum(0)
         self.total_square += (frames * frames).sum(0)
 
-    def merge(self, other: "FrameStats") -> None:
+    def merge(self, other: FrameStats) -> None:
         if other.total is None:
             return
         if self.total is None:

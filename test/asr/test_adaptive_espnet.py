@@ -89,7 +89,7 @@ def test_training_reaches_every_adaptive_part_and_feeds_the_loss_to_the_refiners
     _, _, model = build(tmp_path)
     assert len(refiners(model)) == 3  # two encoder layers, the first decoder layer's self-attention
     model.train()
-    for step in range(2):  # interval 2: the second loss makes a decision
+    for _step in range(2):  # interval 2: the second loss makes a decision
         model.zero_grad()
         loss, stats, _ = model(**batch())
         assert torch.isfinite(loss) and stats["loss_att"] is not None

@@ -1,7 +1,6 @@
 """Every shipped training config builds through ESPnet's ASRTask.build_model (overlays merged, as asr.sh does)."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest

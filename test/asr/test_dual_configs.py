@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import echo_plugin
-from echo_plugin.recipe.overlay import espnet_config
 from echo_plugin.asr.decoder.dual_decoder import DualCrossAttentionDecoder
 from echo_plugin.asr.decoder.echo_decoder import EchoDecoder
+from echo_plugin.recipe.overlay import espnet_config
 
 TUNING = Path(__file__).resolve().parents[2] / "egs" / "fsdd" / "asr1" / "conf" / "tuning"
 TOKENS = ["<blank>", "<unk>", *"▁ZEROTWFUVSIXNG", "<sos/eos>"]

@@ -95,7 +95,8 @@ def test_espnet_builds_a_per_layer_rotary_mix_from_yaml(tmp_path):
     from test.asr.espnet_build import build_asr
 
     tokens = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
-    _, _, model = build_asr(tmp_path, YAML_ENCODER_CONF, "{attention_heads: 2, linear_units: 32, num_blocks: 1}", tokens)
+    decoder_conf = "{attention_heads: 2, linear_units: 32, num_blocks: 1}"
+    _, _, model = build_asr(tmp_path, YAML_ENCODER_CONF, decoder_conf, tokens)
     rotaries = [block.self_attn.rotary for block in model.encoder.blocks]
     assert [type(r) for r in rotaries[:3]] == [LearnedRotary, LearnedRotary, QuaternionRotary]
     assert isinstance(model.encoder.blocks[3].self_attn.key_rotary, GivensRotary)

@@ -50,8 +50,10 @@ def build(task, features, encoder="transformer", encoder_conf=None, extra=(), se
     args = ASRTask.get_parser().parse_args(
         ["--token_list", str(workdir / "tokens.txt"), "--token_type", "char",
          "--model", "echo", "--frontend", "echo", "--frontend_conf", fe_conf,
-         "--normalize", "none", "--encoder", encoder, "--encoder_conf", yaml.safe_dump(encoder_conf or TRANSFORMER),
-         "--decoder", "transformer", "--decoder_conf", yaml.safe_dump(DECODER), "--model_conf", "ctc_weight=0.3", *extra]
+         "--normalize", "none",
+         "--encoder", encoder, "--encoder_conf", yaml.safe_dump(encoder_conf or TRANSFORMER),
+         "--decoder", "transformer", "--decoder_conf", yaml.safe_dump(DECODER),
+         "--model_conf", "ctc_weight=0.3", *extra]
     )  # fmt: skip
     torch.manual_seed(seed)
     return ASRTask.build_model(args), args
@@ -107,8 +109,8 @@ def test_every_feature_subset_builds_and_trains(task, features):
 
 
 def test_f0_reaches_an_encoder_that_takes_it(task, monkeypatch):
-    from espnet2.asr.encoder.abs_encoder import AbsEncoder
     import espnet2.tasks.asr as asr_task
+    from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
     recorder = type("F0RecorderEncoder", (F0Recorder, AbsEncoder), {})
     monkeypatch.setitem(asr_task.encoder_choices.classes, "f0_recorder", recorder)
@@ -252,8 +254,8 @@ def default_frontend_args(ASRTask, workdir, encoder: str, encoder_conf: dict, mo
 
 def test_model_conf_f0_gives_the_default_frontend_world_f0_on_its_frames(task, monkeypatch):
     """model_conf f0: the model computes WORLD f0 on the default frontend's grid; feats are ESPnet's own."""
-    from espnet2.asr.encoder.abs_encoder import AbsEncoder
     import espnet2.tasks.asr as asr_task
+    from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
     from echo_plugin.features.grid import FrameGrid
     from echo_plugin.features.pitch import F0Config, extract_f0

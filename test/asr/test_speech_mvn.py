@@ -1,7 +1,6 @@
 """speech_mvn: per-utterance speech-frame statistics with a pooled prior (online CMVN), checked against numpy."""
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 

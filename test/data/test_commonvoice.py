@@ -91,7 +91,7 @@ def test_bom_and_crlf_line_ends(tmp_path: Path) -> None:
 def test_bad_rows_named_by_line(tmp_path: Path) -> None:
     tsv = tmp_path / "dev.tsv"
     tsv.write_text(OLD_HEADER + "\n" + f"{SPK_A}\tok.mp3\tYaxşı.\n" + f"{SPK_A}\tshort.mp3\n"
-                   + f"\tnospk.mp3\tSöz.\n" + f"{SPK_A}\tx.mp3\tsöz\t1\t0\t\t\t\taz\t\tEXTRA\n", encoding="utf-8")
+                   + "\tnospk.mp3\tSöz.\n" + f"{SPK_A}\tx.mp3\tsöz\t1\t0\t\t\t\taz\t\tEXTRA\n", encoding="utf-8")
     rows, faults = read_cv_tsv(tsv)
     assert [r.path for r in rows] == ["ok.mp3"]
     assert faults == [
@@ -155,9 +155,11 @@ def test_corrupt_and_zero_byte_clips_are_stage_1_faults(tmp_path: Path, caplog: 
         prepare_commonvoice(release, tmp_path / "data")
     faults = err.value.faults
     assert len(faults) == 3 and all("\n" not in f for f in faults)
-    assert faults[0] == (f"{release / 'dev.tsv'}:2: unreadable audio file {(clips / 'common_voice_az_4.mp3').absolute()}"
+    assert faults[0] == (f"{release / 'dev.tsv'}:2: unreadable audio file "
+                         f"{(clips / 'common_voice_az_4.mp3').absolute()}"
                          ": no audio format recognised (corrupt or not audio)")
-    assert faults[1] == f"{release / 'train.tsv'}:2: empty audio file {(clips / 'common_voice_az_2.mp3').absolute()} (0 bytes)"
+    assert faults[1] == (f"{release / 'train.tsv'}:2: empty audio file "
+                         f"{(clips / 'common_voice_az_2.mp3').absolute()} (0 bytes)")
     assert faults[2].startswith(f"{release / 'train.tsv'}:4: unreadable audio file "
                                 f"{(clips / 'common_voice_az_3.mp3').absolute()}: ")
     assert not (tmp_path / "data").exists()
@@ -187,7 +189,7 @@ def test_skip_bad_rows_reaches_a_corrupt_clip_through_data_sh(tmp_path: Path) ->
     done = subprocess.run(["bash", str(DATA_SH), "--cv_root", str(release), "--skip_bad_rows", "true"],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert f"common_voice_az_3" not in (tmp_path / "data" / "train" / "wav.scp").read_text(encoding="utf-8")
+    assert "common_voice_az_3" not in (tmp_path / "data" / "train" / "wav.scp").read_text(encoding="utf-8")
     assert sum(f"skipped {release / 'train.tsv'}:4: empty audio file {clip}" in line
                for line in done.stderr.splitlines()) == 1
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyworld
 import pytest
+import pyworld
 import soundfile as sf
 
 from echo_plugin.data import world_voices as wv

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from echo_plugin.inference.speaker_adapt import (
-    AdaptConfig, Utterance, adapt, adapt_and_decode, ctc_greedy, pseudo_labels)
+    AdaptConfig,
+    Utterance,
+    adapt,
+    adapt_and_decode,
+    ctc_greedy,
+    pseudo_labels,
+)
 from test.asr.espnet_build import TOKENS, build_asr
 
 ENCODER = "{output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 1, input_layer: linear}"

@@ -5,7 +5,7 @@ import torch
 from echo_plugin.catalog import ATTENTION
 from echo_plugin.nn.attention import myelinated as myelinated_module
 from echo_plugin.nn.attention.memory import WorkingMemory
-from echo_plugin.nn.attention.myelinated import CHEAP, FULL, SKIP, MyelinatedAttention, select_frames
+from echo_plugin.nn.attention.myelinated import CHEAP, FULL, MyelinatedAttention, select_frames
 from echo_plugin.nn.layers import EncoderLayer, FeedForward
 from test.asr.espnet_build import build_asr
 

@@ -57,7 +57,7 @@ def reference(
         if matrix:
             w = t**beta2_decay
             for b in range(batches):
-                at = lambda i, j: b * n * m + i * m + j  # noqa: E731
+                at = lambda i, j: b * n * m + i * m + j  # noqa: E731, B023 (used in this iteration only)
                 for i in range(n):
                     row[b][i] = (1 - w) * row[b][i] + w * sum(g[at(i, j)] ** 2 for j in range(m)) / m
                 for j in range(m):

@@ -33,8 +33,9 @@ def make_recipe(root: Path) -> Path:
     write(root / "conf" / "decode.yaml", "beam_size: 4\nctc_weight: 0.8\n")
     write(root / "conf" / "folds.yaml", FOLDS)
     raw = root / "dump" / "raw"
-    data_dir(raw / "train_sp", {"g1": "george", "sp0.9-g1": "sp0.9-george", "j1": "jackson", "sp1.1-j1": "sp1.1-jackson"})
-    for test, dev in (("lucas", "nicolas"), ("nicolas", "lucas")):
+    data_dir(raw / "train_sp",
+             {"g1": "george", "sp0.9-g1": "sp0.9-george", "j1": "jackson", "sp1.1-j1": "sp1.1-jackson"})
+    for _test, dev in (("lucas", "nicolas"), ("nicolas", "lucas")):
         data_dir(raw / f"dev_{dev}", {f"{dev}-1": dev})
     return root
 

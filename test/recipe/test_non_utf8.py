@@ -50,7 +50,7 @@ def test_the_table_reader_names_file_line_and_utterance(tmp_path: Path) -> None:
 
 def test_crlf_and_utf8_stay_as_they_were(tmp_path: Path) -> None:
     text = tmp_path / "text"
-    text.write_bytes("u1 café\r\nu2 ünï ☃\r\n".encode("utf-8"))
+    text.write_bytes("u1 café\r\nu2 ünï ☃\r\n".encode())
     assert read_table(text) == {"u1": "café", "u2": "ünï ☃"}
 
 

@@ -33,7 +33,8 @@ def test_one_substitution_one_deletion(tmp_path: Path):
         "insertions": 0, "error_rate": 66.67, "sentence_error_rate": 100.0,
     }
     # characters: O N E <space> T W O <space> T H R E E against O N E <space> T O O
-    assert (s["cer"]["n_tokens"], s["cer"]["correct"], s["cer"]["substitutions"], s["cer"]["deletions"]) == (13, 6, 1, 6)
+    cer = s["cer"]
+    assert (cer["n_tokens"], cer["correct"], cer["substitutions"], cer["deletions"]) == (13, 6, 1, 6)
     assert s["cer"]["error_rate"] == 53.85
     assert s["rtf"] is None and s["missing_hypotheses"] == []
 

@@ -23,8 +23,8 @@ def test_results_pivot_the_bands_of_each_experiment(tmp_path: Path) -> None:
     root = make_recipe(tmp_path / "egs" / "fsdd" / "asr1")
     for band, hyps in (("clean", REFS), ("snr20", {"lucas-1": "ONE TWO", "lucas-2": "FOUR FIVE"}),
                        ("snr0", {"lucas-1": "ONE TOO THREE SIX", "lucas-2": "FOUR"})):
-        train_and_score(root, "asr_noisy", "conf/tuning/train_a.yaml", hyps, REFS, test_set=f"test_{band}", name="noisy",
-                        speaker_suffix=False)
+        train_and_score(root, "asr_noisy", "conf/tuning/train_a.yaml", hyps, REFS, test_set=f"test_{band}",
+                        name="noisy", speaker_suffix=False)
     train_and_score(root, "asr_plain", "conf/tuning/train_a.yaml", {"lucas-1": "ONE TWO THREE", "lucas-2": "FIVE"},
                     REFS, test_set="test_snr10", name="plain", speaker_suffix=False)
     assert results.main(["--recipe_dir", str(root)]) == 0

@@ -23,7 +23,7 @@ class FreezeStrategy(ABC):
     def trainable(self, name: str, step: int) -> bool:
         """True when parameter ``name`` (a ``model.named_parameters()`` name) trains at ``step`` (0-based)."""
 
-    def check(self, model: nn.Module) -> None:
+    def check(self, model: nn.Module) -> None:  # noqa: B027 (a hook: most strategies apply to any model)
         """Raise a clear error when the strategy cannot apply to ``model`` (default: always applies)."""
 
     def switch_steps(self) -> tuple[int, ...]:

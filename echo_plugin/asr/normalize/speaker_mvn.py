@@ -30,8 +30,8 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from espnet2.layers.abs_normalize import AbsNormalize
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.layers.abs_normalize import AbsNormalize
 from torch import Tensor
 
 STATS_KEY = "spk_stats"

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import torch
-from espnet2.layers.abs_normalize import AbsNormalize
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.layers.abs_normalize import AbsNormalize
 from torch import Tensor
 
 from echo_plugin.asr.normalize.speaker_mvn import load_pooled_stats

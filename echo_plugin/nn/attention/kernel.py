@@ -58,7 +58,7 @@ def attend(
     causal: bool = False,
     dropout_p: float = 0.0,
     *,
-    masking: Optional["KeyMasking"] = None,
+    masking: Optional[KeyMasking] = None,
     zero_keys: Optional[Tensor] = None,
     bias: Optional[Tensor] = None,
 ) -> Tensor:
@@ -125,7 +125,7 @@ def attend_reference(
     key_padding_mask: Optional[Tensor] = None,
     causal: bool = False,
     *,
-    masking: Optional["KeyMasking"] = None,
+    masking: Optional[KeyMasking] = None,
     zero_keys: Optional[Tensor] = None,
     bias: Optional[Tensor] = None,
 ) -> Tensor:

@@ -223,8 +223,8 @@ class SpanRefiner(nn.Module):
 
 @torch.no_grad()
 def span_statistics(
-    q: Tensor, k: Tensor, keep: "Tensor | None", causal: bool, half_width: int, edge_fraction: float, rows: int
-) -> "tuple[Tensor, Tensor, Tensor]":
+    q: Tensor, k: Tensor, keep: Tensor | None, causal: bool, half_width: int, edge_fraction: float, rows: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """Attention statistics of up to ``rows`` evenly spaced query rows inside the band (self-attention).
 
     Args:

@@ -62,7 +62,7 @@ class AttentionCall:
         bias: the rotaries' score bias over the S keys, or None.
     """
 
-    module: "MultiHeadAttention"
+    module: MultiHeadAttention
     query: Tensor
     key_value: Optional[Tensor] = None
     key_padding_mask: Optional[Tensor] = None
@@ -73,7 +73,7 @@ class AttentionCall:
     f0: Optional[F0Track] = None
     k_f0: Optional[F0Track] = None
     zero_keys: Optional[Tensor] = None
-    memory: Optional["WorkingMemory"] = None
+    memory: Optional[WorkingMemory] = None
 
     def __post_init__(self) -> None:
         query, device = self.query, self.query.device
@@ -193,7 +193,7 @@ class MultiHeadAttention(nn.Module):
         f0: Optional[F0Track] = None,
         k_f0: Optional[F0Track] = None,
         zero_keys: Optional[Tensor] = None,
-        memory: Optional["WorkingMemory"] = None,
+        memory: Optional[WorkingMemory] = None,
     ) -> Tuple[Tensor, KVCache]:
         """Attend from ``query`` to the cached keys followed by those of ``key_value``.
 
