@@ -4,12 +4,12 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install sysdeps test fsdd clean-venv
+.PHONY: install sysdeps test lint fsdd clean-venv
 
-$(STAMP): setup.py
+$(STAMP): setup.py constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q "pip==23.2.1"  # newer pip rejects ci_sdr (an espnet dependency) metadata
-	$(VENV)/bin/python -m pip install -q -e ".[test]"
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[test]"  # tested pins; ranges in setup.py
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,10 @@ sysdeps:
 
 test: $(STAMP) sysdeps
 	$(VENV)/bin/python -m pytest -q test
+
+# ruff (ruff.toml) over the package, the tests and the benchmarks.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check echo_plugin test bench
 
 # The main job: FSDD digits recipe end to end on CPU, then print the results table.
 fsdd: $(STAMP)
