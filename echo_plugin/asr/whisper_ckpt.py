@@ -12,6 +12,16 @@ Key layout of openai-whisper's ``Whisper`` model::
 The dual decoder and :class:`WhisperStyleEncoder` use the same sub-module names, so
 conversion is a prefix strip plus ``positional_embedding -> position.table`` and the
 tied output projection.
+
+:func:`read_whisper` takes the three formats Whisper weights come in and returns them in
+openai-whisper's layout, each strictly (every tensor placed, or an error naming it):
+
+- openai-whisper ``.pt``: ``{"dims", "model_state_dict"}``;
+- CTranslate2 (faster-whisper): a ``model.bin`` or its directory, float32 / float16 /
+  bfloat16, int8 / int16 dequantized (:mod:`echo_plugin.asr.ctranslate2_ckpt`);
+- Hugging Face transformers: a model directory (``config.json`` + safetensors or
+  ``pytorch_model.bin``) or a weights file with ``config.json`` beside it
+  (:mod:`echo_plugin.asr.hf_whisper_ckpt`).
 """
 from __future__ import annotations
 
@@ -20,6 +30,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from torch import Tensor
 
+from echo_plugin.asr import ctranslate2_ckpt, hf_whisper_ckpt
 from echo_plugin.asr.warm_start import Converted, WarmStartError, read_checkpoint, rename, strip_prefix
 
 DIMS = (
@@ -32,11 +43,34 @@ BLOCK = {**ATTENTIONS, **{n: n for n in ("attn_ln", "cross_attn_ln", "mlp_ln", "
 
 
 def read_whisper(path: str | Path) -> Tuple[Dict[str, int], Dict[str, Tensor]]:
-    """(dims, model_state_dict) of a Whisper checkpoint file, checked for the expected structure."""
+    """(dims, openai-whisper model_state_dict) of Whisper weights in any supported format.
+
+    ``path``: an openai-whisper ``.pt``; a CTranslate2 ``model.bin`` or its directory; a
+    transformers model directory, ``.safetensors`` or ``pytorch_model.bin`` (with ``config.json``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        if ctranslate2_ckpt.is_ctranslate2(path / "model.bin"):
+            return ctranslate2_ckpt.load_whisper_ctranslate2(path)
+        if hf_whisper_ckpt.is_transformers_dir(path):
+            return hf_whisper_ckpt.load_whisper_transformers(path)
+        raise WarmStartError(
+            f"{path}: a directory with neither a CTranslate2 model.bin nor a transformers config.json + "
+            f"{' / '.join(hf_whisper_ckpt.WEIGHT_FILES)}"
+        )
+    if path.is_file() and ctranslate2_ckpt.is_ctranslate2(path):
+        return ctranslate2_ckpt.load_whisper_ctranslate2(path)
+    if path.is_file() and path.name.endswith((".safetensors", ".index.json")):
+        return hf_whisper_ckpt.load_whisper_transformers(path)
     ckpt = read_checkpoint(path)
+    if isinstance(ckpt, Mapping) and "model_state_dict" not in ckpt and hf_whisper_ckpt.looks_like_transformers(ckpt):
+        return hf_whisper_ckpt.load_whisper_transformers(path, ckpt)
     if not isinstance(ckpt, Mapping) or "dims" not in ckpt or "model_state_dict" not in ckpt:
-        found = sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__
-        raise WarmStartError(f"{path}: not a Whisper checkpoint (needs 'dims' and 'model_state_dict'; found {found})")
+        found = sorted(ckpt)[:20] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise WarmStartError(
+            f"{path}: not a Whisper checkpoint (openai-whisper needs 'dims' and 'model_state_dict'; found {found}; "
+            "a CTranslate2 model.bin or a transformers Whisper state dict would be recognised too)"
+        )
     dims = dict(ckpt["dims"])
     absent = [name for name in DIMS if name not in dims]
     if absent:

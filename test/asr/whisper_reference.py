@@ -5,13 +5,19 @@ attention scales q and k by dh^-0.25 each, keys have no bias, the decoder adds a
 (-inf above the diagonal) causal mask and learned positions, logits use the token
 embedding matrix; the encoder is conv1 / conv2 (stride 2) with GELU, [sin | cos]
 sinusoids, pre-norm blocks and ln_post.
+
+Also the same weights in the other formats the loader takes, written here by hand: a
+CTranslate2 ``model.bin`` byte by byte (:func:`ct2_variables`, :func:`ct2_bytes`) and
+transformers' key names (:func:`hf_state`, :func:`hf_config`).
 """
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -128,3 +134,132 @@ def save_whisper(model: RefWhisper, dims: Dict[str, int], path: Path, state: Opt
     """Write ``{"dims", "model_state_dict"}`` as openai-whisper does."""
     torch.save({"dims": dict(dims), "model_state_dict": state if state is not None else model.state_dict()}, path)
     return path
+
+
+# ------------------------------------------------ the same weights in other formats, written here by hand
+
+CT2_DTYPE_IDS = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "float16": 4}
+
+
+def ct2_variables(state: Dict[str, Tensor], dims: Dict[str, int], dtype: str = "float32") -> Dict[str, np.ndarray]:
+    """openai-whisper tensors laid out as CTranslate2's WhisperSpec variables (fused attention, zero key bias)."""
+    n = {k: v.detach().float().numpy() for k, v in state.items()}
+    out: Dict[str, np.ndarray] = {}
+
+    def arr(x: np.ndarray) -> np.ndarray:
+        return x.astype(dtype)
+
+    def linear(ct2: str, *openai: str, zero_bias_for: str = "") -> None:
+        out[f"{ct2}/weight"] = arr(np.concatenate([n[f"{o}.weight"] for o in openai]))
+        biases = [
+            np.zeros(n[f"{o}.weight"].shape[0], np.float32) if o == zero_bias_for else n[f"{o}.bias"] for o in openai
+        ]
+        out[f"{ct2}/bias"] = arr(np.concatenate(biases))
+
+    def norm(ct2: str, openai: str) -> None:
+        out[f"{ct2}/gamma"], out[f"{ct2}/beta"] = arr(n[f"{openai}.weight"]), arr(n[f"{openai}.bias"])
+
+    linear("encoder/conv1", "encoder.conv1")
+    linear("encoder/conv2", "encoder.conv2")
+    out["encoder/position_encodings/encodings"] = arr(n["encoder.positional_embedding"])
+    norm("encoder/layer_norm", "encoder.ln_post")
+    out["encoder/num_heads"] = np.array(dims["n_audio_head"], np.int16)
+    for part, layers in (("encoder", dims["n_audio_layer"]), ("decoder", dims["n_text_layer"])):
+        for i in range(layers):
+            c, o = f"{part}/layer_{i}", f"{part}.blocks.{i}"
+            norm(f"{c}/self_attention/layer_norm", f"{o}.attn_ln")
+            qkv = [f"{o}.attn.{p}" for p in ("query", "key", "value")]
+            linear(f"{c}/self_attention/linear_0", *qkv, zero_bias_for=qkv[1])
+            linear(f"{c}/self_attention/linear_1", f"{o}.attn.out")
+            if part == "decoder":
+                norm(f"{c}/attention/layer_norm", f"{o}.cross_attn_ln")
+                linear(f"{c}/attention/linear_0", f"{o}.cross_attn.query")
+                kv = [f"{o}.cross_attn.key", f"{o}.cross_attn.value"]
+                linear(f"{c}/attention/linear_1", *kv, zero_bias_for=kv[0])
+                linear(f"{c}/attention/linear_2", f"{o}.cross_attn.out")
+            norm(f"{c}/ffn/layer_norm", f"{o}.mlp_ln")
+            linear(f"{c}/ffn/linear_0", f"{o}.mlp.0")
+            linear(f"{c}/ffn/linear_1", f"{o}.mlp.2")
+    out["decoder/embeddings/weight"] = arr(n["decoder.token_embedding.weight"])
+    out["decoder/position_encodings/encodings"] = arr(n["decoder.positional_embedding"])
+    norm("decoder/layer_norm", "decoder.ln")
+    out["decoder/num_heads"] = np.array(dims["n_text_head"], np.int16)
+    out["decoder/activation"] = np.array(3, np.int8)  # GELU
+    for flag, value in (("pre_norm", 1), ("scale_embeddings", 0), ("alibi", 0), ("start_from_zero_embedding", 0)):
+        out[f"decoder/{flag}"] = np.array(value, np.int8)
+    out["decoder/alignment_heads"] = np.array(1, np.int16)
+    out["decoder/alignment_layer"] = np.array(-1, np.int16)
+    return out
+
+
+def ct2_bytes(
+    variables: Dict[str, np.ndarray], aliases: Dict[str, str], spec: str = "WhisperSpec", version: int = 6
+) -> bytes:
+    """A CTranslate2 model.bin, by hand: u32 version, str spec, u32 revision, variables (sorted), aliases.
+
+    str = u16 byte length including NUL, the UTF-8 bytes, NUL. A variable: str name, u8 rank,
+    u32 per dim, u8 dtype id, u32 byte count, the row-major bytes.
+    """
+
+    def string(s: str) -> bytes:
+        raw = s.encode("utf-8") + b"\0"
+        return struct.pack("<H", len(raw)) + raw
+
+    parts = [struct.pack("<I", version), string(spec), struct.pack("<I", 3), struct.pack("<I", len(variables))]
+    for name in sorted(variables):
+        value = np.array(variables[name], order="C")  # (ascontiguousarray would make scalars 1-d)
+        parts += [string(name), struct.pack("<B", value.ndim), *(struct.pack("<I", d) for d in value.shape)]
+        data = value.astype(value.dtype.newbyteorder("<")).tobytes()
+        parts += [struct.pack("<B", CT2_DTYPE_IDS[value.dtype.name]), struct.pack("<I", len(data)), data]
+    parts.append(struct.pack("<I", len(aliases)))
+    for alias, target in aliases.items():
+        parts += [string(alias), string(target)]
+    return b"".join(parts)
+
+
+TIED = {"decoder/projection/weight": "decoder/embeddings/weight"}
+
+
+def save_ct2(path: Path, variables: Dict[str, np.ndarray], aliases: Optional[Dict[str, str]] = None) -> Path:
+    """Write ``path/model.bin`` (path a directory, made here); returns the directory."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.bin").write_bytes(ct2_bytes(variables, TIED if aliases is None else aliases))
+    return path
+
+
+HF_RENAMES = (
+    # (openai-whisper name part, transformers name part), applied in order, as the published conversion does
+    (".blocks.", ".layers."), (".attn_ln.", ".self_attn_layer_norm."), (".cross_attn_ln.", ".encoder_attn_layer_norm."),
+    (".mlp_ln.", ".final_layer_norm."), (".mlp.0.", ".fc1."), (".mlp.2.", ".fc2."),
+    (".cross_attn.", ".encoder_attn."), (".attn.", ".self_attn."),
+    (".query.", ".q_proj."), (".key.", ".k_proj."), (".value.", ".v_proj."), (".out.", ".out_proj."),
+    ("encoder.ln_post.", "encoder.layer_norm."), ("decoder.ln.", "decoder.layer_norm."),
+    ("decoder.token_embedding.", "decoder.embed_tokens."),
+)  # fmt: skip
+
+
+def hf_state(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """An openai-whisper state dict renamed to transformers' WhisperForConditionalGeneration keys."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("positional_embedding"):
+            new = key.replace("positional_embedding", "embed_positions.weight")
+        else:
+            new = key
+            for old, repl in HF_RENAMES:
+                new = new.replace(old, repl)
+        out["model." + new] = value
+    out["proj_out.weight"] = state["decoder.token_embedding.weight"]
+    return out
+
+
+def hf_config(dims: Dict[str, int]) -> Dict[str, object]:
+    """The transformers WhisperConfig fields that describe a model with these dims."""
+    d = dims["n_text_state"]
+    return {
+        "model_type": "whisper", "num_mel_bins": dims["n_mels"], "max_source_positions": dims["n_audio_ctx"],
+        "d_model": d, "encoder_attention_heads": dims["n_audio_head"], "encoder_layers": dims["n_audio_layer"],
+        "vocab_size": dims["n_vocab"], "max_target_positions": dims["n_text_ctx"],
+        "decoder_attention_heads": dims["n_text_head"], "decoder_layers": dims["n_text_layer"],
+        "encoder_ffn_dim": 4 * d, "decoder_ffn_dim": 4 * d, "activation_function": "gelu", "scale_embedding": False,
+    }  # fmt: skip
