@@ -61,11 +61,16 @@ def test_slurm_backend_submits_one_array_job(tmp_path: Path, monkeypatch: pytest
 
 
 def test_the_log_records_each_jobs_peak_memory(tmp_path: Path) -> None:
+    import subprocess
     import sys
 
     from echo_plugin.recipe.records import peak_rss_mb
 
+    # the launcher runs in its own small process, as the recipes run it: a forked child starts with its
+    # parent's resident pages counted, so launching from this (torch-sized) test process would hide the jobs'
     grow = "x = bytearray(JOB * 100 * 2**20); x[::4096] = b'1' * len(x[::4096])"
-    assert launch.main(["JOB=1:2", str(tmp_path / "log.JOB"), sys.executable, "-c", grow]) == 0
+    launcher = [sys.executable, "-m", "echo_plugin.recipe.launch", "JOB=1:2", str(tmp_path / "log.JOB"),
+                sys.executable, "-c", grow]
+    assert subprocess.run(launcher, capture_output=True).returncode == 0
     small, large = (peak_rss_mb(tmp_path / f"log.{i}") for i in (1, 2))
     assert 100 <= small < 200 <= large < 400, (small, large)
