@@ -172,7 +172,9 @@ class IntegratedAttention(MultiHeadAttention):
         a = torch.arange(size, device=q.device)[:, None]
         e = torch.arange(span, device=q.device)[None, :]
         distance = a - e + w  # query index minus key index, the same for every block
-        band = (distance.abs() <= w) & ((distance >= 0) if causal else True)
+        band = distance.abs() <= w
+        if causal:  # combined only when causal: tensor & True does not trace for export
+            band = band & (distance >= 0)
         visible = band[None, None, None] & kb_keep[:, None, :, None, :]
         out, entropy = explicit_attend(qb, windows(k), windows(v), visible, dropout_p=dropout)
         out = out.reshape(batch, heads, blocks * size, dim)[:, :, :frames]
@@ -184,7 +186,9 @@ class IntegratedAttention(MultiHeadAttention):
         total = k.shape[2]
         q_index = torch.arange(past, past + q.shape[2], device=q.device)[:, None]
         distance = q_index - torch.arange(total, device=q.device)[None, :]
-        visible = (distance.abs() <= self.window) & ((distance >= 0) if causal else True)
+        visible = distance.abs() <= self.window
+        if causal:  # combined only when causal: tensor & True does not trace for export
+            visible = visible & (distance >= 0)
         visible = visible[None, None]
         if keep is not None:
             visible = visible & keep[:, None, None, :].to(q.device)
