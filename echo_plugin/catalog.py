@@ -80,6 +80,7 @@ def _kind(kind: str, where: str, builtins: Builtins) -> Registry:
 def _rotary() -> Table:
     from echo_plugin.nn.rotary import (
         AxialRotary,
+        DocPitchAwareRotary,
         GivensRotary,
         LearnedRotary,
         MelRotary,
@@ -96,6 +97,7 @@ def _rotary() -> Table:
         "learned": LearnedRotary,
         "mel": MelRotary,
         "pitch_aware": PitchAwareRotary,
+        "pitch_aware_doc": DocPitchAwareRotary,  # seed 04's rotary as written
         "givens": GivensRotary,
         "quaternion": QuaternionRotary,
         "axial": AxialRotary,
@@ -127,9 +129,16 @@ def _masking() -> Table:
 
 
 def _gate() -> Table:
-    from echo_plugin.nn.gates import ContextGate, Gate, MemoryGate, MLPGate, NoGate, TypeGate
+    from echo_plugin.nn.gates import AdditiveGate, ContextGate, Gate, MemoryGate, MLPGate, NoGate, TypeGate
 
-    return Gate, {"none": NoGate, "mlp_gate": MLPGate, "t_gate": TypeGate, "m_gate": MemoryGate, "c_gate": ContextGate}
+    return Gate, {
+        "none": NoGate,
+        "mlp_gate": MLPGate,
+        "t_gate": TypeGate,
+        "m_gate": MemoryGate,
+        "c_gate": ContextGate,
+        "additive": AdditiveGate,  # seed 04's Residual: the gate value added, not multiplied
+    }
 
 
 def _curiosity_score() -> Table:

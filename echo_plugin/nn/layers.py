@@ -104,7 +104,8 @@ class EncoderLayer(nn.Module):
         ``f0``: pitch on these T frames for pitch-aware rotaries; passed to the
         attention module only when given, so attention types without pitch support keep working.
         ``zero_keys``: (B, T) True = silent real frame, for soft masking; passed on likewise.
-        ``aux``: (B, T, D) auxiliary stream for gates that read one (``c_gate``).
+        ``aux``: (B, T, D) auxiliary stream for gates that read one (``c_gate``), and for
+        attention modules whose ``uses_aux_stream`` is True (``curiosity`` with ``aux_source: features``).
         ``memory``: the encoder pass's working memory, handed to attention modules whose
         ``uses_memory`` is True (``myelinated``), which read and rewrite it.
         """
@@ -113,6 +114,8 @@ class EncoderLayer(nn.Module):
             extra["zero_keys"] = zero_keys
         if memory is not None and getattr(self.self_attn, "uses_memory", False):
             extra["memory"] = memory
+        if aux is not None and getattr(self.self_attn, "uses_aux_stream", False):
+            extra["aux_stream"] = aux
         attended, _ = self.self_attn(
             self.attn_norm(x),
             key_padding_mask=key_padding_mask,

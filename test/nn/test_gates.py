@@ -28,7 +28,7 @@ def build(name: str, **conf) -> Gate:
 
 
 def test_registry_holds_every_gate():
-    assert GATE.names() == ["c_gate", "m_gate", "mlp_gate", "none", "t_gate"]
+    assert GATE.names() == ["additive", "c_gate", "m_gate", "mlp_gate", "none", "t_gate"]
     assert isinstance(GATE.build("none", d_model=D), NoGate)
     with pytest.raises(ValueError, match="may not set"):
         GATE.build({"type": "t_gate", "conf": {"d_model": 4}}, d_model=D)

@@ -193,8 +193,9 @@ def test_fsdd_spec_names_existing_configs():
         "rope_none", "pitch_rope", "pitch_theta", "pitch_phase", "pitch_bias", "rope_learned", "rope_mel",
         "rope_givens", "rope_quaternion", "rope_quaternion12", "rope_axial", "soft_mask", "multifeature",
         "myelinated", "integrated", "adaptive", "curiosity", "maxfactor", "gates", "t_gate", "m_gate", "c_gate",
-        "rms_norm", "tied", "se_conv", "dual")} | {"train_asr_conformer", "train_asr_e_branchformer",
-                                                   "train_asr_transformer"}
+        "rms_norm", "tied", "se_conv", "dual",
+        "pitch_doc", "additive_gate", "curiosity_features",  # seed 04 as written, beside our readings
+    )} | {"train_asr_conformer", "train_asr_e_branchformer", "train_asr_transformer"}
     assert set(by_config) == expected
     # Direction: "rotary helps" and "Echo beats ESPnet's X" hold when the compared config is worse.
     worse = {c.config for c in claims if c.expect == WORSE}

@@ -240,7 +240,8 @@ class EchoEncoder(AbsEncoder):
             masking: hard, gate: none``. A rotary spec may be any ROTARY type, a gate spec any GATE
             type (``python -m echo_plugin.bin.list_registries``); the gate wraps the layer's
             feed-forward update, and gates with an auxiliary stream (``c_gate``) get the
-            input layer's output.
+            input layer's output, as do attentions that read one (``curiosity`` with
+            ``aux_source: features``).
         frame_shift: seconds between input frames (the frontend's hop), for pitch phase.
         abs_pos: also add ESPnet's absolute sinusoidal positions after subsampling (as
             Whisper's encoder does beside rotary attention): without them the encoder
@@ -335,12 +336,12 @@ class EchoEncoder(AbsEncoder):
             return self._forward_patches(xs, olens)
         keep = ~make_pad_mask(olens, maxlen=xs.size(1)).to(xs.device)  # (B, T') True = real frame
         positions = torch.arange(xs.size(1), device=xs.device)
-        pitch = None if f0 is None else F0Track(resample_f0(f0.to(xs.device), xs.size(1)), self.frame_period)
+        pitch = None if f0 is None else F0Track(resample_f0(f0.to(xs.device), xs.size(1)), self.frame_period, keep)
         silence = None
         if self.silence_threshold is not None:
             silent = frame_silence(xs_pad, ilens, self.silence_threshold)
             silence = subsample_silence(silent, self.embed)[:, : xs.size(1)].to(xs.device)
-        features = xs  # the auxiliary stream of gates that read one
+        features = xs  # the auxiliary stream of gates and attentions that read one
         memory = WorkingMemory()  # slots passed layer to layer (myelinated attention)
         for block in self.blocks:
             xs = block(xs, keep, positions, pitch, silence, aux=features, memory=memory)

@@ -74,6 +74,7 @@ class AttentionCall:
     k_f0: Optional[F0Track] = None
     zero_keys: Optional[Tensor] = None
     memory: Optional[WorkingMemory] = None
+    aux_stream: Optional[Tensor] = None
 
     def __post_init__(self) -> None:
         query, device = self.query, self.query.device
@@ -152,6 +153,8 @@ class MultiHeadAttention(nn.Module):
     """True refuses ``key_value`` (cross-attention)."""
     uses_memory: bool = False
     """Whether an encoder should hand the module its :class:`WorkingMemory`."""
+    uses_aux_stream: bool = False
+    """Whether a layer should hand the module its auxiliary stream (``aux_stream``)."""
 
     def __init__(
         self,
@@ -194,6 +197,7 @@ class MultiHeadAttention(nn.Module):
         k_f0: Optional[F0Track] = None,
         zero_keys: Optional[Tensor] = None,
         memory: Optional[WorkingMemory] = None,
+        aux_stream: Optional[Tensor] = None,
     ) -> Tuple[Tensor, KVCache]:
         """Attend from ``query`` to the cached keys followed by those of ``key_value``.
 
@@ -212,6 +216,8 @@ class MultiHeadAttention(nn.Module):
             k_f0: pitch of the new key frames; default ``f0`` in self-attention.
             zero_keys: (B, S_total) bool, True = real but silent key (soft masking softens it), or None.
             memory: the encoder pass's working memory; read only by modules with ``uses_memory``.
+            aux_stream: (B, S_new, D) a second input on the key frames (EchoEncoder: its input
+                layer's output); read only by modules with ``uses_aux_stream``.
 
         Returns:
             out: (B, T, D).
@@ -221,7 +227,7 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"{self.kind} attention is self-attention only (key_value must be None)")
         call = AttentionCall(
             self, query, key_value, key_padding_mask, causal, q_positions, k_positions, cache, f0, k_f0, zero_keys,
-            memory,
+            memory, aux_stream,
         )  # fmt: skip
         out = self.attention(call)
         return out, call.new_cache()

@@ -12,6 +12,7 @@ from echo_plugin.nn.rotary.mel import MelRotary
 from echo_plugin.nn.rotary.none import NoRotary
 from echo_plugin.nn.rotary.pitch import F0Track, accumulate_phase, resample_f0
 from echo_plugin.nn.rotary.pitch_aware import PitchAwareRotary
+from echo_plugin.nn.rotary.pitch_aware_doc import DocPitchAwareRotary
 from echo_plugin.nn.rotary.quaternion import QuaternionRotary
 from echo_plugin.nn.rotary.standard import StandardRotary
 
@@ -32,6 +33,7 @@ __all__ = [
     "LearnedRotary",
     "MelRotary",
     "PitchAwareRotary",
+    "DocPitchAwareRotary",
     "GivensRotary",
     "QuaternionRotary",
     "AxialRotary",

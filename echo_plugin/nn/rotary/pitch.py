@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +23,14 @@ class F0Track:
     Attributes:
         hz: (B, T) f0 in Hz, 0 = unvoiced, aligned with the layer's T frames.
         frame_period: seconds between two of those frames (input frame shift x subsampling).
+        valid: (B, T) bool, True = a real frame (False = batch padding), or None = every
+            frame real. Padding is unvoiced in ``hz`` too; only statistics over an
+            utterance's frames (``pitch_aware_doc``'s z-normalised f0) need to tell them apart.
     """
 
     hz: Tensor
     frame_period: float
+    valid: Optional[Tensor] = None
 
     def on_frames(self, length: int, user: str) -> Tensor:
         """``hz`` as float32 after checking it covers ``length`` frames; ``user`` names the caller in errors."""
