@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -24,6 +25,11 @@ from test.recipe.recipe_helpers import REPO, copy_recipe, run_recipe
 CORPUS = SMOKE_CORPUS
 TEST_SETS = ("dev_clean", "dev_other", "test_clean", "test_other")
 NBPE = 20
+# Lengths as ESPnet handles them: with --max_duration 1.85 the 0.9x speed copy of the longest training
+# clip (1.71 s -> 1.90 s) is left out of train_sp, while a test clip made 31 s long is kept and scored.
+MAX_DURATION = "1.85"
+DROPPED = "sp0.9-103-1240-0002"
+LONG_TEST = "1089-134686-0000"
 TAG = "asr_train_asr_tiny"
 DECODE = "decode_decode_asr_valid.acc.ave"
 
@@ -37,10 +43,14 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the recipe that has run stages 1-8 on the spoken corpus."""
     tmp = tmp_path_factory.mktemp("librispeech")
     corpus = Path(shutil.copytree(COMMITTED, tmp / "corpus" / "LibriSpeech"))  # the recipe reads a copy
+    [long_test] = corpus.rglob(f"{LONG_TEST}.flac")
+    speech, rate = sf.read(long_test)
+    sf.write(long_test, np.concatenate([speech, np.zeros(31 * rate - len(speech))]), rate, format="FLAC")
     root = copy_recipe(tmp, "librispeech_100")
     shutil.copy2(REPO / "test" / "fixtures" / "librispeech" / "train_asr_tiny.yaml", root / "conf" / "train_asr_tiny.yaml")
     run_recipe(root, "--asr_config", "conf/train_asr_tiny.yaml", "--inference_config", "conf/decode_asr.yaml",
                "--nbpe", str(NBPE), "--nj", "2", "--inference_nj", "1", "--stage", "1", "--stop_stage", "8",
+               "--max_duration", MAX_DURATION,
                "--local_data_opts", f"--librispeech_root {corpus}")
     return root
 
@@ -58,11 +68,15 @@ def test_speed_perturbed_training_set(recipe: Path) -> None:
     dump = recipe / "dump" / "raw" / "train_clean_100_sp"
     text = table(dump / "text")
     originals = table(recipe / "data" / "train_clean_100" / "text")
-    assert sorted(text) == sorted([*originals, *(f"sp0.9-{u}" for u in originals), *(f"sp1.1-{u}" for u in originals)])
+    every = [*originals, *(f"sp0.9-{u}" for u in originals), *(f"sp1.1-{u}" for u in originals)]
+    assert sorted(text) == sorted(u for u in every if u != DROPPED)
+    [(utt, why)] = [line.split(" ", 1) for line in (dump / "dropped").read_text().splitlines()]
+    assert utt == DROPPED and why.startswith("too long: 1.89") and why.endswith(f"s > --max_duration {MAX_DURATION}")
     assert table(dump / "utt2spk")["sp1.1-19-198-0000"] == "sp1.1-19-198"
     dur = {u: float(d) for u, d in table(dump / "utt2dur").items()}
     for u in originals:
-        assert dur[f"sp0.9-{u}"] == pytest.approx(dur[u] / 0.9, abs=0.002)
+        if f"sp0.9-{u}" != DROPPED:
+            assert dur[f"sp0.9-{u}"] == pytest.approx(dur[u] / 0.9, abs=0.002)
         assert dur[f"sp1.1-{u}"] == pytest.approx(dur[u] / 1.1, abs=0.002)
     wav = table(dump / "wav.scp")
     assert wav["19-198-0000"].endswith("19-198-0000.flac")  # the upstream FLAC, read in place
@@ -73,7 +87,7 @@ def test_tokens_stats_and_training(recipe: Path) -> None:
     tokens = (recipe / "data" / "token_list" / f"bpe_unigram{NBPE}" / "tokens.txt").read_text().split()
     assert tokens[0] == "<blank>" and tokens[-1] == "<sos/eos>" and len(tokens) <= NBPE + 2
     stats = recipe / "exp" / f"asr_stats_bpe{NBPE}_fs16000_sp" / "train"  # speed perturbation: own stats
-    assert len((stats / "speech_shape").read_text().splitlines()) == 18  # trained on the _sp set
+    assert len((stats / "speech_shape").read_text().splitlines()) == 17  # trained on the _sp set, less DROPPED
     exp = recipe / "exp" / TAG
     assert (exp / "valid.acc.ave.pth").exists()
     assert int((exp / "epochs").read_text()) == 1
@@ -102,6 +116,7 @@ def test_decoding_scores_and_results(recipe: Path) -> None:
         assert wer["substitutions"] + wer["deletions"] + wer["insertions"] == errors
         assert wer["n_tokens"] == sum(len(refs[u].split()) for u in refs)
         assert f"|{name}|" in results
+    assert float(table(recipe / "dump" / "raw" / "test_clean" / "utt2dur")[LONG_TEST]) == 31.0  # kept, scored
     assert "train_asr_tiny" in results
     assert (recipe / "exp" / TAG / "train_asr_tiny.zip").is_file()
 
