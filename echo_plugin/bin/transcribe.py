@@ -15,10 +15,12 @@ decoding config packed with the model, else beam 8 and CTC weight 0.3;
 
 A model trained with ``normalize: speaker_mvn`` normalizes each input with
 its speaker's statistics: ``--speaker pooled`` treats all inputs as one speaker
-and pools their statistics (best for several recordings of one person);
-``--speaker per_file`` takes each file's own; the default ``--speaker unknown``
-uses the training speakers' pooled statistics. Models with per-utterance
-normalization (``speech_mvn``, ``global_mvn``) need none of this.
+and pools their statistics (best for several recordings of one person); the
+default ``--speaker per_file`` takes each file's own speech-frame statistics
+(one file of an unknown speaker); ``--speaker unknown`` uses the training
+speakers' pooled statistics (far worse on a new speaker: 58.6% against 25.2%
+WER for per_file on 50 connected-digit files of an unseen FSDD speaker). Models
+with per-utterance normalization (``speech_mvn``, ``global_mvn``) need none of this.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML of decoding options, over the packed ones")
     parser.add_argument("--wav_scp", type=Path, default=None)
     parser.add_argument("--cache_dir", type=Path, default=None, help="where to unpack (default: temporary)")
-    parser.add_argument("--speaker", choices=("unknown", "pooled", "per_file"), default="unknown",
+    parser.add_argument("--speaker", choices=("per_file", "pooled", "unknown"), default="per_file",
                         help="speaker statistics for speaker_mvn models (see above)")
     parser.add_argument("--output", choices=("text", "jsonl"), default="text")
     parser.add_argument("--nbest", type=int, default=1, help="hypotheses per input (jsonl shows them all)")
@@ -96,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
 
     failed: list[str] = []
     items = readable(model, inputs(args.audio, args.wav_scp), failed)
-    if args.speaker != "unknown":  # the statistics need every file first
+    stats: dict[str, np.ndarray | None] = {}
+    if args.speaker == "pooled":  # one speaker's statistics need every file first
         held = list(items)
         stats = speaker_statistics(model, {utt: x for utt, _, x in held}, args.speaker)
         items = iter(held)
-    else:
-        stats = {}
     for utt, path, speech in items:
+        if args.speaker == "per_file":  # each file's own, as it comes
+            stats = speaker_statistics(model, {utt: speech}, "per_file")
         hyps = model.transcribe(speech, nbest=args.nbest, spk_stats=stats.get(utt))
         hyps = hyps if isinstance(hyps, list) else [hyps]
         if args.output == "jsonl":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from echo_plugin.recipe.records import is_stale, read_records
 from test.recipe.recipe_helpers import FAST_DECODE, FSDD, REPO, TINY_CONFIG, copy_recipe, recipe_env, run_recipe
 
 SETS = ("test_isolated", "test_connected")
@@ -81,18 +83,94 @@ def test_results_table(recipe: Path) -> None:
     assert "train_asr_echo_tiny" in results
 
 
-def test_packed_model_transcribes(recipe: Path) -> None:
+def test_training_learns(recipe: Path) -> None:
+    """The tiny model learns in its 2 epochs: training loss falls, dev token accuracy is above chance."""
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
-    archive = exp / "train_asr_echo_tiny.zip"
-    wav = sorted((FSDD / "recordings").glob("3_lucas_4*.wav"))[0]
+    log = (exp / "train.log").read_text()
+    epochs = {int(n): (float(train), float(acc)) for n, train, acc in re.findall(
+        r"(\d+)epoch results: \[train\].*?, loss=([0-9.]+).*?\[valid\].*?acc=([0-9.]+)", log)}
+    assert sorted(epochs) == [1, 2]
+    n_tokens = len((recipe / "data" / "token_list" / "bpe_unigram30" / "tokens.txt").read_text().split())
+    assert epochs[2][0] < 0.9 * epochs[1][0], epochs
+    assert epochs[2][1] > 2.0 / n_tokens, epochs
+
+
+def test_records_hold_every_scored_decode(recipe: Path) -> None:
+    """Stage 7 and 8 store one record per scored decode; RESULTS.md is rendered from them."""
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny"
+    mine = [r for r in read_records(recipe / "records")
+            if r["name"] == "train_asr_echo_tiny" and r["fold"]["name"] == "test-lucas"]
+    assert {(r["decode"]["pass"], r["test_set"]) for r in mine} >= {
+        (p, s) for p in ("first", "spkadapt", "deployed") for s in SETS}
+    for r in mine:
+        scores = json.loads((exp / r["decode"]["dir"] / r["test_set"] / "score" / "scores.json").read_text())
+        wer = scores["wer"]
+        assert len(r["utts"]) == wer["n_sentences"] and sum(u[2] for u in r["utts"]) == wer["n_tokens"]
+        assert sum(u[3] + u[4] + u[5] for u in r["utts"]) == wer["substitutions"] + wer["deletions"] + wer["insertions"]
+        assert all(u[1] == "lucas" for u in r["utts"])
+        assert r["fold"] == {"name": "test-lucas", "train": ["george", "jackson", "yweweler"], "dev": ["nicolas"],
+                             "test": ["lucas"], "tuned_on": False}
+        assert r["config_path"] == TINY_CONFIG and not is_stale(r, recipe)
+        assert (r["params"], r["epochs"]) == (int((exp / "num_params").read_text()), 2)
+        assert r["peak_rss_mb"] > 50 and r["train_seconds"] > 0 and r["seed"] == 0
+    assert "decode_decode_fast_valid.acc.ave_deployed" in (recipe / "RESULTS.md").read_text()
+
+
+def test_a_per_utterance_model_deploys_as_the_recipe_decodes(recipe: Path) -> None:
+    """speech_mvn (per-utterance statistics): stage 8's packed model through transcribe, file by file, gives
+    the recipe's first-pass transcripts exactly; the archive carries the decoding config."""
+    run_recipe(recipe, "--stage", "5", "--stop_stage", "8", "--feats_normalize", "speech_mvn", "--asr_tag",
+               "speech_mvn", "--asr_args", "--max_epoch 1", "--speaker_adapt", "false", "--score_deployed", "true")
+    exp = recipe / "exp" / "asr_speech_mvn"
+    assert yaml.safe_load((exp / "config.yaml").read_text())["normalize"] == "speech_mvn"
+    first, deployed = exp / "decode_decode_fast_valid.acc.ave", exp / "decode_decode_fast_valid.acc.ave_deployed"
+    for name in SETS:
+        assert (deployed / name / "text").read_text() == (first / name / "text").read_text()
+    assert "decode.yaml" in {Path(n).name for n in zipfile.ZipFile(exp / "speech_mvn.zip").namelist()}
+    passes = {(r["decode"]["pass"], r["test_set"], r["wer"]) for r in read_records(recipe / "records")
+              if r["name"] == "speech_mvn"}
+    assert {(p, s) for p, s, _ in passes} == {(p, s) for p in ("first", "deployed") for s in SETS}
+    for name in SETS:  # the deployed rows score what the recipe's rows score
+        assert len({wer for p, s, wer in passes if s == name}) == 1
+
+
+def test_a_speaker_mvn_model_pooled_over_one_speaker_is_the_recipe_decode(recipe: Path) -> None:
+    """run.sh's default (speaker_mvn): transcribe --speaker pooled over the files of one speaker gives that
+    speaker's statistics, so its output equals stage 6's decode of the same set."""
+    exp = recipe / "exp" / "asr_train_asr_echo_tiny"
+    assert yaml.safe_load((exp / "config.yaml").read_text())["normalize"] == "speaker_mvn"
+    name = "test_isolated"
+    assert set((recipe / "dump" / "raw" / name / "utt2spk").read_text().split()[1::2]) == {"lucas"}
+    out = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "echo_plugin.bin.transcribe", "--model",
+         str(exp / "train_asr_echo_tiny.zip"), "--speaker", "pooled", "--wav_scp",
+         str(recipe / "dump" / "raw" / name / "wav.scp")],
+        capture_output=True, text=True, check=True, cwd=recipe, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    decoded = (exp / "decode_decode_fast_valid.acc.ave" / name / "text").read_text().splitlines()
+    assert sorted(out.stdout.splitlines()) == decoded
+
+
+def test_transcribe_on_a_folder_of_good_and_bad_files(recipe: Path, tmp_path: Path) -> None:
+    """Each bad file gets one stderr line naming it and why; the good ones are still transcribed, with
+    the decoding packed in the archive; the exit status says something failed; no traceback."""
+    archive = recipe / "exp" / "asr_train_asr_echo_tiny" / "train_asr_echo_tiny.zip"
+    good = sorted((FSDD / "recordings").glob("3_lucas_4*.wav"))[:2]
+    (tmp_path / "notes.wav").write_text("not audio")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good[0].read_bytes()[:2000])
+    files = [str(good[0]), str(tmp_path / "notes.wav"), str(cut), str(tmp_path / "gone.wav"), str(good[1])]
     out = subprocess.run(
         [str(REPO / ".venv" / "bin" / "python"), "-m", "echo_plugin.bin.transcribe", "--model", str(archive),
-         "--decode_config", str(REPO / "test" / "fixtures" / "decode_fast.yaml"), str(wav)],
-        capture_output=True, text=True, check=True, cwd=recipe,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+         "--output", "jsonl", *files],
+        capture_output=True, text=True, cwd=recipe, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    line = out.stdout.strip().splitlines()[-1]
-    assert line.startswith(str(wav))
+    assert out.returncode == 1
+    assert [json.loads(line)["file"] for line in out.stdout.splitlines()] == [str(good[0]), str(good[1])]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("transcribe: error:")]
+    assert [e.split(": ", 2)[2].split(" ")[0:3] for e in errors] == [
+        ["unreadable", "audio", "file"], ["truncated", "audio", "file"], ["missing", "audio", "file"]]
+    assert "Traceback" not in out.stderr and "FutureWarning" not in out.stderr
 
 
 def test_speaker_statistics_per_set(recipe: Path) -> None:

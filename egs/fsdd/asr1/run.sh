@@ -4,7 +4,10 @@
 # speakers the recipe is built for speaker generalisation: features are normalized
 # with each speaker's own statistics (speaker_mvn, Kaldi's per-speaker CMVN: it keeps
 # the word, which per-utterance normalisation of one spoken digit removes), and the
-# training set is speed-perturbed (0.9/1.0/1.1, each copy its own speaker).
+# training set is speed-perturbed (0.9/1.0/1.1, each copy its own speaker). Per-utterance
+# normalisations that a single file of an unknown speaker could use were much worse on both dev
+# folds (README.md): a user's single file is decoded with its own statistics (transcribe's
+# --speaker per_file), and stage 8 scores that deployed path beside the recipe's (_deployed rows).
 #   ./run.sh                                   # every stage with the Echo default
 #   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml
 #   ./run.sh --stage 6 --test_sets /path/to/any/kaldi/data_dir
@@ -61,5 +64,6 @@ fi
     --inference_config "${inference_config}" \
     --speaker_adapt true \
     --adapt_config conf/adapt.yaml \
+    --score_deployed true \
     "${aug_opts[@]}" \
     "${args[@]}"
