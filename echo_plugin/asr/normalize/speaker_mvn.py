@@ -47,6 +47,20 @@ def load_pooled_stats(stats_file: Union[str, Path], eps: float) -> Tuple[Tensor,
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
 
+def full_lengths(x: Tensor) -> Tensor:
+    """(B,) lengths of a batch x (B, T, D) without padding."""
+    return x.new_full([x.size(0)], x.size(1), dtype=torch.long)
+
+
+def apply_mvn(x: Tensor, ilens: Tensor, mean: Tensor, std: Tensor, norm_means: bool, norm_vars: bool) -> Tensor:
+    """x (B, T, D) -> (x - mean) / std (each as asked; mean, std broadcast to x), padding beyond ilens zeroed."""
+    if norm_means:
+        x = x - mean
+    if norm_vars:
+        x = x / std
+    return x.masked_fill(make_pad_mask(ilens, x, 1), 0.0)
+
+
 class SpeakerMVN(AbsNormalize):
     """(x - mean_spk) / std_spk per utterance, statistics given per batch (see the module docstring).
 
@@ -109,14 +123,9 @@ class SpeakerMVN(AbsNormalize):
 
     def forward(self, x: Tensor, ilens: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """x (B, T, D), ilens (B,) -> normalized (B, T, D) with padding zeroed, ilens."""
-        if ilens is None:
-            ilens = x.new_full([x.size(0)], x.size(1), dtype=torch.long)
+        ilens = full_lengths(x) if ilens is None else ilens
         mean, std = self._mean_std(x)
-        if self.norm_means:
-            x = x - mean
-        if self.norm_vars:
-            x = x / std
-        return x.masked_fill(make_pad_mask(ilens, x, 1), 0.0), ilens
+        return apply_mvn(x, ilens, mean, std, self.norm_means, self.norm_vars), ilens
 
     def extra_repr(self) -> str:
         return f"stats_file={self.stats_file}, norm_means={self.norm_means}, norm_vars={self.norm_vars}"

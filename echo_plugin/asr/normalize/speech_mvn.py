@@ -37,7 +37,7 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.layers.abs_normalize import AbsNormalize
 from torch import Tensor
 
-from echo_plugin.asr.normalize.speaker_mvn import load_pooled_stats
+from echo_plugin.asr.normalize.speaker_mvn import apply_mvn, full_lengths, load_pooled_stats
 
 DEFAULT_VAD_RANGE = 8.0  # natural-log energy units below the loudest frame (~35 dB)
 
@@ -106,14 +106,9 @@ class SpeechMVN(AbsNormalize):
 
     def forward(self, x: Tensor, ilens: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """x (B, T, D), ilens (B,) -> normalized (B, T, D) with padding zeroed, ilens."""
-        if ilens is None:
-            ilens = x.new_full([x.size(0)], x.size(1), dtype=torch.long)
+        ilens = full_lengths(x) if ilens is None else ilens
         mean, std = self.mean_std(x, ilens)
-        if self.norm_means:
-            x = x - mean
-        if self.norm_vars:
-            x = x / std
-        return x.masked_fill(make_pad_mask(ilens, x, 1), 0.0), ilens
+        return apply_mvn(x, ilens, mean, std, self.norm_means, self.norm_vars), ilens
 
     def extra_repr(self) -> str:
         return (f"stats_file={self.stats_file}, prior_frames={self.prior_frames}, vad_range={self.vad_range}, "
