@@ -188,6 +188,17 @@ feature_cache() {
         --config "${asr_config}" --fs "${fs}" --nj "${nj}" || die "feature cache of $1 failed"
 }
 
+# store_records "DECODE_DIRS": the scored test sets of those decode dirs as run records, then RESULTS.md
+# rendered from every record of the recipe (echo_plugin.recipe.records, echo_plugin.recipe.results).
+store_records() {
+    ${python} -m echo_plugin.recipe.records write --exp_dir "${asr_exp}" --data_root "${dumpdir}/raw" \
+        --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "$(for d in ${test_sets}; do set_name "$d"; done)" \
+        --decode_dirs "$1" ${inference_config:+--inference_config "${inference_config}"} \
+        --records_dir "${records_dir}" ${record_name:+--name "${record_name}"} --folds "${folds_file}" \
+        || die "cannot store the run records"
+    ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
+}
+
 # True when the experiment was trained with normalize: speaker_mvn (read from its config.yaml).
 uses_speaker_mvn() {
     grep -q '^normalize: speaker_mvn$' "${asr_exp}/config.yaml" 2>/dev/null
@@ -441,12 +452,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
         done
     done
-    ${python} -m echo_plugin.recipe.records write --exp_dir "${asr_exp}" --data_root "${dumpdir}/raw" \
-        --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "$(for d in ${test_sets}; do set_name "$d"; done)" \
-        --decode_dirs "${decode_tags}" ${inference_config:+--inference_config "${inference_config}"} \
-        --records_dir "${records_dir}" ${record_name:+--name "${record_name}"} --folds "${folds_file}" \
-        || die "cannot store the run records"
-    ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
+    store_records "${decode_tags}"
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
@@ -483,12 +489,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
             ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
                 --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
         done
-        ${python} -m echo_plugin.recipe.records write --exp_dir "${asr_exp}" --data_root "${dumpdir}/raw" \
-            --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "$(for d in ${test_sets}; do set_name "$d"; done)" \
-            --decode_dirs "${deployed}" ${inference_config:+--inference_config "${inference_config}"} \
-            --records_dir "${records_dir}" ${record_name:+--name "${record_name}"} --folds "${folds_file}" \
-            || die "cannot store the run records"
-        ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
+        store_records "${deployed}"
     fi
 fi
 
