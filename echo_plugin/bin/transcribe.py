@@ -49,15 +49,21 @@ def inputs(files: list[str], wav_scp: Path | None) -> Iterator[tuple[str, str]]:
             yield utt, path.strip()
 
 
-def speaker_statistics(model: Transcriber, audio: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray | None]:
-    """id -> speaker statistics (2, D) for ``normalize: speaker_mvn`` models (None: the model's fallback)."""
+def speaker_statistics(model: Transcriber, audio: dict[str, np.ndarray], mode: str,
+                       prior_frames: float = 0.0) -> dict[str, np.ndarray | None]:
+    """id -> speaker statistics (2, D) for ``normalize: speaker_mvn`` models (None: the model's fallback),
+    with ``prior_frames`` virtual frames of the training speakers' pooled statistics added."""
     from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
     from echo_plugin.recipe.speaker_stats import DEFAULT_VAD_RANGE, accumulate
 
-    if mode == "unknown" or not isinstance(model.model.normalize, SpeakerMVN):
+    normalize = model.model.normalize
+    if mode == "unknown" or not isinstance(normalize, SpeakerMVN):
         return {utt: None for utt in audio}
     speaker = (lambda utt: "all") if mode == "pooled" else (lambda utt: utt)  # noqa: E731
     stats = accumulate(model.model.frontend, ((utt, speaker(utt), x) for utt, x in audio.items()), DEFAULT_VAD_RANGE)
+    if prior_frames > 0 and normalize.fallback_mean is not None:
+        prior = (normalize.fallback_mean.numpy(), normalize.fallback_std.numpy(), prior_frames)
+        stats.speakers = {spk: s.with_prior(*prior) for spk, s in stats.speakers.items()}
     return {utt: stats.speakers[speaker(utt)].mean_std() for utt in audio}
 
 
@@ -82,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache_dir", type=Path, default=None, help="where to unpack (default: temporary)")
     parser.add_argument("--speaker", choices=("per_file", "pooled", "unknown"), default="per_file",
                         help="speaker statistics for speaker_mvn models (see above)")
+    parser.add_argument("--prior_frames", type=float, default=0.0,
+                        help="speaker_mvn models: add this many frames of the training speakers' pooled statistics "
+                             "to the file's (per_file) or speaker's (pooled) own (default 0)")
     parser.add_argument("--output", choices=("text", "jsonl"), default="text")
     parser.add_argument("--nbest", type=int, default=1, help="hypotheses per input (jsonl shows them all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -101,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     stats: dict[str, np.ndarray | None] = {}
     if args.speaker == "pooled":  # one speaker's statistics need every file first
         held = list(items)
-        stats = speaker_statistics(model, {utt: x for utt, _, x in held}, args.speaker)
+        stats = speaker_statistics(model, {utt: x for utt, _, x in held}, args.speaker, args.prior_frames)
         items = iter(held)
     for utt, path, speech in items:
         if args.speaker == "per_file":  # each file's own, as it comes
-            stats = speaker_statistics(model, {utt: speech}, "per_file")
+            stats = speaker_statistics(model, {utt: speech}, "per_file", args.prior_frames)
         hyps = model.transcribe(speech, nbest=args.nbest, spk_stats=stats.get(utt))
         hyps = hyps if isinstance(hyps, list) else [hyps]
         if args.output == "jsonl":

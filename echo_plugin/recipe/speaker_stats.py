@@ -52,7 +52,7 @@ def speech_frames(feats: Tensor, vad_range: float = DEFAULT_VAD_RANGE) -> Tensor
 class FrameStats:
     """Running count, sum and sum of squares of feature frames (float64)."""
 
-    count: int = 0
+    count: float = 0
     total: np.ndarray | None = None
     total_square: np.ndarray | None = None
 
@@ -74,6 +74,16 @@ class FrameStats:
         self.count += other.count
         self.total += other.total
         self.total_square += other.total_square
+
+    def with_prior(self, mean: np.ndarray, std: np.ndarray, frames: float) -> FrameStats:
+        """These statistics plus ``frames`` virtual frames of mean ``mean`` and deviation ``std`` (online
+        CMVN's prior: a short recording leans on it, a long one on its own frames)."""
+        if frames <= 0:
+            return self
+        mean, var = mean.astype(np.float64), std.astype(np.float64) ** 2
+        total = (0.0 if self.total is None else self.total) + frames * mean
+        square = (0.0 if self.total_square is None else self.total_square) + frames * (var + mean * mean)
+        return FrameStats(self.count + frames, total, square)
 
     def mean_std(self, eps: float = 1.0e-5) -> np.ndarray:
         """-> float32 (2, D): mean; standard deviation (floored at eps)."""

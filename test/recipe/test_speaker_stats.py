@@ -168,3 +168,21 @@ def test_one_utterance_per_speaker_is_warned_about(data, tmp_path: Path, capsys:
     assert speaker_stats.main(["--data_dir", str(data_dir), "--config", str(tmp_path / "config.yaml"), "--fs", str(FS),
                                "--out_dir", str(tmp_path / "o")]) == 0
     assert "every utterance" in capsys.readouterr().err
+
+
+def test_a_prior_counts_as_that_many_frames_of_the_pooled_statistics() -> None:
+    """Online CMVN's prior: the file's frames and tau virtual frames of (mu0, std0) pooled."""
+    rng = np.random.default_rng(3)
+    own = rng.normal(2.0, 0.5, size=(40, 4))
+    prior = rng.normal(-1.0, 2.0, size=(100_000, 4))
+    stats = FrameStats()
+    stats.add(own)
+    mixed = stats.with_prior(prior.mean(0), prior.std(0), 60.0).mean_std()
+    # 60 frames of the prior's distribution, drawn exactly: its mean and variance, weighted 60 : 40
+    mean = (40 * own.mean(0) + 60 * prior.mean(0)) / 100
+    second = (40 * (own ** 2).mean(0) + 60 * (prior.var(0) + prior.mean(0) ** 2)) / 100
+    np.testing.assert_allclose(mixed[0], mean, rtol=1e-5)
+    np.testing.assert_allclose(mixed[1], np.sqrt(second - mean ** 2), rtol=1e-5)
+    assert stats.with_prior(prior.mean(0), prior.std(0), 0.0) is stats
+    np.testing.assert_allclose(FrameStats().with_prior(prior.mean(0), prior.std(0), 5.0).mean_std(),
+                               np.stack([prior.mean(0), prior.std(0)]), rtol=1e-5)
