@@ -9,8 +9,10 @@ The folds and seeds come from ``conf/folds.yaml`` (``folds: [{name, test, dev, t
 ``<work_dir>/<fold>/`` (links to the recipe's scripts, ``conf/`` and ``records/``;
 its own ``data/``, ``dump/`` and ``exp/``), prepared once (stages 1-4 with
 ``--fold_opts "--train_speakers ... --dev_speakers ..."``). Each (fold, seed) then
-trains, decodes and scores (stages 5-7) as ``exp/asr_<config>_seed<N>``; stage 7
-stores its records in the recipe's ``records/<config>.jsonl``.
+trains, decodes and scores (stages 5-7) as ``exp/asr_<config>_seed<N>``, then packs the
+model and scores the deployed path (stage 8, ``--score_deployed``; ``--no_deployed`` skips it);
+stages 7 and 8 store their records in the recipe's ``records/<config>.jsonl``. Runs go
+seed by seed over all folds, so the first seed's five folds are there first.
 
 Resumable: a run whose records are all there is skipped, a run that was stopped
 resumes from its last finished epoch (ESPnet's checkpoint.pth). ``--jobs N`` runs
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="the records' name (default: the config's file name)")
     parser.add_argument("--test_sets", default="test_isolated test_connected")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--no_deployed", action="store_true", help="stop at stage 7 (no packing, no deployed path)")
     parser.add_argument("--work_dir", type=Path, default=Path("folds"), help="relative to the recipe dir")
     parser.add_argument("run_args", nargs="*", help="after --: more run.sh options for every run")
     args = parser.parse_args(argv)
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     work = recipe / args.work_dir
     prepared: dict[str, threading.Lock] = {f.name: threading.Lock() for f in folds}
     records = read_records(recipe / "records")
-    runs = [(f, s) for f in folds for s in seeds if not done(records, name, f, s, test_sets)]
+    runs = [(f, s) for s in seeds for f in folds if not done(records, name, f, s, test_sets)]
     skipped = len(folds) * len(seeds) - len(runs)
     print(f"folds: {name}: {len(runs)} runs to do, {skipped} already recorded", flush=True)
 
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 (cwd / ".prepared").touch()
         tag = f"{name}_seed{seed}"
         log = cwd / "logs" / f"{tag}.log"
-        code = run_sh(cwd, ["--stage", "5", "--stop_stage", "7", "--asr_config", args.config, "--asr_tag", tag,
+        last = ["--stop_stage", "7"] if args.no_deployed else ["--stop_stage", "8", "--score_deployed", "true"]
+        code = run_sh(cwd, ["--stage", "5", *last, "--asr_config", args.config, "--asr_tag", tag,
                             "--seed", str(seed), "--record_name", name, "--train_threads", str(threads),
                             "--test_sets", args.test_sets, *args.run_args], log)
         print(f"{'done' if code == 0 else 'FAILED'}: {name} {fold.name} seed {seed} ({log})", flush=True)

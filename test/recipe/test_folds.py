@@ -20,8 +20,9 @@ import json, os, sys
 from pathlib import Path
 args = sys.argv[1:]
 opt = lambda k: args[args.index(k) + 1] if k in args else None
-with open("calls.jsonl", "a") as f:
-    f.write(json.dumps({"cwd": os.getcwd(), "args": args}) + "\n")
+for log in ("calls.jsonl", Path("records").resolve().parent / "all_calls.jsonl"):  # per fold, in order
+    with open(log, "a") as f:
+        f.write(json.dumps({"cwd": os.getcwd(), "args": args}) + "\n")
 if os.environ.get("FAIL_SEED", "none") == opt("--seed"):
     sys.exit(1)
 if opt("--stage") == "5":
@@ -72,6 +73,8 @@ def test_every_fold_and_seed_once_and_each_fold_prepared_once(tmp_path: Path) ->
         assert a[a.index("--asr_tag") + 1] == f"x_seed{a[a.index('--seed') + 1]}"
         assert a[a.index("--record_name") + 1] == "x" and a[-2:] == ["--speaker_adapt", "false"]
         assert a[a.index("--train_threads") + 1] == str(max(1, min(2, (os.cpu_count() or 1) // 2)))
+        # each run packs its model and scores the deployed path too (stage 8)
+        assert a[a.index("--stop_stage") + 1] == "8" and a[a.index("--score_deployed") + 1] == "true"
     # the fold dirs share the recipe's records through a link
     assert (root / "folds" / "test-a" / "records").resolve() == (root / "records").resolve()
     assert len(read_records(root / "records")) == 2 * 2 * 2
@@ -89,3 +92,14 @@ def test_recorded_runs_are_skipped_and_a_failure_fails_the_command(tmp_path: Pat
     assert [(c["args"][1], c["args"][c["args"].index("--seed") + 1]) for c in rerun] == [("5", "1")]
     assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "--folds", "test-a"]) == 0
     assert len(calls(root)) == 4
+
+
+def test_runs_go_seed_by_seed_over_every_fold_and_no_deployed_stops_at_stage_7(tmp_path: Path) -> None:
+    root = recipe(tmp_path)
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "--no_deployed"]) == 0
+    made = [json.loads(line) for line in (root / "all_calls.jsonl").read_text().splitlines()]
+    train = [c["args"] for c in made if c["args"][:2] == ["--stage", "5"]]
+    order = [(c["args"][c["args"].index("--seed") + 1], Path(c["cwd"]).name) for c in made
+             if c["args"][:2] == ["--stage", "5"]]
+    assert order == [("0", "test-a"), ("0", "test-b"), ("1", "test-a"), ("1", "test-b")]
+    assert all(a[a.index("--stop_stage") + 1] == "7" and "--score_deployed" not in a for a in train)
