@@ -565,8 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav_dir", type=Path, help="connected-digit wavs (<out_dir>/local/connected_wav)")
     p.add_argument("--train_speakers", nargs="+", default=list(d.train_speakers), help="(%(default)s)")
     p.add_argument("--dev_speakers", nargs="+", default=list(d.dev_speakers), help="(%(default)s)")
-    p.add_argument("--test_speakers", nargs="*", default=list(d.test_speakers),
-                   help="(%(default)s); speakers in no list go to test too")
+    p.add_argument("--test_speakers", nargs="*", default=None,
+                   help=f"({' '.join(d.test_speakers)} unless a train or dev speaker); "
+                   "speakers in no list go to test too")
     p.add_argument("--n_connected_train", type=int, default=d.n_connected_train, help="(%(default)s)")
     p.add_argument("--n_connected_dev", type=int, default=d.n_connected_dev, help="(%(default)s)")
     p.add_argument("--n_connected_test", type=int, default=d.n_connected_test, help="(%(default)s)")
@@ -590,7 +591,8 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
     return PrepConfig(
         train_speakers=tuple(args.train_speakers),
         dev_speakers=tuple(args.dev_speakers),
-        test_speakers=tuple(args.test_speakers),
+        test_speakers=tuple(args.test_speakers) if args.test_speakers is not None else tuple(
+            s for s in PrepConfig.test_speakers if s not in {*args.train_speakers, *args.dev_speakers}),
         n_connected_train=args.n_connected_train,
         n_connected_dev=args.n_connected_dev,
         n_connected_test=args.n_connected_test,

@@ -46,7 +46,8 @@ class Fold:
     @property
     def data_opts(self) -> str:
         """local/data.sh options that make this fold's data dirs."""
-        return f"--train_speakers {','.join(self.train)} --dev_speakers {','.join(self.dev)}"
+        return (f"--train_speakers {','.join(self.train)} --dev_speakers {','.join(self.dev)}"
+                f" --test_speakers {','.join(self.test)}")
 
 
 def as_list(value: str | list[str]) -> list[str]:

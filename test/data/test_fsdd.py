@@ -451,3 +451,16 @@ def test_data_sh_rejects_unknown_options(tmp_path: Path) -> None:
     proc = run_data_sh(script, ["--seed"], tmp_path / "asr1")
     assert proc.returncode != 0 and "--seed needs a value" in proc.stderr
     assert not (tmp_path / "asr1" / "data").exists()
+
+
+def test_the_default_test_speaker_gives_way_to_a_fold_that_trains_on_it() -> None:
+    def config(*argv: str) -> fsdd.PrepConfig:
+        return fsdd.config_from_args(fsdd.build_parser().parse_args(["--fsdd_root", "x", *argv]))
+
+    assert config().test_speakers == ("lucas",)
+    fold = config("--train_speakers", "george", "lucas", "yweweler", "--dev_speakers", "jackson")
+    assert fold.test_speakers == ()  # nicolas, in no list, is the test speaker
+    assert config("--train_speakers", "george", "lucas", "--dev_speakers", "jackson",
+                  "--test_speakers", "nicolas").test_speakers == ("nicolas",)
+    with pytest.raises(ValueError, match="'lucas' is listed for both train and test"):
+        config("--train_speakers", "george", "lucas", "--dev_speakers", "jackson", "--test_speakers", "lucas")

@@ -64,8 +64,8 @@ def test_every_fold_and_seed_once_and_each_fold_prepared_once(tmp_path: Path) ->
     assert sorted(Path(c["cwd"]).name for c in prepare) == ["test-a", "test-b"]
     assert "--fold_opts" in prepare[0]["args"]
     opts = {Path(c["cwd"]).name: c["args"][c["args"].index("--fold_opts") + 1] for c in prepare}
-    assert opts == {"test-a": "--train_speakers c,d --dev_speakers b",
-                    "test-b": "--train_speakers a,d --dev_speakers c"}
+    assert opts == {"test-a": "--train_speakers c,d --dev_speakers b --test_speakers a",
+                    "test-b": "--train_speakers a,d --dev_speakers c --test_speakers b"}
     runs = sorted((Path(c["cwd"]).name, c["args"][c["args"].index("--seed") + 1]) for c in train)
     assert runs == [("test-a", "0"), ("test-a", "1"), ("test-b", "0"), ("test-b", "1")]
     for c in train:

@@ -14,6 +14,7 @@ n_connected_test=300
 seed=0
 train_speakers=
 dev_speakers=
+test_speakers=
 synth_voices=0
 synth_takes=5
 n_connected_synth=1000
@@ -33,6 +34,8 @@ Usage: $0 [options]
   --dev_speakers A         dev speakers, comma-separated (default: nicolas); a speaker in neither list
                            is a test speaker, so "--train_speakers jackson,yweweler,nicolas
                            --dev_speakers george" is another dev fold with the same test sets
+  --test_speakers A        test speakers, comma-separated (default: lucas unless it is a train or dev
+                           speaker); every speaker in no list is a test speaker too
   --synth_voices N         add N synthetic espeak-ng speakers to train only (default: ${synth_voices} = none)
   --synth_takes N          takes per synthetic speaker and digit (default: ${synth_takes})
   --n_connected_synth N    connected-digit utterances of the synthetic speakers (default: ${n_connected_synth})
@@ -46,7 +49,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --fsdd_root|--max_takes|--n_connected_train|--n_connected_dev|--n_connected_test|--seed|\
-        --train_speakers|--dev_speakers|--synth_voices|--synth_takes|--n_connected_synth|\
+        --train_speakers|--dev_speakers|--test_speakers|--synth_voices|--synth_takes|--n_connected_synth|\
         --world_voices|--n_connected_world)
             if [ $# -lt 2 ]; then
                 echo "$0: option $1 needs a value" >&2; exit 1
@@ -102,4 +105,5 @@ python -m echo_plugin.data.fsdd "${source_opts[@]}" "${extra_opts[@]}" \
     --seed "${seed}" \
     ${max_takes:+--max_takes "${max_takes}"} \
     ${train_speakers:+--train_speakers ${train_speakers//,/ }} \
-    ${dev_speakers:+--dev_speakers ${dev_speakers//,/ }}
+    ${dev_speakers:+--dev_speakers ${dev_speakers//,/ }} \
+    ${test_speakers:+--test_speakers ${test_speakers//,/ }}
