@@ -271,8 +271,9 @@ def _frontend_choices() -> Table:
     from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
     from echo_plugin.asr.frontend.echo_frontend import EchoFrontend
+    from echo_plugin.asr.frontend.pretrained_whisper import PretrainedWhisperFrontend
 
-    return AbsFrontend, {"echo": EchoFrontend}
+    return AbsFrontend, {"echo": EchoFrontend, "whisper_pretrained": PretrainedWhisperFrontend}
 
 
 def _model_choices() -> Table:

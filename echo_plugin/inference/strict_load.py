@@ -7,6 +7,7 @@ then loads the weights strictly and fails naming every missing or unexpected key
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,11 @@ def install() -> None:
 
     def build_model_from_file(cls: Any, config_file: Any = None, model_file: Any = None,
                               device: str = "cpu") -> tuple[torch.nn.Module, Any]:
-        model, args = lenient(cls, config_file, None, device)
+        from echo_plugin.asr.frontend.pretrained_whisper import weights_from_model_file
+
+        # a pretrained frontend's weights are in the model file: build it without its checkpoint
+        with weights_from_model_file() if model_file is not None else contextlib.nullcontext():
+            model, args = lenient(cls, config_file, None, device)
         if model_file is not None:
             load_strict(model, model_file, "cpu" if device == "mps" else device)
         return model, args

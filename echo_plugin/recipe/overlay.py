@@ -9,6 +9,9 @@ overlay) and merges the file over it:
   ``encoder_conf.layers`` carries the whole ``layers`` list);
 * ``key: null`` in an overlay replaces the base's value with None (the key
   stays, with value None); it does not delete the key;
+* a mapping holding ``_replace_: true`` replaces the base's mapping whole
+  (the marker is dropped): ``frontend_conf: {_replace_: true, layers: 4}`` when
+  the overlay's frontend takes none of the base frontend's options;
 * the ``base`` key itself is dropped.
 
 A config without ``base`` is returned as it is. ESPnet knows nothing of
@@ -34,6 +37,7 @@ import yaml
 from echo_plugin.recipe.data_dir import atomic_write_text
 
 BASE_KEY = "base"
+REPLACE_KEY = "_replace_"
 
 
 class ConfigError(ValueError):
@@ -62,7 +66,9 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     """A new mapping: ``overlay`` merged over ``base`` (maps merged, everything else replaced)."""
     merged = copy.deepcopy(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and value.get(REPLACE_KEY) is True:
+            merged[key] = deep_merge({}, {k: v for k, v in value.items() if k != REPLACE_KEY})
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)

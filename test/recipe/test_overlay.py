@@ -67,6 +67,15 @@ def test_null_replaces_and_keeps_the_key(base: Path, tmp_path: Path) -> None:
     assert merged["encoder_conf"]["rotary"] is None and merged["encoder_conf"]["output_size"] == 144
 
 
+def test_a_map_marked_replace_replaces_the_base_map_whole(base: Path, tmp_path: Path) -> None:
+    merged = load_config(write(tmp_path / "o.yaml", {"base": "base.yaml", "encoder_conf": {
+        "_replace_": True, "output_size": 256, "rotary": {"type": "none"}}}))
+    assert merged["encoder_conf"] == {"output_size": 256, "rotary": {"type": "none"}}
+    nested = load_config(write(tmp_path / "n.yaml", {"base": "base.yaml", "encoder_conf": {
+        "rotary": {"_replace_": True, "type": "mel"}}}))
+    assert nested["encoder_conf"]["rotary"] == {"type": "mel"} and nested["encoder_conf"]["output_size"] == 144
+
+
 def test_a_chain_of_two_bases_resolves_relative_to_each_file(base: Path, tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     write(tmp_path / "sub" / "mid.yaml", {"base": "../base.yaml", "seed": 1, "encoder_conf": {"output_size": 96}})
