@@ -41,9 +41,9 @@ ALLOWED: Dict[str, set] = {
     "train_asr_echo_tied.yaml": {"decoder_conf.tie_embeddings"},
     "train_asr_echo_seed1.yaml": {"seed"},
     "train_asr_echo_multifeature.yaml": {"frontend", "frontend_conf"},
-    # a pretrained front end: its features, their SpecAugment, the input layer for their 20 ms frames
+    # a pretrained front end: its features, their SpecAugment, ESPnet's projection and input layer for them
     "train_asr_echo_whisper_frontend.yaml": {"frontend", "frontend_conf", "specaug", "specaug_conf",
-                                             "encoder_conf.input_layer"},
+                                             "preencoder", "preencoder_conf", "encoder_conf.input_layer"},
     "train_asr_echo_curiosity.yaml": {"encoder_conf.layers"},
     "train_asr_echo_curiosity_features.yaml": {"encoder_conf.layers"},
     "train_asr_echo_integrated.yaml": {"encoder_conf.layers"},

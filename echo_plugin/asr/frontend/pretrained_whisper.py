@@ -11,12 +11,15 @@ its encoder; its methods are used as they are) with three differences:
 - every utterance is encoded alone, at its own length: Whisper's attention takes no padding
   mask, so a batch would let padded frames change the features. One file given to
   ``transcribe`` then gets exactly the features it got in training. Audio at another rate
-  (``fs``) is resampled to Whisper's 16 kHz first.
+  (``fs``) is resampled to Whisper's 16 kHz first;
+- ``cache_mb``: a frozen encoder gives the same features for the same audio every epoch, so
+  they are kept in memory, keyed by a hash of the samples, up to this many MB (0: off). Only
+  the first epoch pays for the encoder (speed-perturbed copies are other audio, other keys).
 
 ESPnet YAML::
 
     frontend: whisper_pretrained
-    frontend_conf: {whisper_model: base, checkpoint: whisper-base, layers: 6}
+    frontend_conf: {whisper_model: base, checkpoint: whisper-base, layers: 6, cache_mb: 4096}
 
 The output is (B, T, n_audio_state) at 50 frames per second. The encoder is part of the
 model's weights, so a packed model carries it: built for loading a model file
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple, Union
 
@@ -90,6 +94,7 @@ class PretrainedWhisperFrontend(WhisperFrontend):
         layers: Optional[int] = None,
         fs: Union[int, str] = WHISPER_RATE,
         freeze_weights: bool = True,
+        cache_mb: float = 0,
     ) -> None:
         """
         Args:
@@ -98,6 +103,7 @@ class PretrainedWhisperFrontend(WhisperFrontend):
             layers: encoder blocks kept, from the first (default: all).
             fs: the input audio's sample rate (resampled to 16 kHz).
             freeze_weights: no gradient into the Whisper encoder.
+            cache_mb: memory for features of audio seen before (frozen encoder only; 0: no cache).
         """
         from whisper.audio import HOP_LENGTH, N_FFT, mel_filters
         from whisper.model import AudioEncoder
@@ -130,6 +136,9 @@ class PretrainedWhisperFrontend(WhisperFrontend):
         if freeze_weights:
             for p in self.whisper.parameters():
                 p.requires_grad_(False)
+        self.cache_bytes = int(cache_mb * 2**20) if freeze_weights else 0
+        self._cache: Dict[bytes, Tensor] = {}
+        self._cached_bytes = 0
 
     def train(self, mode: bool = True) -> PretrainedWhisperFrontend:
         """A frozen encoder stays in eval mode (Whisper has no dropout; kept for clarity)."""
@@ -140,16 +149,29 @@ class PretrainedWhisperFrontend(WhisperFrontend):
 
     def forward(self, input: Tensor, input_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """(B, S) audio at ``fs`` -> (B, T, D) features, (B,) lengths; each utterance encoded alone."""
-        outs = []
-        for audio, n in zip(input, input_lengths.tolist()):
-            clip = audio[:n].unsqueeze(0)
-            if self.fs != WHISPER_RATE:
-                import torchaudio.functional as AF
-
-                clip = AF.resample(clip, self.fs, WHISPER_RATE)
-            mel, _ = self.log_mel_spectrogram(clip)
-            with torch.no_grad() if self.freeze_weights else contextlib.nullcontext():
-                feats, _ = self.whisper_encode(mel)
-            outs.append(feats[0])
+        outs = [self._encode_one(audio[:n]) for audio, n in zip(input, input_lengths.tolist())]
         lengths = torch.tensor([o.size(0) for o in outs], device=input.device)
         return nn.utils.rnn.pad_sequence(outs, batch_first=True), lengths
+
+    def _encode_one(self, audio: Tensor) -> Tensor:
+        """(S,) audio at ``fs`` -> (T, D) features of this clip alone (from the cache when seen before)."""
+        key = None
+        if self.cache_bytes:
+            key = hashlib.blake2b(audio.detach().cpu().numpy().tobytes(), digest_size=16).digest()
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit.to(audio.device)
+        clip = audio.unsqueeze(0)
+        if self.fs != WHISPER_RATE:
+            import torchaudio.functional as AF
+
+            clip = AF.resample(clip, self.fs, WHISPER_RATE)
+        mel, _ = self.log_mel_spectrogram(clip)
+        with torch.no_grad() if self.freeze_weights else contextlib.nullcontext():
+            feats, _ = self.whisper_encode(mel)
+        feats = feats[0]
+        size = feats.numel() * feats.element_size()
+        if key is not None and self._cached_bytes + size <= self.cache_bytes:
+            self._cache[key] = feats.detach().cpu()
+            self._cached_bytes += size
+        return feats
