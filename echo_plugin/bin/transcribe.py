@@ -3,15 +3,28 @@
     python -m echo_plugin.bin.transcribe --model exp/asr_train_asr_echo/train_asr_echo.zip a.wav b.wav
     python -m echo_plugin.bin.transcribe --model model.zip --wav_scp data/test/wav.scp --output jsonl
 
-Prints ``<id> <text>`` per input (the file path is the id for plain files), or
-with ``--output jsonl`` one JSON object per input: id, file, text, score (and
-the n best with ``--nbest N``). Files are decoded one by one as they are read; a
-file that cannot be used gets one line on stderr naming it and why, the others
-are still transcribed, and the exit status is 1. Weights load strictly; audio at
-another rate is resampled to the model's. Decoding options: the recipe's
-decoding config packed with the model, else beam 8 and CTC weight 0.3;
-``--decode_config`` overrides single options. The Python API is
-``echo_plugin.inference.transcriber.load``.
+Prints ``<id> <text>`` per input, in input order (the file path is the id for
+plain files), or with ``--output jsonl`` one JSON object per input: id, file,
+seconds, text, score (and the n best with ``--nbest N``; ``chunks`` with each
+chunk's start, end, text and score for a split recording). A file that cannot be
+used (missing, unreadable, empty, truncated, too short for the encoder) gets one
+line on stderr naming it and why, the others are still transcribed, and the exit
+status is 1. Weights load strictly; audio at another rate is resampled to the
+model's. Decoding options: the recipe's decoding config packed with the model,
+else beam 8 and CTC weight 0.3; ``--decode_config`` overrides single options.
+The Python API is ``echo_plugin.inference.transcriber.load``.
+
+Many files: ``--batch_size N`` encodes N files (or chunks) at once, grouped by
+length within windows of 4N files; ESPnet's beam search still runs on each one,
+and the output equals batch 1 (the default: each file decoded as read, exactly
+ESPnet's path) up to float rounding of the encoder (models whose encoder output
+padding would change are encoded one by one: ``echo_plugin.inference.batch_encode``).
+Long recordings: longer than ``--max_chunk_seconds`` (20 s; 0: never split) they
+are split at pauses (an energy VAD against the file's own noise floor; fixed
+chunks with 0.5 s overlap where there is no pause) and the chunk transcripts are
+joined in order. A progress bar counts files on stderr when stderr is a terminal
+(``--progress`` / ``--no-progress`` force it on / off; never for one file); the
+error lines and transcripts are written around it.
 
 A model trained with ``normalize: speaker_mvn`` normalizes each input with
 its speaker's statistics: ``--speaker pooled`` treats all inputs as one speaker
@@ -34,6 +47,8 @@ import numpy as np
 import yaml
 
 from echo_plugin.inference.audio import AudioError
+from echo_plugin.inference.batch_transcribe import Recording, Result, transcribe_recordings
+from echo_plugin.inference.chunking import ChunkingConfig
 from echo_plugin.inference.transcriber import Transcriber, load
 
 
@@ -67,16 +82,93 @@ def speaker_statistics(model: Transcriber, audio: dict[str, np.ndarray], mode: s
     return {utt: stats.speakers[speaker(utt)].mean_std() for utt in audio}
 
 
+class Console:
+    """stdout lines (transcripts) and stderr lines (errors), written around a progress bar of files on stderr
+    when there is one (tqdm clears and redraws it)."""
+
+    def __init__(self, total: int, progress: bool | None) -> None:
+        show = total > 1 and (progress if progress is not None else sys.stderr.isatty())
+        self.bar = None
+        if show:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+    def out(self, line: str) -> None:
+        self.write(line, sys.stdout)
+
+    def err(self, line: str) -> None:
+        self.write(line, sys.stderr)
+
+    def write(self, line: str, stream) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=stream)
+            stream.flush()
+        else:
+            print(line, file=stream, flush=True)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def readable(
-    model: Transcriber, pairs: Iterator[tuple[str, str]], failed: list[str]
+    model: Transcriber, pairs: Iterator[tuple[str, str]], failed: list[str], console: Console
 ) -> Iterator[tuple[str, str, np.ndarray]]:
     """(id, path, samples) of each input that reads; one stderr line for each that does not."""
     for utt, path in pairs:
         try:
             yield utt, path, model.read(path, utt_id=utt if utt != path else None)
         except AudioError as error:
-            print(f"transcribe: error: {error}", file=sys.stderr, flush=True)
+            console.err(f"transcribe: error: {error}")
+            console.done()
             failed.append(utt)
+
+
+def recordings(model: Transcriber, items: Iterator[tuple[str, str, np.ndarray]], mode: str,
+               prior_frames: float) -> Iterator[Recording]:
+    """Readable inputs -> Recordings with their speaker statistics: each file's own as it comes (per_file),
+    all files' pooled once every file is read (pooled), or none (unknown)."""
+    if mode == "pooled":  # one speaker's statistics need every file first
+        held = list(items)
+        stats = speaker_statistics(model, {utt: x for utt, _, x in held}, mode, prior_frames)
+        for utt, path, speech in held:
+            yield Recording(utt, path, speech, stats.get(utt))
+        return
+    for utt, path, speech in items:
+        stats = speaker_statistics(model, {utt: speech}, mode, prior_frames)
+        yield Recording(utt, path, speech, stats.get(utt))
+
+
+def hypotheses_json(hyps) -> list[dict]:
+    return [{"text": h.text, "score": h.score} for h in hyps]
+
+
+def output_line(result: Result, output: str, nbest: int, fs: int) -> str:
+    """A decoded Result -> its text or JSON line."""
+    best = result.hyps[0]
+    if output != "jsonl":
+        return f"{result.utt} {best.text}"
+    record = {"id": result.utt, "file": result.path, "seconds": round(result.seconds, 3), "text": best.text,
+              "score": best.score}
+    if nbest > 1:
+        record["nbest"] = hypotheses_json(result.hyps)
+    if result.chunks:
+        record["chunks"] = [
+            {"start": round(c.chunk.start / fs, 3), "end": round(c.chunk.end / fs, 3), "text": c.hyps[0].text,
+             "score": c.hyps[0].score, **({"nbest": hypotheses_json(c.hyps)} if nbest > 1 else {})}
+            for c in result.chunks]
+    return json.dumps(record, ensure_ascii=False)
+
+
+def error_line(result: Result) -> str:
+    """A Result that could not be decoded -> its stderr line, naming the utterance (wav.scp) and file."""
+    where = f"utterance '{result.utt}': " if result.utt != result.path else ""
+    return f"transcribe: error: {where}too short audio file {result.path}: {result.error}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,36 +186,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", choices=("text", "jsonl"), default="text")
     parser.add_argument("--nbest", type=int, default=1, help="hypotheses per input (jsonl shows them all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch_size", type=int, default=1,
+                        help="files (or chunks) encoded together (default 1: each file as it is read)")
+    parser.add_argument("--max_chunk_seconds", type=float, default=20.0,
+                        help="split longer recordings at pauses into chunks of at most this (0: never split)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar on stderr (default: when stderr is a terminal; never for one file)")
     parser.add_argument("audio", nargs="*")
     args = parser.parse_args(argv)
     if not args.audio and args.wav_scp is None:
         parser.error("give audio files and/or --wav_scp")
     if not args.model.is_file():
         parser.error(f"no model archive at {args.model}")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    chunking = ChunkingConfig.for_limit(args.max_chunk_seconds) if args.max_chunk_seconds > 0 else None
     overrides = None
     if args.decode_config is not None:
         overrides = yaml.safe_load(args.decode_config.read_text(encoding="utf-8")) or {}
-    model = load(args.model, overrides, device=args.device, cache_dir=args.cache_dir, nbest=args.nbest)
+    model = load(args.model, overrides, device=args.device, cache_dir=args.cache_dir, nbest=args.nbest,
+                 chunking=chunking)
 
+    pairs = list(inputs(args.audio, args.wav_scp))
+    console = Console(len(pairs), args.progress)
     failed: list[str] = []
-    items = readable(model, inputs(args.audio, args.wav_scp), failed)
-    stats: dict[str, np.ndarray | None] = {}
-    if args.speaker == "pooled":  # one speaker's statistics need every file first
-        held = list(items)
-        stats = speaker_statistics(model, {utt: x for utt, _, x in held}, args.speaker, args.prior_frames)
-        items = iter(held)
-    for utt, path, speech in items:
-        if args.speaker == "per_file":  # each file's own, as it comes
-            stats = speaker_statistics(model, {utt: speech}, "per_file", args.prior_frames)
-        hyps = model.transcribe(speech, nbest=args.nbest, spk_stats=stats.get(utt))
-        hyps = hyps if isinstance(hyps, list) else [hyps]
-        if args.output == "jsonl":
-            record = {"id": utt, "file": path, "text": hyps[0].text, "score": hyps[0].score}
-            if args.nbest > 1:
-                record["nbest"] = [{"text": h.text, "score": h.score} for h in hyps]
-            print(json.dumps(record, ensure_ascii=False), flush=True)
-        else:
-            print(f"{utt} {hyps[0].text}", flush=True)
+    items = recordings(model, readable(model, iter(pairs), failed, console), args.speaker, args.prior_frames)
+    try:
+        for result in transcribe_recordings(model, items, args.batch_size, chunking, args.nbest):
+            if result.error is not None:
+                console.err(error_line(result))
+                failed.append(result.utt)
+            else:
+                console.out(output_line(result, args.output, args.nbest, model.fs))
+            console.done()
+    finally:
+        console.close()
     if failed:
         print(f"transcribe: {len(failed)} input(s) failed: {' '.join(failed[:20])}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ class ChunkResult:
 class Result:
     """A recording's transcription: ``hyps`` best first (one chunk: ESPnet's n best; several: the chunks'
     best joined, alone), ``chunks`` when it was split, ``error`` (and no hyps) when a chunk was too short
-    for the encoder."""
+    for the encoder: what went wrong, to follow "too short audio file <path>: "."""
 
     utt: str
     path: str
@@ -95,7 +95,7 @@ def decode_window(model: Transcriber, recordings: list[Recording], batch_size: i
         result = results[index]
         if hyps is None:
             seconds = (chunk.end - chunk.start) / model.fs
-            result.error = result.error or f"too short for the model's encoder ({seconds:.3f} s of audio)"
+            result.error = result.error or f"{seconds:.3f} s give the encoder no output frame"
         result.chunks.append(ChunkResult(chunk, hyps or []))
     for result in results:
         if result.error is not None:

@@ -64,6 +64,16 @@ class ChunkingConfig:
         if not 0 <= self.overlap_seconds < self.min_chunk_seconds:
             raise ValueError(f"overlap_seconds must be in [0, min_chunk_seconds), got {self.overlap_seconds}")
 
+    @classmethod
+    def for_limit(cls, max_seconds: float) -> ChunkingConfig:
+        """The defaults with ``max_seconds``; the shortest chunk (1 s) and the overlap (0.5 s) shrink to a
+        quarter and an eighth of a limit under 4 s."""
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        shortest = min(cls.min_chunk_seconds, max_seconds / 4)
+        return cls(max_seconds=max_seconds, min_chunk_seconds=shortest,
+                   overlap_seconds=min(cls.overlap_seconds, shortest / 2))
+
 
 DEFAULT_CHUNKING = ChunkingConfig()
 

@@ -125,7 +125,8 @@ class Transcriber:
         result = next(transcribe_recordings(self, [Recording("", path, speech, spk_stats)], batch_size,
                                             self.chunking, nbest))
         if result.error is not None:
-            raise AudioError(f"audio file {path}: {result.error}" if path else result.error)
+            raise AudioError(f"too short audio file {path}: {result.error}" if path
+                             else f"too short audio: {result.error}")
         return result.hyps if nbest > 1 else result.hyps[0]
 
     def transcribe_batch(self, speeches: Sequence[np.ndarray], spk_stats: Sequence[np.ndarray | None] | None = None,

@@ -113,3 +113,11 @@ def test_bad_settings_are_refused() -> None:
         ChunkingConfig(max_seconds=1.0, min_chunk_seconds=1.0)
     with pytest.raises(ValueError, match="overlap_seconds"):
         ChunkingConfig(overlap_seconds=2.0)
+
+
+def test_a_short_limit_shrinks_the_shortest_chunk_and_the_overlap() -> None:
+    assert ChunkingConfig.for_limit(20.0) == ChunkingConfig()
+    small = ChunkingConfig.for_limit(2.0)
+    assert (small.max_seconds, small.min_chunk_seconds, small.overlap_seconds) == (2.0, 0.5, 0.25)
+    with pytest.raises(ValueError, match="positive"):
+        ChunkingConfig.for_limit(0.0)
