@@ -62,7 +62,8 @@ from pathlib import Path
 import soundfile as sf
 
 from echo_plugin.inference.audio import AudioError, load_audio
-from echo_plugin.recipe.data_dir import MAX_FAULTS, atomic_dir, spk2utt, write_table
+from echo_plugin.recipe import io
+from echo_plugin.recipe.data_dir import MAX_FAULTS
 from echo_plugin.text import TEXT_NORMALIZERS, get_normalizer
 from echo_plugin.text.azerbaijani import foreign_letters
 
@@ -110,14 +111,10 @@ class ClipRow:
 
 
 @dataclass(frozen=True)
-class Utterance:
-    """One prepared utterance (a line in each Kaldi file)."""
+class Utterance(io.Utterance):
+    """One prepared utterance (its ``audio`` is the clip's Path) and the tsv line it came from."""
 
-    utt_id: str
-    speaker: str
-    text: str
-    wav: Path
-    where: str = field(default="", compare=False)  # the tsv line it came from, for fault reports
+    where: str = field(default="", compare=False)  # for fault reports
 
 
 def find_release_dir(cv_root: Path, lang: str | None = None) -> Path:
@@ -185,7 +182,7 @@ def row_utterance(row: ClipRow, clips: Path, normalize: Callable[[str], str]) ->
     text = normalize(row.sentence)
     if not text:
         return f"{row.where}: empty sentence (after normalisation of {row.sentence!r})"
-    return Utterance(row.utt_id, row.client_id, text, clip.absolute(), row.where)
+    return Utterance(row.utt_id, row.client_id, text, clip.absolute(), where=row.where)
 
 
 def collect_split(
@@ -210,7 +207,7 @@ def collect_split(
         if isinstance(result, str):
             faults.append(result)
             continue
-        earlier = clip_rows.get(result.wav)
+        earlier = clip_rows.get(Path(result.audio))
         if earlier is not None:
             if earlier.client_id != row.client_id:
                 faults.append(f"{row.where}: clip {row.path!r} is listed under client_id {row.client_id} here "
@@ -219,7 +216,7 @@ def collect_split(
                 faults.append(f"{row.where}: duplicate utterance {row.utt_id} (first at {earlier.where})")
             continue
         first[row.utt_id] = row
-        clip_rows[result.wav] = row
+        clip_rows[Path(result.audio)] = row
         utts.append(result)
     return utts, faults
 
@@ -252,16 +249,17 @@ def check_audio(utts: Sequence[Utterance]) -> tuple[list[Utterance], list[str]]:
     faults: list[str] = []
     with _c_stderr_held():
         for utt in utts:
-            if utt.wav.is_file() and utt.wav.stat().st_size == 0:  # libsndfile's message would not say so
-                faults.append(f"{utt.where}: empty audio file {utt.wav} (0 bytes)")
+            clip = Path(utt.audio)
+            if clip.is_file() and clip.stat().st_size == 0:  # libsndfile's message would not say so
+                faults.append(f"{utt.where}: empty audio file {clip} (0 bytes)")
                 continue
             try:
-                load_audio(utt.wav)
+                load_audio(clip)
             except AudioError as err:
                 message = " ".join(str(err).splitlines())
-                if "File does not exist or is not a regular file" in message and utt.wav.is_file():
+                if "File does not exist or is not a regular file" in message and clip.is_file():
                     # libsndfile's words when no format it knows matches the bytes of an existing file
-                    message = f"unreadable audio file {utt.wav}: no audio format recognised (corrupt or not audio)"
+                    message = f"unreadable audio file {clip}: no audio format recognised (corrupt or not audio)"
                 faults.append(f"{utt.where}: {message}")
                 continue
             good.append(utt)
@@ -275,24 +273,14 @@ def held_out(rows: Iterable[ClipRow], dev_test: Sequence[Utterance], normalize: 
     return [r for r in rows if r.client_id not in speakers and normalize(r.sentence) not in texts]
 
 
-def write_kaldi_dir(utts: Sequence[Utterance], dest: Path) -> None:
-    """Write wav.scp, text, utt2spk, spk2utt (sorted by id) into ``dest``, replacing it atomically."""
-    with atomic_dir(dest) as tmp:
-        utt2spk = {u.utt_id: u.speaker for u in utts}
-        write_table(tmp / "wav.scp", {u.utt_id: u.wav for u in utts})
-        write_table(tmp / "text", {u.utt_id: u.text for u in utts})
-        write_table(tmp / "utt2spk", utt2spk)
-        write_table(tmp / "spk2utt", spk2utt(utt2spk))
-
-
 def check_mp3_support(utts: Iterable[Utterance]) -> None:
     """RuntimeError when MP3 clips are listed but this libsndfile cannot decode MP3."""
     if "MP3" in sf.available_formats():
         return
-    first = next((u for u in utts if u.wav.suffix.lower() == ".mp3"), None)
+    first = next((u for u in utts if Path(u.audio).suffix.lower() == ".mp3"), None)
     if first is not None:
         raise RuntimeError(
-            f"{first.utt_id}: {first.wav} is MP3, which libsndfile {sf.__libsndfile_version__} cannot decode; "
+            f"{first.utt_id}: {first.audio} is MP3, which libsndfile {sf.__libsndfile_version__} cannot decode; "
             "install soundfile >= 0.12 (its wheels bundle libsndfile >= 1.1 with MP3)"
         )
 
@@ -360,7 +348,7 @@ def prepare_commonvoice(
     dirs = {}
     for name in SPLITS:
         dirs[name] = Path(out_dir) / name
-        write_kaldi_dir(splits[name], dirs[name])
+        io.write_data_dir(dirs[name], splits[name])
     return dirs
 
 

@@ -28,14 +28,12 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,10 +41,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from echo_plugin.inference.audio import AudioError, load_audio
+from echo_plugin.recipe.io import Utterance, atomic_dir, fetch, is_current, replace_dir, write_data_dir, write_stamp
+
 log = logging.getLogger(__name__)
 
 PINNED_COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
 URL_TEMPLATE = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{commit}.tar.gz"
+# No SHA-256 of the pinned archive is known here (GitHub builds archives on request, so their bytes
+# may change): the download is checked by its content instead (check_corpus: every speaker, digit
+# and take present, every file 8 kHz mono).
+PINNED_SHA256: str | None = None
 SAMPLE_RATE = 8000
 DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
 DATA_DIRS = ("train", "dev", "test_isolated", "test_connected")
@@ -90,16 +95,6 @@ class ConnectedUtterance:
     def text(self) -> str:
         """Transcript: one upper-case word per source digit."""
         return " ".join(DIGIT_WORDS[r.digit] for r in self.sources)
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One line of a Kaldi data dir."""
-
-    utt_id: str
-    speaker: str
-    text: str
-    wav: Path
 
 
 @dataclass(frozen=True)
@@ -195,21 +190,21 @@ def check_corpus(root: Path, n_speakers: int = 6, n_digits: int = 10, n_takes: i
             f"{n_takes} takes), found {len(found)}; missing {missing[:5]}, unexpected {extra[:5]}"
         )
     for rec in recordings:
-        check_wav_format(rec.path, rec.utt_id)
+        read_recording(rec.path, rec.utt_id)
 
 
-def check_wav_format(path: Path, utt_id: str) -> int:
-    """Return the number of samples of a readable 8 kHz mono wav; ValueError naming utterance and file if not."""
+def read_recording(path: Path, utt_id: str) -> np.ndarray:
+    """Samples (N,) float32 of an 8 kHz mono recording; AudioError (a ValueError) naming utterance and file
+    when it is missing, unreadable, empty, truncated or not 8 kHz mono."""
     try:
-        info = sf.info(str(path))
-    except RuntimeError as err:  # soundfile's errors derive from it
-        raise ValueError(f"{utt_id}: cannot read {str(path)!r}: {err}") from err
-    if info.samplerate != SAMPLE_RATE or info.channels != 1:
-        raise ValueError(
-            f"{utt_id}: {str(path)!r} is {info.samplerate} Hz with {info.channels} channel(s), "
-            f"expected {SAMPLE_RATE} Hz mono"
+        samples, rate = load_audio(path)
+    except AudioError as err:
+        raise AudioError(f"{utt_id}: {err}") from None
+    if rate != SAMPLE_RATE or samples.shape[1] != 1:
+        raise AudioError(
+            f"{utt_id}: {str(path)!r} is {rate} Hz with {samples.shape[1]} channel(s), expected {SAMPLE_RATE} Hz mono"
         )
-    return info.frames
+    return samples[:, 0]
 
 
 def assign_splits(speakers: Iterable[str], cfg: PrepConfig) -> dict[str, str]:
@@ -249,9 +244,9 @@ def plan_connected(
 
 
 def read_source(rec: Recording, utt_id: str) -> np.ndarray:
-    """Samples (int16) of a source recording; ValueError naming utterance and file if not 8 kHz mono."""
-    check_wav_format(rec.path, utt_id)
-    return sf.read(str(rec.path), dtype="int16")[0]
+    """Samples (int16) of a source recording; AudioError naming utterance and file if not 8 kHz mono."""
+    samples = read_recording(rec.path, utt_id)  # 16-bit PCM decodes to k / 32768 exactly
+    return np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def render_connected(plan: ConnectedUtterance, read: Callable[[Recording, str], np.ndarray]) -> np.ndarray:
@@ -294,78 +289,17 @@ def isolated_utterances(recordings: Iterable[Recording]) -> list[Utterance]:
     """One utterance per recording, checked to be 8 kHz mono."""
     utts = []
     for rec in recordings:
-        check_wav_format(rec.path, rec.utt_id)
+        read_recording(rec.path, rec.utt_id)
         utts.append(Utterance(rec.utt_id, rec.speaker, DIGIT_WORDS[rec.digit], rec.path))
     return utts
-
-
-def write_data_dir(utts: Sequence[Utterance], dest: Path) -> None:
-    """Write wav.scp, text, utt2spk and spk2utt, each sorted in byte order."""
-    by_id = {}
-    for utt in utts:
-        if utt.utt_id in by_id:
-            raise ValueError(f"duplicate utterance id {utt.utt_id}")
-        if any(c.isspace() for c in str(utt.wav)):
-            raise ValueError(f"{utt.utt_id}: wav path {str(utt.wav)!r} has whitespace, which wav.scp cannot hold")
-        by_id[utt.utt_id] = utt
-    ordered = [by_id[k] for k in sorted(by_id, key=str.encode)]
-    spk2utt: dict[str, list[str]] = {}
-    for utt in ordered:
-        spk2utt.setdefault(utt.speaker, []).append(utt.utt_id)
-    _write_lines(dest / "wav.scp", (f"{u.utt_id} {u.wav}" for u in ordered))
-    _write_lines(dest / "text", (f"{u.utt_id} {u.text}" for u in ordered))
-    _write_lines(dest / "utt2spk", (f"{u.utt_id} {u.speaker}" for u in ordered))
-    _write_lines(dest / "spk2utt", (f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt, key=str.encode)))
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    """Write lines with Unix newlines."""
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="\n")
-
-
-def _sibling(final: Path, kind: str) -> Path:
-    """Name of a hidden temporary sibling of ``final`` for this process."""
-    return final.parent / f".{final.name}.{kind}-{os.getpid()}"
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished ``tmp`` dir to ``final``, replacing whatever is there."""
-    if final.exists():
-        old = _sibling(final, "old")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-
-
-def _remove_leftovers(final: Path) -> None:
-    """Delete temporary siblings of ``final`` left by a killed run."""
-    for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
-        for stale in final.parent.glob(pattern):
-            shutil.rmtree(stale)
-
-
-def _build_dir(final: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary sibling of ``final``, then rename it into place; never leaves half a dir."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(final)
-    tmp = _sibling(final, "tmp")
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        _replace_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 # ----------------------------------------------------------------------------- preparation
 
 
 def _stamp_content(fsdd_root: Path, wav_dir: Path, cfg: PrepConfig) -> dict:
-    """What the stamp file records: the inputs that decide the output, as JSON reads them back."""
-    content = {
+    """What the stamp file records: the inputs that decide the output."""
+    content: dict = {
         "version": STAMP_VERSION,
         "fsdd_root": str(fsdd_root.resolve()),
         "wav_dir": str(wav_dir.resolve()),
@@ -375,7 +309,7 @@ def _stamp_content(fsdd_root: Path, wav_dir: Path, cfg: PrepConfig) -> dict:
         folder = Path(cfg.extra_train_root) / "recordings"
         files = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in folder.glob("*.wav"))
         content["extra_train_files"] = hashlib.sha256("\n".join(files).encode()).hexdigest()
-    return json.loads(json.dumps(content))  # tuples become lists, so it compares equal to the file
+    return content
 
 
 def _stamp_path(out_dir: Path) -> Path:
@@ -384,10 +318,7 @@ def _stamp_path(out_dir: Path) -> Path:
 
 def _is_complete(out_dir: Path, stamp: dict) -> bool:
     """True if the stamp matches and every data dir file and every wav it lists exists."""
-    try:
-        if json.loads(_stamp_path(out_dir).read_text()) != stamp:
-            return False
-    except (OSError, ValueError):
+    if not is_current(_stamp_path(out_dir), stamp):
         return False
     for name in DATA_DIRS:
         if not all((out_dir / name / f).is_file() for f in KALDI_FILES):
@@ -437,10 +368,10 @@ def prepare_fsdd(
             utts += isolated_utterances(isolated)
             if n_connected:
                 utts += _build_connected(part, pool, n_connected, cfg, wav_dir / part)
-        _build_dir(result[name], lambda tmp: write_data_dir(utts, tmp))  # noqa: B023 (called at once)
+        write_data_dir(result[name], utts)
         log.info("wrote %s: %d utterances", result[name], len(utts))
 
-    _write_stamp(out_dir, stamp)
+    write_stamp(_stamp_path(out_dir), stamp)
     return result
 
 
@@ -458,18 +389,8 @@ def _extra_train_recordings(cfg: PrepConfig, split_of: dict[str, str]) -> list[R
 def _build_connected(name: str, pool: Sequence[Recording], n: int, cfg: PrepConfig, final: Path) -> list[Utterance]:
     """Plan ``n`` connected utterances for data dir ``name`` and write their wavs to ``final``."""
     plans = plan_connected(pool, n, cfg, random.Random(f"fsdd-connected:{cfg.seed}:{name}"))
-    made: list[Utterance] = []
-    _build_dir(final, lambda tmp: made.extend(write_connected(plans, tmp, final)))
-    return made
-
-
-def _write_stamp(out_dir: Path, stamp: dict) -> None:
-    """Write the stamp atomically (write a temporary file, then rename)."""
-    path = _stamp_path(out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with atomic_dir(final) as tmp:
+        return write_connected(plans, tmp, final)
 
 
 def summarize(data_dir: Path) -> tuple[int, float]:
@@ -488,27 +409,29 @@ def download_fsdd(
     url_template: str = URL_TEMPLATE,
     n_speakers: int = 6,
     n_takes: int = 50,
+    sha256: str | None = PINNED_SHA256,
 ) -> Path:
     """Download and check the upstream archive of ``commit``; return the folder holding ``recordings/``.
 
-    Skips the download when a checked copy is already in ``dest``. The archive is
-    extracted into a temporary folder (members that would land outside it are
-    refused), checked with :func:`check_corpus`, and only then moved into place.
+    Skips the download when a checked copy is already in ``dest``. The archive (its
+    SHA-256 verified when ``sha256`` is given) is extracted into a temporary folder
+    (members that would land outside it are refused), checked with :func:`check_corpus`,
+    and only then moved into place.
     """
     dest = Path(dest).resolve()
     root = dest / f"free-spoken-digit-dataset-{commit}"
     expected = {"commit": commit, "n_speakers": n_speakers, "n_takes": n_takes}
-    if _checked_copy(root, expected):
+    if is_current(root / _CHECKED_STAMP, expected):
         log.info("FSDD %s already downloaded and checked in %s", commit, root)
         return root
     dest.mkdir(parents=True, exist_ok=True)
-    archive = _fetch(url_template.format(commit=commit), dest / f"{commit}.tar.gz")
+    archive = fetch(url_template.format(commit=commit), dest / f"{commit}.tar.gz", sha256)
     tmp = Path(tempfile.mkdtemp(prefix=".fsdd-extract-", dir=dest))
     try:
         extracted = _extract_single_root(archive, tmp)
         check_corpus(extracted, n_speakers=n_speakers, n_takes=n_takes)
-        (extracted / _CHECKED_STAMP).write_text(json.dumps(expected) + "\n")
-        _replace_dir(extracted, root)
+        write_stamp(extracted / _CHECKED_STAMP, expected)
+        replace_dir(extracted, root)
     except (ValueError, FileNotFoundError, tarfile.TarError) as err:
         archive.unlink()
         raise ValueError(f"bad FSDD archive from {url_template.format(commit=commit)}: {err}") from err
@@ -516,26 +439,6 @@ def download_fsdd(
         shutil.rmtree(tmp)
     archive.unlink()
     return root
-
-
-def _checked_copy(root: Path, expected: dict) -> bool:
-    """True if ``root`` holds a copy that :func:`download_fsdd` checked with the same expectations."""
-    try:
-        return json.loads((root / _CHECKED_STAMP).read_text()) == expected
-    except (OSError, ValueError):
-        return False
-
-
-def _fetch(url: str, archive: Path) -> Path:
-    """Download ``url`` to ``archive`` (via a .part file) unless it is already there."""
-    if archive.is_file():
-        return archive
-    part = archive.with_name(archive.name + ".part")
-    log.info("downloading %s", url)
-    with urllib.request.urlopen(url) as response, open(part, "wb") as out:
-        shutil.copyfileobj(response, out)
-    part.replace(archive)
-    return archive
 
 
 def _extract_single_root(archive: Path, into: Path) -> Path:

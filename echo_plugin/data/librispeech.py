@@ -24,18 +24,14 @@ all of them are collected and raised together as one ``ValueError``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import re
-import shutil
 import sys
 import tarfile
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from echo_plugin.recipe.data_dir import atomic_dir, spk2utt, write_table
+from echo_plugin.recipe.io import Utterance, fetch, write_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +55,6 @@ COMBINED = {"dev": ("dev-clean", "dev-other")}  # extra data dirs made of severa
 MAX_FAULTS = 50
 _UTT_ID = re.compile(r"(\d+)-(\d+)-(\d+)")
 _DONE = ".complete"
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One LibriSpeech utterance: id ``<spk>-<chapter>-<utt>``, Kaldi speaker ``<spk>-<chapter>``."""
-
-    uttid: str
-    speaker: str
-    audio: Path
-    words: str
 
 
 def data_dir_name(subset: str) -> str:
@@ -119,8 +105,8 @@ def chapter_utterances(chapter_dir: Path, faults: list[str]) -> list[Utterance]:
     faults += [f"{audio[u]}: audio without transcript line in {trans}" for u in sorted(audio.keys() - words.keys())]
     faults += [f"{trans}: utterance '{u}': transcript line without audio ({chapter_dir / (u + '.flac')} is missing)"
                for u in sorted(words.keys() - audio.keys())]
-    speaker_id = f"{speaker}-{chapter}"
-    return [Utterance(u, speaker_id, audio[u].resolve(), words[u]) for u in sorted(words.keys() & audio.keys())]
+    speaker_id = f"{speaker}-{chapter}"  # Kaldi's LibriSpeech speaker: <speaker>-<chapter>
+    return [Utterance(u, speaker_id, words[u], audio[u].resolve()) for u in sorted(words.keys() & audio.keys())]
 
 
 def subset_utterances(subset_dir: Path, faults: list[str]) -> list[Utterance]:
@@ -135,7 +121,7 @@ def subset_utterances(subset_dir: Path, faults: list[str]) -> list[Utterance]:
     faults += [f"{p}: audio outside a <speaker>/<chapter>/ folder" for p in stray]
     if not utts and len(faults) == found:
         faults.append(f"{subset_dir}: no utterances (expected <speaker>/<chapter>/*.flac and *.trans.txt)")
-    return sorted(utts, key=lambda u: u.uttid)
+    return sorted(utts, key=lambda u: u.utt_id)
 
 
 def raise_faults(faults: list[str]) -> None:
@@ -153,16 +139,6 @@ def scan_subset(subset_dir: Path) -> list[Utterance]:
     return utts
 
 
-def write_data_dir(utts: Sequence[Utterance], dest: Path) -> None:
-    """Write ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` (sorted by id) atomically into ``dest``."""
-    utt2spk = {u.uttid: u.speaker for u in utts}
-    with atomic_dir(Path(dest)) as tmp:
-        write_table(tmp / "wav.scp", {u.uttid: u.audio for u in utts})
-        write_table(tmp / "text", {u.uttid: u.words for u in utts})
-        write_table(tmp / "utt2spk", utt2spk)
-        write_table(tmp / "spk2utt", spk2utt(utt2spk))
-
-
 def prepare_librispeech(
     root: Path, out_dir: Path, subsets: Iterable[str] = SUBSETS, combined: Mapping[str, Sequence[str]] = COMBINED
 ) -> dict[str, Path]:
@@ -175,42 +151,15 @@ def prepare_librispeech(
     dirs: dict[str, Path] = {}
     for subset, utts in scanned.items():
         dirs[data_dir_name(subset)] = Path(out_dir) / data_dir_name(subset)
-        write_data_dir(utts, dirs[data_dir_name(subset)])
+        write_data_dir(dirs[data_dir_name(subset)], utts)
     for name, parts in combined.items():
         if all(part in scanned for part in parts):
             dirs[name] = Path(out_dir) / name
-            write_data_dir([u for part in parts for u in scanned[part]], dirs[name])
+            write_data_dir(dirs[name], [u for part in parts for u in scanned[part]])
     return dirs
 
 
 # ----------------------------------------------------------------------------- download
-
-
-def md5sum(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex MD5 of a file."""
-    digest = hashlib.md5()  # noqa: S324 - openslr publishes MD5
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_checked(url: str, archive: Path, md5: str) -> Path:
-    """Download ``url`` to ``archive`` (via ``.part``) unless a copy with the right MD5 is there.
-
-    A download whose MD5 is not ``md5`` is deleted and raises ValueError."""
-    if archive.is_file() and md5sum(archive) == md5:
-        return archive
-    part = archive.with_name(archive.name + ".part")
-    log.info("downloading %s", url)
-    with urllib.request.urlopen(url) as response, open(part, "wb") as out:
-        shutil.copyfileobj(response, out, 1 << 22)
-    got = md5sum(part)
-    if got != md5:
-        part.unlink()
-        raise ValueError(f"{url}: MD5 {got} differs from the published {md5}: corrupt or truncated download")
-    part.replace(archive)
-    return archive
 
 
 def download_librispeech(
@@ -230,7 +179,7 @@ def download_librispeech(
         if done.is_file():
             log.info("%s already extracted in %s", subset, done.parent)
             continue
-        archive = fetch_checked(f"{base_url}/{subset}.tar.gz", dest / f"{subset}.tar.gz", checksums[subset])
+        archive = fetch(f"{base_url}/{subset}.tar.gz", dest / f"{subset}.tar.gz", md5=checksums[subset])
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(dest, filter="data")
         if not done.parent.is_dir():

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import json
 import logging
 import random
 import subprocess
@@ -135,9 +134,8 @@ def render_take(voice: Voice, digit: int, cfg: SynthConfig, rng: random.Random) 
 
 
 def _stamp(cfg: SynthConfig, voices: Sequence[Voice]) -> dict:
-    """What ``voices.json`` records: the config and the voices, as JSON reads them back."""
-    stamp = {"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices]}
-    return json.loads(json.dumps(stamp))
+    """What ``voices.json`` records: the config and the voices."""
+    return {"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices]}
 
 
 def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list[Voice]:

@@ -26,7 +26,6 @@ Run ``python -m echo_plugin.data.world_voices --help`` for the command line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import random
@@ -43,7 +42,7 @@ import torch
 import torchaudio
 
 from echo_plugin.data.extra_corpus import is_complete, write_corpus
-from echo_plugin.data.fsdd import SAMPLE_RATE, PrepConfig, Recording, download_fsdd, find_recordings
+from echo_plugin.data.fsdd import SAMPLE_RATE, PrepConfig, Recording, download_fsdd, find_recordings, read_recording
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +142,7 @@ def _resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 def render_take(rec: Recording, voice: WorldVoice, cfg: WorldVoiceConfig, seed: str) -> np.ndarray:
     """(samples,) int16: ``rec`` spoken by ``voice``, factors jittered per take, peak as the source's."""
-    audio, fs = sf.read(str(rec.path), dtype="float64")
-    if fs != SAMPLE_RATE or audio.ndim != 1 or audio.size == 0:
-        raise ValueError(
-            f"{rec.path}: expected non-empty mono {SAMPLE_RATE} Hz audio, got {fs} Hz, shape {audio.shape}"
-        )
+    audio, fs = read_recording(rec.path, rec.utt_id).astype(np.float64), SAMPLE_RATE
     rng = random.Random(seed)
     jitter = lambda: math.exp(rng.uniform(-cfg.jitter, cfg.jitter))  # noqa: E731
     y = resynthesize(audio, fs, voice.f0_scale * jitter(), voice.warp * jitter(), cfg.f0_floor, cfg.f0_ceil)
@@ -165,9 +160,9 @@ def _render_voice(args: tuple[WorldVoice, list[Recording], WorldVoiceConfig, Pat
 
 
 def _stamp(cfg: WorldVoiceConfig, voices: Sequence[WorldVoice], n_recordings: int) -> dict:
-    """What ``voices.json`` records, as JSON reads it back."""
-    return json.loads(json.dumps({"version": STAMP_VERSION, "config": asdict(cfg),
-                                  "voices": [asdict(v) for v in voices], "n_recordings": n_recordings}))
+    """What ``voices.json`` records."""
+    return {"version": STAMP_VERSION, "config": asdict(cfg), "voices": [asdict(v) for v in voices],
+            "n_recordings": n_recordings}
 
 
 def write_world_voices(fsdd_root: Path, root: Path, cfg: WorldVoiceConfig = WorldVoiceConfig(),
