@@ -36,11 +36,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import kaldiio
 import numpy as np
-import soundfile
 import yaml
 
 from echo_plugin.features.extractor import STORED_FEATURES, FeatureConfig
-from echo_plugin.recipe.data_dir import atomic_dir, read_table
+from echo_plugin.inference.audio import AudioError, load_audio
+from echo_plugin.recipe.data_dir import read_table
+from echo_plugin.recipe.io import atomic_dir
 from echo_plugin.recipe.overlay import ConfigError, load_config
 
 CONF_FILE = "feature_conf.yaml"
@@ -71,15 +72,16 @@ def load_feature(cache_dir: Path | str, feature: str) -> Dict[str, np.ndarray]:
 
 
 def read_audio(path: str, fs: int) -> np.ndarray:
-    """float32 mono samples as ESPnet's ``sound`` loader gives them; the rate must be ``fs``."""
+    """float32 mono samples as ESPnet's ``sound`` loader gives them; AudioError (a ValueError) naming the
+    file when it is a pipe, unusable (``load_audio``), not at ``fs`` or not mono."""
     if path.rstrip().endswith("|"):
-        raise ValueError(f"pipe entries are not supported in wav.scp: {path}")
-    samples, rate = soundfile.read(path, dtype="float32", always_2d=False)
+        raise AudioError(f"pipe entries are not supported in wav.scp: {path}")
+    samples, rate = load_audio(path)
     if rate != fs:
-        raise ValueError(f"{path}: sample rate {rate} Hz, but the features are configured for fs={fs}")
-    if samples.ndim != 1:
-        raise ValueError(f"{path}: {samples.shape[1]} channels; the Echo frontend takes mono audio")
-    return samples
+        raise AudioError(f"{path}: sample rate {rate} Hz, but the features are configured for fs={fs}")
+    if samples.shape[1] != 1:
+        raise AudioError(f"{path}: {samples.shape[1]} channels; the Echo frontend takes mono audio")
+    return samples[:, 0]
 
 
 def _work(job: Tuple[int, List[Tuple[str, str]], Dict[str, Any], List[str], str]) -> int:
