@@ -43,23 +43,21 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from espnet2.utils.types import str2bool
 
 from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.data_dir import (
     MAX_FAULTS,
     DataDirError,
-    atomic_dir,
     fault,
     read_table_faults,
     report_faults,
     spk2utt,
     write_table,
 )
+from echo_plugin.recipe.io import atomic_dir
 
 IN_PLACE_SUFFIXES = {".wav", ".flac"}
-
-
-AudioFault = AudioError  # a problem with one utterance's audio file (one error type for every reader)
 
 
 @dataclass(frozen=True)
@@ -166,11 +164,11 @@ def read_source(src: Path) -> SourceDir:
 
 
 def check_rate_and_duration(job: AudioJob, num_samples: int, rate: int) -> str | None:
-    """AudioFault when the rate may not be converted (or, with ``refuse``, the duration is out of range);
+    """AudioError when the rate may not be converted (or, with ``refuse``, the duration is out of range);
     with ``drop``, why the utterance is left out, else None."""
     spec = job.spec
     if rate != spec.fs and not spec.resample:
-        raise AudioFault(f"sample rate {rate} Hz of {job.path} is not --fs {spec.fs} (and --resample false)")
+        raise AudioError(f"sample rate {rate} Hz of {job.path} is not --fs {spec.fs} (and --resample false)")
     if spec.length_policy == "keep":
         return None
     duration = num_samples / rate
@@ -180,7 +178,7 @@ def check_rate_and_duration(job: AudioJob, num_samples: int, rate: int) -> str |
     elif duration < spec.min_duration:
         problem = f"too short: {duration:.3f} s < --min_duration {spec.min_duration}"
     if problem is not None and spec.length_policy == "refuse":
-        raise AudioFault(f"audio {job.path} is {problem}")
+        raise AudioError(f"audio {job.path} is {problem}")
     return problem
 
 
@@ -211,7 +209,7 @@ def process_audio(job: AudioJob) -> AudioEntry | Dropped | str:
     try:
         data, rate = load_audio(job.path)
         dropped = check_rate_and_duration(job, len(data), rate)
-    except AudioFault as e:
+    except AudioError as e:
         return fault(job.scp, job.uttid, str(e))
     if dropped is not None:
         return Dropped(job.uttid, dropped)
@@ -295,15 +293,6 @@ def format_data(args: argparse.Namespace) -> None:
         if args.audio_dir is not None:
             publish_audio(spec.stage_dir, final_dir)
         write_outputs(tmp, source, entries, args.fs)
-
-
-def str2bool(value: str) -> bool:
-    """Parse ``true``/``false`` as asr.sh passes them."""
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

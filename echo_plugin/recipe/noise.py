@@ -25,16 +25,18 @@ A missing or unreadable file is an error naming it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from espnet2.utils.types import str2bool
 
-from echo_plugin.recipe.data_dir import DataDirError, atomic_write_text, fault, read_table, report_faults
-from echo_plugin.recipe.format_data import AudioFault, load_audio, resample, str2bool, write_wav
+from echo_plugin.inference.audio import AudioError, load_audio
+from echo_plugin.recipe.data_dir import DataDirError, fault, read_table, report_faults
+from echo_plugin.recipe.format_data import resample, write_wav
+from echo_plugin.recipe.io import atomic_write_text, is_current, write_stamp
 from echo_plugin.recipe.noise_audio import COLOR_EXPONENTS, babble, colored_noise, read_mono, utt_rng
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
@@ -67,7 +69,7 @@ def at_rate(files: Iterable[Path], root: Path, fs: int, out: Path, prefix: str,
         try:
             info = sf.info(str(path))
         except (sf.SoundFileError, RuntimeError, OSError) as e:
-            raise AudioFault(f"unreadable audio file {path}: {e}") from e
+            raise AudioError(f"unreadable audio file {path}: {e}") from e
         if info.samplerate == fs and info.channels == 1 and info.frames > 0:
             entries[key_of(prefix, rel)] = str(path.absolute())  # used as it is: not read here
             continue
@@ -104,7 +106,7 @@ def load_speakers(train_dir: Path, fs: int, seed: int) -> dict[str, list[np.ndar
         for utt in picked:
             try:
                 audio[spk].append(read_mono(Path(wav_scp[utt]), fs))
-            except AudioFault as e:
+            except AudioError as e:
                 raise DataDirError([fault(train_dir / "wav.scp", utt, str(e))]) from e
     return audio
 
@@ -127,12 +129,12 @@ def colored_clips(colors: list[str], fs: int, seed: int, seconds: float, out: Pa
             for c in colors}
 
 
-def options_stamp(args: argparse.Namespace) -> str:
+def options_stamp(args: argparse.Namespace) -> dict[str, str]:
     """The options and source stamps a previous run must match to be reused."""
     stamp = {k: str(v) for k, v in sorted(vars(args).items())}
     scp = args.train_dir / "wav.scp"
     stamp["train_wav_scp_mtime"] = str(scp.stat().st_mtime_ns) if scp.is_file() else "-"
-    return json.dumps(stamp, sort_keys=True)
+    return stamp
 
 
 def make_noise_lists(args: argparse.Namespace) -> None:
@@ -141,7 +143,7 @@ def make_noise_lists(args: argparse.Namespace) -> None:
     stamp_file = out / "options.json"
     noise_scp, rir_scp = args.out_dir / "noise.scp", args.out_dir / "rir.scp"
     stamp = options_stamp(args)
-    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+    if is_current(stamp_file, stamp):
         print(f"{args.out_dir}/{{noise,rir}}.scp are up to date")
         return
     colors = args.colored_noise.split()
@@ -167,7 +169,7 @@ def make_noise_lists(args: argparse.Namespace) -> None:
         atomic_write_text(rir_scp, "".join(f"{k} {v}\n" for k, v in sorted(rirs.items())))
     elif rir_scp.exists():
         rir_scp.unlink()
-    atomic_write_text(stamp_file, stamp)
+    write_stamp(stamp_file, stamp)
     print(f"wrote {args.out_dir}/{{noise,rir}}.scp ({len(entries)} noise files)")
 
 
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         make_noise_lists(args)
     except DataDirError as e:
         return report_faults("noise", e.faults)
-    except (AudioFault, FileNotFoundError, ValueError) as e:
+    except (AudioError, FileNotFoundError, ValueError) as e:
         return report_faults("noise", [str(e)])
     return 0
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from echo_plugin.recipe.format_data import load_audio, resample
+from echo_plugin.inference.audio import load_audio
+from echo_plugin.recipe.format_data import resample
 
 FRAME = 1024
 HOP = 512
@@ -82,7 +83,7 @@ def colored_noise(color: str, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def read_mono(path: Path, fs: int) -> np.ndarray:
-    """Mono float64 samples of ``path`` at ``fs`` (channel mean, resampled); AudioFault when unusable."""
+    """Mono float64 samples of ``path`` at ``fs`` (channel mean, resampled); AudioError when unusable."""
     data, rate = load_audio(path)
     return resample(data.mean(axis=1), rate, fs).astype(np.float64)
 

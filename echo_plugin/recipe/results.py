@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from echo_plugin.recipe.data_dir import atomic_write_text
+from espnet2.utils.types import str2bool
+
+from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.records import is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
 
@@ -212,15 +214,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--python_version", default=None, help="default: the newest record's, else this interpreter")
     parser.add_argument("--torch_version", default=None, help="default: the newest record's, else the installed torch")
     return parser.parse_args(argv)
-
-
-def str2bool(value: str) -> bool:
-    """``true``/``false`` as asr.sh passes them."""
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,17 +36,18 @@ from pathlib import Path
 
 import numpy as np
 
+from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.data_dir import (
     MAX_FAULTS,
     DataDirError,
-    atomic_dir,
     fault,
     read_table,
     report_faults,
     spk2utt,
     write_table,
 )
-from echo_plugin.recipe.format_data import AudioFault, load_audio, write_wav
+from echo_plugin.recipe.format_data import write_wav
+from echo_plugin.recipe.io import atomic_dir, is_current, write_stamp
 from echo_plugin.recipe.noise import load_speakers, scan_audio
 from echo_plugin.recipe.noise_audio import (
     COLOR_EXPONENTS,
@@ -131,16 +131,16 @@ def read_source(src: Path) -> SourceSet:
 
 
 def read_utterance(scp: Path, uttid: str, path: str, fs: int) -> np.ndarray:
-    """Mono float64 samples of one utterance; AudioFault naming it on bad input."""
+    """Mono float64 samples of one utterance; AudioError naming it on bad input."""
     try:
         data, rate = load_audio(Path(path))
-    except AudioFault as e:
-        raise AudioFault(fault(scp, uttid, str(e))) from e
+    except AudioError as e:
+        raise AudioError(fault(scp, uttid, str(e))) from e
     if rate != fs:
-        raise AudioFault(fault(scp, uttid, f"sample rate {rate} Hz of {path} is not --fs {fs}"))
+        raise AudioError(fault(scp, uttid, f"sample rate {rate} Hz of {path} is not --fs {fs}"))
     speech = data.mean(axis=1).astype(np.float64)
     if not np.any(speech):
-        raise AudioFault(fault(scp, uttid, f"audio {path} is silent: no SNR can be set"))
+        raise AudioError(fault(scp, uttid, f"audio {path} is silent: no SNR can be set"))
     return speech
 
 
@@ -160,14 +160,14 @@ def write_tables(out: Path, source: SourceSet, wav_scp: dict[str, str]) -> None:
     write_table(out / "spk2utt", spk2utt(source.utt2spk))
 
 
-def stamp_of(args: argparse.Namespace, band: str) -> str:
+def stamp_of(args: argparse.Namespace, band: str) -> dict[str, str]:
     """Options and source mtimes a band dir was made from."""
     stamp = {k: str(v) for k, v in vars(args).items() if k not in ("bands", "out_dir")}
     stamp["band"] = band
     for table in ("wav.scp", "text", "utt2spk"):
         path = args.src / table
         stamp[table] = str(path.stat().st_mtime_ns) if path.is_file() else "-"
-    return json.dumps(stamp, sort_keys=True)
+    return stamp
 
 
 def make_snr_sets(args: argparse.Namespace) -> list[Path]:
@@ -175,8 +175,7 @@ def make_snr_sets(args: argparse.Namespace) -> list[Path]:
     source = read_source(args.src)
     dsts = {band: args.out_dir / band_name(args.name, band) for band in args.bands}
     stamps = {band: stamp_of(args, band) for band in args.bands}
-    todo = [b for b in args.bands
-            if not ((dsts[b] / "snr_info.json").is_file() and (dsts[b] / "snr_info.json").read_text() == stamps[b])]
+    todo = [b for b in args.bands if not is_current(dsts[b] / "snr_info.json", stamps[b])]
     if not todo:
         print(f"SNR sets of {args.name} are up to date")
         return list(dsts.values())
@@ -190,7 +189,7 @@ def make_snr_sets(args: argparse.Namespace) -> list[Path]:
         for uttid in sorted(source.wav_scp):
             try:
                 speech = read_utterance(scp, uttid, source.wav_scp[uttid], args.fs)
-            except AudioFault as e:
+            except AudioError as e:
                 faults.append(str(e))
                 if len(faults) >= MAX_FAULTS:
                     break
@@ -206,7 +205,7 @@ def make_snr_sets(args: argparse.Namespace) -> list[Path]:
         for band in todo:
             scp_table = source.wav_scp if band == "clean" else wav_scps[band]
             write_tables(tmps[band], source, scp_table)
-            (tmps[band] / "snr_info.json").write_text(stamps[band])
+            write_stamp(tmps[band] / "snr_info.json", stamps[band])
     for band in todo:
         print(f"wrote {dsts[band]} ({len(source.wav_scp)} utterances)")
     return list(dsts.values())
@@ -238,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         make_snr_sets(args)
     except DataDirError as e:
         return report_faults("snr_sets", e.faults)
-    except (AudioFault, FileNotFoundError, ValueError) as e:
+    except (AudioError, FileNotFoundError, ValueError) as e:
         return report_faults("snr_sets", [str(e)])
     return 0
 
