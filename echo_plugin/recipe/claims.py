@@ -58,7 +58,7 @@ from echo_plugin.recipe.compare import (
     spread_section,
     tuned_footnote,
 )
-from echo_plugin.recipe.data_dir import atomic_write_text
+from echo_plugin.recipe.io import atomic_write_text
 
 SPKADAPT_PASS = "spkadapt"
 DEFAULT_TEST_SETS = ("test_connected", "test_isolated")

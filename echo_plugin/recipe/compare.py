@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from echo_plugin.recipe.bootstrap import Comparison, Utts, holm, paired_bootstrap, spread, verdict
-from echo_plugin.recipe.data_dir import atomic_write_text
+from echo_plugin.recipe.io import atomic_write_text
 
 DEFAULT_BASELINE = "train_asr_echo"
 FIRST_PASS = "first"

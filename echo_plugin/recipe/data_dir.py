@@ -7,12 +7,8 @@ Files are written sorted by key in byte order, as ``LC_ALL=C sort`` does
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 MAX_FAULTS = 20
@@ -112,50 +108,6 @@ def parse_numbers(text: str) -> list[float]:
 def read_numbers(path: Path) -> list[float]:
     """The numbers in a file holding one number per line."""
     return parse_numbers("\n".join(read_text_lines(path)))
-
-
-def apply_umask(path: Path, mode: int) -> None:
-    """Give ``path`` the permissions ``mode`` less the process umask (mkdtemp/mkstemp use 0700/0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
-@contextlib.contextmanager
-def atomic_dir(dst: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``dst`` to fill; on success it replaces ``dst``.
-
-    On an exception the temporary dir is removed and ``dst`` is left as it was.
-    """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp.", dir=dst.parent))
-    apply_umask(tmp, 0o777)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-    os.replace(tmp, dst)
-    if old is not None:
-        shutil.rmtree(old)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        apply_umask(Path(tmp), 0o666)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def report_faults(prog: str, faults: Iterable[str]) -> int:

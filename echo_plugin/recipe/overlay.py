@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from echo_plugin.recipe.data_dir import atomic_write_text
+from echo_plugin.recipe.io import atomic_write_text
 
 BASE_KEY = "base"
 REPLACE_KEY = "_replace_"

@@ -40,7 +40,8 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
-from echo_plugin.recipe.data_dir import atomic_write_text, parse_numbers, read_table
+from echo_plugin.recipe.data_dir import parse_numbers, read_table
+from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.overlay import config_hash, load_config
 
 SCHEMA = 1

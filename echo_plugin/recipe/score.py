@@ -41,12 +41,12 @@ import jiwer
 
 from echo_plugin.recipe.data_dir import (
     DataDirError,
-    atomic_write_text,
     fault,
     read_numbers,
     read_table,
     report_faults,
 )
+from echo_plugin.recipe.io import atomic_write_text
 
 SHOWN_MISSING = 20
 TABLE_HEADER = ["|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|", "|---|---|---|---|---|---|---|---|---|"]

@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 
 from echo_plugin.asr.normalize.speech_mvn import DEFAULT_VAD_RANGE, speech_frame_mask
-from echo_plugin.recipe.data_dir import DataDirError, atomic_dir, fault, read_table, write_table
+from echo_plugin.recipe.data_dir import DataDirError, fault, read_table, write_table
+from echo_plugin.recipe.io import atomic_dir
 from echo_plugin.recipe.overlay import load_config
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

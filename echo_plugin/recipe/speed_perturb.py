@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from echo_plugin.recipe.data_dir import DataDirError, atomic_dir, fault, report_faults, spk2utt, write_table
+from echo_plugin.recipe.data_dir import DataDirError, fault, report_faults, spk2utt, write_table
 from echo_plugin.recipe.format_data import read_source
+from echo_plugin.recipe.io import atomic_dir
 
 FACTORS_FILE = "speed_perturb_factors"
 

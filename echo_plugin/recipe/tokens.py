@@ -16,6 +16,8 @@ from pathlib import Path
 import sentencepiece as spm
 from espnet2.bin.tokenize_text import tokenize
 
+from echo_plugin.recipe.io import atomic_file
+
 
 def transcripts(text_file: Path) -> list[str]:
     """The transcript column of a Kaldi ``text`` file (utt id dropped)."""
@@ -50,16 +52,15 @@ def train_sentencepiece(text_file: Path, out_dir: Path, nbpe: int, bpemode: str)
 def write_token_list(text_file: Path, out_dir: Path, token_type: str, bpemodel: Path | None) -> Path:
     """Write ``out_dir/tokens.txt`` atomically with ESPnet's tokenize_text."""
     out = out_dir / "tokens.txt"
-    tmp = out_dir / "tokens.txt.tmp"
-    tokenize(
-        input=str(text_file), output=str(tmp), field="2-", delimiter=None,
-        token_type=token_type, space_symbol="<space>", non_linguistic_symbols=None,
-        bpemodel=None if bpemodel is None else str(bpemodel), log_level="WARNING",
-        write_vocabulary=True, vocabulary_size=0, remove_non_linguistic_symbols=False,
-        cutoff=0, add_symbol=["<blank>:0", "<unk>:1", "<sos/eos>:-1"],
-        cleaner=None, g2p=None, add_nonsplit_symbol=[],
-    )
-    os.replace(tmp, out)
+    with atomic_file(out) as tmp:
+        tokenize(
+            input=str(text_file), output=str(tmp), field="2-", delimiter=None,
+            token_type=token_type, space_symbol="<space>", non_linguistic_symbols=None,
+            bpemodel=None if bpemodel is None else str(bpemodel), log_level="WARNING",
+            write_vocabulary=True, vocabulary_size=0, remove_non_linguistic_symbols=False,
+            cutoff=0, add_symbol=["<blank>:0", "<unk>:1", "<sos/eos>:-1"],
+            cleaner=None, g2p=None, add_nonsplit_symbol=[],
+        )
     return out
 
 
