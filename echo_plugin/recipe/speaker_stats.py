@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import Tensor
 
 from echo_plugin.asr.normalize.speech_mvn import DEFAULT_VAD_RANGE, speech_frame_mask
+from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.data_dir import DataDirError, fault, read_table, write_table
 from echo_plugin.recipe.io import atomic_dir
 from echo_plugin.recipe.overlay import load_config
@@ -162,14 +162,14 @@ def read_dir(data_dir: Path, fs: int | None) -> tuple[dict[str, str], Iterator[t
     def utterances() -> Iterator[tuple[str, str, np.ndarray]]:
         for utt, path in wav_scp.items():
             try:
-                speech, rate = sf.read(path, dtype="float32")
-            except (RuntimeError, sf.LibsndfileError) as err:
-                raise DataDirError([fault(path, utt, f"cannot read audio: {err}")]) from err
+                samples, rate = load_audio(path)
+            except AudioError as err:
+                raise DataDirError([fault(path, utt, str(err))]) from err
             if fs is not None and rate != fs:
                 raise DataDirError([fault(path, utt, f"{rate} Hz, expected {fs} (run stage 2)")])
-            if speech.ndim != 1:
+            if samples.shape[1] != 1:
                 raise DataDirError([fault(path, utt, "not mono (run stage 2)")])
-            yield utt, utt2spk[utt], speech
+            yield utt, utt2spk[utt], samples[:, 0]
 
     return utt2spk, utterances()
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.data_dir import DataDirError, fault, report_faults, spk2utt, write_table
 from echo_plugin.recipe.format_data import read_source
 from echo_plugin.recipe.io import atomic_dir
@@ -74,11 +75,9 @@ def change_speed(samples: np.ndarray, factor: Fraction) -> np.ndarray:
 def perturb_one(job: PerturbJob) -> str | None:
     """Write one perturbed utterance; a fault line when its audio is unusable."""
     try:
-        data, rate = sf.read(job.src, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, OSError) as e:
-        return fault(job.src, job.uttid, f"unreadable audio: {e}")
-    if len(data) == 0:
-        return fault(job.src, job.uttid, "empty audio (0 samples)")
+        data, rate = load_audio(job.src)
+    except AudioError as e:
+        return fault(job.src, job.uttid, str(e))
     fast = change_speed(data.mean(axis=1), parse_factor(job.factor))
     job.out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(job.out, np.clip(fast, -1.0, 1.0), rate, subtype="PCM_16", format="FLAC")
