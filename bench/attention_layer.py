@@ -106,9 +106,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def espnet_case(shape: Shape, use_sdpa: bool) -> Case:
-    from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
-    from espnet.nets.pytorch_backend.transformer.encoder_layer import EncoderLayer
-    from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import PositionwiseFeedForward
+    from echo_plugin.espnet_legacy import nets
+
+    MultiHeadedAttention = nets("pytorch_backend.transformer.attention").MultiHeadedAttention
+    EncoderLayer = nets("pytorch_backend.transformer.encoder_layer").EncoderLayer
+    PositionwiseFeedForward = nets("pytorch_backend.transformer.positionwise_feed_forward").PositionwiseFeedForward
 
     kwargs = {"use_sdpa": True} if use_sdpa else {}
     layer = EncoderLayer(

@@ -177,15 +177,14 @@ def _input_layer() -> Table:
     """Classes (or partials) called as ``(idim, odim, dropout_rate, pos_enc=module)``."""
     from functools import partial
 
-    from espnet.nets.pytorch_backend.transformer.subsampling import (
+    from echo_plugin.asr.encoder.echo_encoder import LinearInput, SEConvSubsampling
+    from echo_plugin.asr.encoder.patch_input import PatchEmbedding
+    from echo_plugin.espnet_legacy import (
         Conv2dSubsampling,
         Conv2dSubsampling2,
         Conv2dSubsampling6,
         Conv2dSubsampling8,
     )
-
-    from echo_plugin.asr.encoder.echo_encoder import LinearInput, SEConvSubsampling
-    from echo_plugin.asr.encoder.patch_input import PatchEmbedding
 
     return None, {
         "conv2d": Conv2dSubsampling,  # time / 4

@@ -228,7 +228,7 @@ class LogMelFrontend(nn.Module):
 
     def forward(self, speech: Tensor, speech_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """speech (B, N), speech_lengths (B,) -> log-mel (B, T, M), frames (B,)."""
-        from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+        from echo_plugin.espnet_legacy import make_pad_mask
 
         x = speech.unsqueeze(1)
         pad = self.n_fft // 2 if self.center else 0
@@ -389,8 +389,7 @@ def exportable_layers(module: nn.Module) -> Iterator[list[str]]:
     :func:`_rms_norm`; and ``forward`` of ESPnet's absolute ``PositionalEncoding`` for
     :func:`_positional_encoding` (not needed to export, but the graph gets smaller and takes any
     length). Yields the swapped layers' names; restores them on exit."""
-    from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
-
+    from echo_plugin.espnet_legacy import PositionalEncoding
     from echo_plugin.nn.rotary.base import PairRotary
 
     swapped = []

@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
-from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 from torch import Tensor
 
 from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
 from echo_plugin.asr.encoder.whisper_style_encoder import WhisperStyleEncoder
 from echo_plugin.asr.espnet_model import EchoASRModel
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
+from echo_plugin.espnet_legacy import TooShortUttError
 from echo_plugin.nn.masking.soft import SoftMasking
 
 PADDING_EXACT_ENCODERS = (EchoEncoder, WhisperStyleEncoder)

@@ -46,8 +46,7 @@ def test_dual_and_single_wide_have_the_same_parameter_count(models):
 
 
 def test_fsdd_dual_model_decodes_with_batch_beam_search_and_ctc(models):
-    from espnet.nets.batch_beam_search import BatchBeamSearch
-    from espnet.nets.scorers.ctc import CTCPrefixScorer
+    from echo_plugin.espnet_legacy import BatchBeamSearch, CTCPrefixScorer
 
     model = models["echo_dual"].eval()
     torch.manual_seed(2)

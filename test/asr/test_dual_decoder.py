@@ -30,10 +30,7 @@ def test_build_forward_backward_reaches_both_cross_attentions(asr):
 
 
 def beam_search(model, batched: bool, beam: int = 3):
-    from espnet.nets.batch_beam_search import BatchBeamSearch
-    from espnet.nets.beam_search import BeamSearch
-    from espnet.nets.scorers.ctc import CTCPrefixScorer
-    from espnet.nets.scorers.length_bonus import LengthBonus
+    from echo_plugin.espnet_legacy import BatchBeamSearch, BeamSearch, CTCPrefixScorer, LengthBonus
 
     return (BatchBeamSearch if batched else BeamSearch)(
         scorers={"decoder": model.decoder, "ctc": CTCPrefixScorer(ctc=model.ctc, eos=model.eos),
@@ -59,8 +56,9 @@ def test_beam_search_and_batch_beam_search_with_ctc_agree(asr):
 
 
 def test_speech2text_decodes_saved_dual_model(asr):
-    from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet2.bin.asr_inference import Speech2Text
+
+    from echo_plugin.espnet_legacy import BatchBeamSearch
 
     _, args, model, workdir = asr
     config, weights = workdir / "config.yaml", workdir / "model.pth"

@@ -57,8 +57,8 @@ def test_incremental_batch_score_equals_full_forward():
             logp, states = decoder.batch_score(ys[:, :length], states, xs)  # newest token only
         logits, _ = decoder(xs, full_lens, ys[:, :length], torch.full((3,), length))
         torch.testing.assert_close(logp, logits[:, -1].log_softmax(-1), rtol=1e-4, atol=1e-5)
-        assert states[0][0].self_k.shape == (2, length, 8)
-        assert states[0][0].cross_k.shape == (2, 9, 8)
+        assert states[0][0][0][0].shape == (2, length, 8)
+        assert states[0][0][1][0].shape == (2, 9, 8)
 
 
 def test_batch_score_reselects_states_like_beam_search():
@@ -92,3 +92,21 @@ def test_layer_groups_and_cross_attention_has_no_rotary():
     assert isinstance(decoder.blocks[0].self_attn.rotary, NoRotary)
     assert not isinstance(decoder.blocks[1].self_attn.rotary, NoRotary)
     assert all(isinstance(block.cross_attn.rotary, NoRotary) for block in decoder.blocks)
+
+
+def test_beam_states_survive_espnets_state_copy() -> None:
+    """ESPnet 202611's batch beam search copies a finished hypothesis' state part by part with
+    type(part)(iterable): the states must be lists and tuples that allow it, and stay equal."""
+    from echo_plugin.asr.decoder.beam_cache import hypothesis_states
+
+    def copy(obj):  # what that copy does, for any ESPnet release
+        if torch.is_tensor(obj):
+            return obj.clone()
+        if isinstance(obj, (tuple, list)):
+            return type(obj)(copy(o) for o in obj)
+        return obj
+
+    caches = [[(torch.randn(3, 2, 4, 8), torch.randn(3, 2, 4, 8)), (torch.randn(3, 2, 9, 8), torch.randn(3, 2, 9, 8))]]
+    states = hypothesis_states(caches, 3)
+    copied = copy(states)
+    assert len(copied) == 3 and torch.equal(copied[2][0][1][1], caches[0][1][1][2])

@@ -53,10 +53,7 @@ def test_build_forward_backward(asr):
 
 
 def beam_search(model, batched: bool, beam: int = 3):
-    from espnet.nets.batch_beam_search import BatchBeamSearch
-    from espnet.nets.beam_search import BeamSearch
-    from espnet.nets.scorers.ctc import CTCPrefixScorer
-    from espnet.nets.scorers.length_bonus import LengthBonus
+    from echo_plugin.espnet_legacy import BatchBeamSearch, BeamSearch, CTCPrefixScorer, LengthBonus
 
     search = (BatchBeamSearch if batched else BeamSearch)(
         scorers={
@@ -102,8 +99,9 @@ def test_beam_search_and_batch_beam_search_agree(asr):
 
 def test_speech2text_decodes_saved_model(asr):
     """ESPnet's own inference class picks BatchBeamSearch for the Echo decoder."""
-    from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet2.bin.asr_inference import Speech2Text
+
+    from echo_plugin.espnet_legacy import BatchBeamSearch
 
     _, args, model, workdir = asr
     config, weights = workdir / "config.yaml", workdir / "model.pth"

@@ -175,7 +175,7 @@ def test_frame_silence_relative_to_loudest_frame_and_zero_frames():
 
 
 def test_subsample_silence_follows_the_conv_geometry():
-    from espnet.nets.pytorch_backend.transformer.subsampling import Conv2dSubsampling
+    from echo_plugin.espnet_legacy import Conv2dSubsampling
 
     embed = Conv2dSubsampling(16, 8, 0.0, pos_enc=nn.Dropout(0.0))
     silent = torch.zeros(1, 23, dtype=torch.bool)

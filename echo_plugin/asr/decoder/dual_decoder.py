@@ -18,24 +18,24 @@ the secondary as a copy of the primary (``copy_primary``). ``gate_override: 1.0`
 (or :meth:`set_gate_override`) forces the primary path, which then reproduces the
 pretrained decoder.
 
-Beam search state (one per hypothesis): a list with one :class:`LayerState` per layer.
+Beam search state (one per hypothesis, :mod:`echo_plugin.asr.decoder.beam_cache`): per layer the
+self-attention, primary and secondary cross-attention keys/values.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
-from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
 from echo_plugin.asr import espnet_ckpt, whisper_ckpt
+from echo_plugin.asr.decoder.beam_cache import HypState, batch_caches, hypothesis_states
 from echo_plugin.asr.warm_start import Converted, WarmStartError, load_strict
 from echo_plugin.catalog import ATTENTION, POSITION
-from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.espnet_legacy import BatchScorerInterface, make_pad_mask
 from echo_plugin.nn.dual_layer import DualDecoderLayer, DualGate, drop_key_bias
 from echo_plugin.registry import Spec
 
@@ -55,20 +55,6 @@ class DualLayerExtras:
     primary_attn: Tensor
     secondary_attn: Tensor
     gate: Tensor
-
-
-class LayerState(NamedTuple):
-    """One hypothesis' cache for one layer (no batch dimension), each (H, *, dh)."""
-
-    self_k: Tensor
-    self_v: Tensor
-    primary_k: Tensor
-    primary_v: Tensor
-    secondary_k: Tensor
-    secondary_v: Tensor
-
-
-HypState = Optional[List[LayerState]]
 
 
 def _copy_primary(layer: DualDecoderLayer) -> None:
@@ -235,14 +221,7 @@ class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
         Returns:
             log-probs (N, V) and the N new states (caches now covering all L tokens).
         """
-        n_layers = len(self.blocks)
-        caches: List[List[Optional[KVCache]]] = [[None, None, None] for _ in range(n_layers)]
-        if states[0] is not None:
-            for i in range(n_layers):
-                caches[i][0] = (_stack(states, i, "self_k"), _stack(states, i, "self_v"))
-                if states[0][i].primary_k.size(1) == xs.size(1):  # memory unchanged: reuse its projections
-                    caches[i][1] = (_stack(states, i, "primary_k"), _stack(states, i, "primary_v"))
-                    caches[i][2] = (_stack(states, i, "secondary_k"), _stack(states, i, "secondary_v"))
+        caches = batch_caches(states, xs, len(self.blocks), 3)  # per layer: self, primary, secondary
         new_tokens = ys if states[0] is None else ys[:, -1:]
         positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
         x = self._embed(new_tokens, positions)
@@ -251,16 +230,7 @@ class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
                 x, xs, None, None, positions, *caches[i], gate_override=self.gate_override
             )
         logp = torch.log_softmax(self._logits(x[:, -1]), dim=-1)
-        new_states = [
-            [LayerState(s[0][b], s[1][b], p[0][b], p[1][b], c[0][b], c[1][b]) for s, p, c in caches]
-            for b in range(ys.size(0))
-        ]
-        return logp, new_states
-
-
-def _stack(states: List[HypState], layer: int, field: str) -> Tensor:
-    """Batch one cache field of one layer over hypotheses: (N, H, *, dh)."""
-    return torch.stack([getattr(state[layer], field) for state in states])
+        return logp, hypothesis_states(caches, ys.size(0))
 
 
 def _read_warm_start(

@@ -1,23 +1,20 @@
 """EchoDecoder: token embedding, pre-norm causal transformer layers with rotary self-attention.
 
-Beam search state (one per hypothesis, as ESPnet's ``BatchBeamSearch`` keeps
-them in a list and re-selects them by index): a list with one ``LayerState`` per
-layer holding the rotated self-attention keys/values of the prefix and the
-cross-attention keys/values of the encoder output, so each step runs only the
-newest token.
+Beam search state (one per hypothesis, :mod:`echo_plugin.asr.decoder.beam_cache`): per layer
+the rotated self-attention keys/values of the prefix and the cross-attention keys/values of the
+encoder output, so each step runs only the newest token.
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
-from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
+from echo_plugin.asr.decoder.beam_cache import HypState, batch_caches, hypothesis_states
 from echo_plugin.catalog import ATTENTION, GATE
-from echo_plugin.nn.attention.kernel import KVCache
+from echo_plugin.espnet_legacy import BatchScorerInterface, make_pad_mask
 from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
 
 LAYER_DEFAULTS: Mapping[str, Any] = {
@@ -28,18 +25,6 @@ LAYER_DEFAULTS: Mapping[str, Any] = {
     "cross_masking": "hard",
     "gate": "none",
 }
-
-
-class LayerState(NamedTuple):
-    """One hypothesis' cache for one layer (no batch dimension)."""
-
-    self_k: Tensor  # (H, L, dh), rotated
-    self_v: Tensor  # (H, L, dh)
-    cross_k: Tensor  # (H, S, dh)
-    cross_v: Tensor  # (H, S, dh)
-
-
-HypState = Optional[List[LayerState]]
 
 
 class EchoDecoder(AbsDecoder, BatchScorerInterface):
@@ -150,29 +135,11 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
         Returns:
             log-probs (N, V) and the N new states (caches now covering all L tokens).
         """
-        n_layers = len(self.blocks)
-        self_caches: List[Optional[KVCache]] = [None] * n_layers
-        cross_caches: List[Optional[KVCache]] = [None] * n_layers
-        if states[0] is not None:
-            for i in range(n_layers):
-                self_caches[i] = (_stack(states, i, "self_k"), _stack(states, i, "self_v"))
-                if states[0][i].cross_k.size(1) == xs.size(1):  # memory unchanged: reuse its projections
-                    cross_caches[i] = (_stack(states, i, "cross_k"), _stack(states, i, "cross_v"))
+        caches = batch_caches(states, xs, len(self.blocks), 2)  # per layer: self, cross
         new_tokens = ys if states[0] is None else ys[:, -1:]
         positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
         x = self.embed_dropout(self.embed(new_tokens))
         for i, block in enumerate(self.blocks):
-            x, self_caches[i], cross_caches[i] = block(
-                x, xs, None, positions=positions, self_cache=self_caches[i], cross_cache=cross_caches[i]
-            )
+            x, *caches[i] = block(x, xs, None, positions=positions, self_cache=caches[i][0], cross_cache=caches[i][1])
         logp = torch.log_softmax(self.output_layer(self.after_norm(x[:, -1])), dim=-1)
-        new_states = [
-            [LayerState(sk[b], sv[b], ck[b], cv[b]) for (sk, sv), (ck, cv) in zip(self_caches, cross_caches)]
-            for b in range(ys.size(0))
-        ]
-        return logp, new_states
-
-
-def _stack(states: List[HypState], layer: int, field: str) -> Tensor:
-    """Batch one cache field of one layer over hypotheses: (N, H, *, dh)."""
-    return torch.stack([getattr(state[layer], field) for state in states])
+        return logp, hypothesis_states(caches, ys.size(0))

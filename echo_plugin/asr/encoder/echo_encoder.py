@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
-from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
-from espnet.nets.pytorch_backend.transformer.subsampling import (
-    TooShortUttError,
-    check_short_utt,
-)
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
 from echo_plugin.asr.encoder.patch_input import PatchEmbedding
 from echo_plugin.catalog import ATTENTION, GATE, INPUT_LAYER
+from echo_plugin.espnet_legacy import (
+    PositionalEncoding,
+    TooShortUttError,
+    check_short_utt,
+    make_pad_mask,
+)
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence

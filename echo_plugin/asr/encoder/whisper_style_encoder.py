@@ -19,13 +19,13 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
 from echo_plugin.asr import whisper_ckpt
 from echo_plugin.asr.warm_start import WarmStartError, load_strict
 from echo_plugin.catalog import ATTENTION
+from echo_plugin.espnet_legacy import make_pad_mask
 from echo_plugin.nn.dual_layer import drop_key_bias, mlp
 
 

@@ -30,9 +30,10 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.layers.abs_normalize import AbsNormalize
 from torch import Tensor
+
+from echo_plugin.espnet_legacy import make_pad_mask
 
 STATS_KEY = "spk_stats"
 

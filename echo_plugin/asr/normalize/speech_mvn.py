@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.layers.abs_normalize import AbsNormalize
 from torch import Tensor
 
 from echo_plugin.asr.normalize.speaker_mvn import apply_mvn, full_lengths, load_pooled_stats
+from echo_plugin.espnet_legacy import make_pad_mask
 
 DEFAULT_VAD_RANGE = 8.0  # natural-log energy units below the loudest frame (~35 dB)
 

@@ -1,0 +1,41 @@
+"""Key/value caches of the attention decoders, kept per hypothesis as ESPnet's beam search keeps states.
+
+ESPnet's beam search holds one state per hypothesis and re-selects states by index between steps.
+A decoder's state for one hypothesis is a list with one entry per layer; a layer's entry is a tuple
+of (key, value) pairs, the self-attention's first, then one per cross-attention, each tensor
+(H, *, dh) without the batch axis (keys already rotated). The states are plain lists and tuples of
+tensors: ESPnet 202611's batch beam search copies a finished hypothesis' state with
+``type(part)(iterable)``, which a NamedTuple does not accept.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+KV = Tuple[Tensor, Tensor]  # keys (N, H, L, dh) and values, or one hypothesis' (H, L, dh)
+LayerState = Tuple[KV, ...]  # (self-attention, cross-attention 1, ...) of one layer, one hypothesis
+HypState = Optional[List[LayerState]]
+
+
+def batch_caches(states: Sequence[HypState], xs: Tensor, n_layers: int, n_parts: int) -> List[List[Optional[KV]]]:
+    """Per layer, the ``n_parts`` caches (self, cross...) of N hypotheses batched: each (N, H, *, dh).
+
+    Nothing before the first step (all None). The cross-attention caches are kept only while the
+    memory ``xs`` (N, S, D) is the one they were projected from (same length S); else recomputed.
+    """
+    caches: List[List[Optional[KV]]] = [[None] * n_parts for _ in range(n_layers)]
+    if states[0] is None:
+        return caches
+    for layer in range(n_layers):
+        parts = range(n_parts) if states[0][layer][1][0].size(1) == xs.size(1) else range(1)
+        for part in parts:
+            caches[layer][part] = (torch.stack([s[layer][part][0] for s in states]),
+                                   torch.stack([s[layer][part][1] for s in states]))
+    return caches
+
+
+def hypothesis_states(caches: Sequence[Sequence[KV]], n: int) -> List[List[LayerState]]:
+    """The N hypotheses' states from per-layer batched caches (each (N, H, *, dh))."""
+    return [[tuple((k[b], v[b]) for k, v in layer) for layer in caches] for b in range(n)]
