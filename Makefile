@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install sysdeps test lint fsdd clean-venv
+.PHONY: install sysdeps test test-next lint fsdd clean-venv
 
 # What the recipes need (make fsdd): the package and its dependencies, at the tested pins.
 $(STAMP): setup.py constraints.txt
@@ -35,6 +35,25 @@ sysdeps:
 
 test: $(TEST_STAMP) sysdeps
 	$(VENV)/bin/python -m pytest -q test
+
+# The newest ESPnet in the registry (202611, which needs Python 3.12; pyenv's here) in its own venv:
+# registration, a tiny train-and-decode through ESPnet's task and beam search, and both decoders' beam
+# states, so that a new ESPnet release cannot break users silently. CI runs it after `make test`.
+NEXT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+NEXT_VENV := .venv-next
+NEXT_ESPNET ?= espnet==202611
+NEXT_STAMP := $(NEXT_VENV)/.installed
+NEXT_TESTS := test/bin/test_registration.py test/test_catalog.py test/asr/test_espnet_e2e.py \
+	test/asr/test_echo_decoder.py test/asr/test_dual_decoder.py
+
+$(NEXT_STAMP): setup.py
+	test -x $(NEXT_VENV)/bin/python || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
+	$(NEXT_VENV)/bin/python -m pip install -q "pip==23.2.1"
+	$(NEXT_VENV)/bin/python -m pip install -q "$(NEXT_ESPNET)" "pytest>=9,<10" -e .
+	touch $(NEXT_STAMP)
+
+test-next: $(NEXT_STAMP)
+	$(NEXT_VENV)/bin/python -m pytest -q $(NEXT_TESTS)
 
 # ruff (ruff.toml) over the package, the tests and the benchmarks.
 lint: $(TEST_STAMP)
