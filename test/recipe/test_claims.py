@@ -195,6 +195,7 @@ def test_fsdd_spec_names_existing_configs():
         "myelinated", "integrated", "adaptive", "curiosity", "maxfactor", "gates", "t_gate", "m_gate", "c_gate",
         "rms_norm", "tied", "se_conv", "dual",
         "pitch_doc", "additive_gate", "curiosity_features",  # seed 04 as written, beside our readings
+        "whisper_frontend",  # a pretrained front end
     )} | {"train_asr_conformer", "train_asr_e_branchformer", "train_asr_transformer"}
     assert set(by_config) == expected
     # Direction: "rotary helps" and "Echo beats ESPnet's X" hold when the compared config is worse.
