@@ -264,8 +264,10 @@ class CTCHead(nn.Module):
 
 def check_exportable(model: nn.Module) -> None:
     """Refuse, with the reason and the part named, a model whose CTC path cannot be one graph."""
+    from echo_plugin.nn.capabilities import ExtractsFeatures, reads_f0
+
     frontend = getattr(model, "frontend", None)
-    if frontend is not None and callable(getattr(frontend, "extract", None)):
+    if isinstance(frontend, ExtractsFeatures):
         raise ExportError(
             f"frontend: {type(frontend).__name__} (frontend: echo) is not exported: the model runs it through "
             "extract(), whose pitch, harmonic and aperiodic features (and f0) come from WORLD in numpy, outside "
@@ -275,9 +277,8 @@ def check_exportable(model: nn.Module) -> None:
     if getattr(model, "pitch", None) is not None:
         raise ExportError("model_conf f0: the model computes f0 with WORLD (numpy), which cannot be in the graph")
     encoder = getattr(model, "encoder", None)
-    if encoder is not None and getattr(encoder, "needs_f0", False):
-        rotaries = [name for name, module in encoder.named_modules()
-                    if module is not encoder and getattr(type(module), "needs_f0", False)]
+    if encoder is not None and reads_f0(encoder):
+        rotaries = [name for name, module in encoder.named_modules() if module is not encoder and reads_f0(module)]
         raise ExportError(f"encoder: pitch-aware rotaries need f0 at run time (layers {', '.join(rotaries)})")
     if encoder is not None and (getattr(encoder, "interctc_use_conditioning", False)
                                 or getattr(encoder, "ctc_trim", False)):

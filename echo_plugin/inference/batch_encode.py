@@ -46,6 +46,7 @@ from echo_plugin.asr.encoder.whisper_style_encoder import WhisperStyleEncoder
 from echo_plugin.asr.espnet_model import EchoASRModel
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.espnet_legacy import TooShortUttError
+from echo_plugin.nn import capabilities
 from echo_plugin.nn.masking.soft import SoftMasking
 
 PADDING_EXACT_ENCODERS = (EchoEncoder, WhisperStyleEncoder)
@@ -67,7 +68,7 @@ def reads_f0(model: torch.nn.Module) -> bool:
 
 def encoder_pads_exactly(encoder: torch.nn.Module | None) -> bool:
     """Whether the encoder's real output frames do not depend on padding (see the module docstring)."""
-    return isinstance(encoder, PADDING_EXACT_ENCODERS) and not getattr(encoder, "needs_f0", False) and not any(
+    return isinstance(encoder, PADDING_EXACT_ENCODERS) and not capabilities.reads_f0(encoder) and not any(
         isinstance(m, SoftMasking) and m.padding for m in encoder.modules())
 
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from echo_plugin.catalog import ACTIVATION, NORM
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.memory import WorkingMemory
+from echo_plugin.nn.capabilities import uses_aux_stream, uses_memory
 from echo_plugin.nn.gates.none import NoGate
 from echo_plugin.nn.rotary.pitch import F0Track
 from echo_plugin.registry import Spec
@@ -105,16 +106,18 @@ class EncoderLayer(nn.Module):
         attention module only when given, so attention types without pitch support keep working.
         ``zero_keys``: (B, T) True = silent real frame, for soft masking; passed on likewise.
         ``aux``: (B, T, D) auxiliary stream for gates that read one (``c_gate``), and for
-        attention modules whose ``uses_aux_stream`` is True (``curiosity`` with ``aux_source: features``).
+        attention modules whose ``uses_aux_stream`` is True (``curiosity`` with ``aux_source: features``;
+        :class:`~echo_plugin.nn.capabilities.UsesAuxStream`).
         ``memory``: the encoder pass's working memory, handed to attention modules whose
-        ``uses_memory`` is True (``myelinated``), which read and rewrite it.
+        ``uses_memory`` is True (``myelinated``; :class:`~echo_plugin.nn.capabilities.UsesWorkingMemory`),
+        which read and rewrite it.
         """
         extra = {} if f0 is None else {"f0": f0}
         if zero_keys is not None:
             extra["zero_keys"] = zero_keys
-        if memory is not None and getattr(self.self_attn, "uses_memory", False):
+        if memory is not None and uses_memory(self.self_attn):
             extra["memory"] = memory
-        if aux is not None and getattr(self.self_attn, "uses_aux_stream", False):
+        if aux is not None and uses_aux_stream(self.self_attn):
             extra["aux_stream"] = aux
         attended, _ = self.self_attn(
             self.attn_norm(x),

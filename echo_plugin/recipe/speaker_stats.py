@@ -37,6 +37,7 @@ from torch import Tensor
 
 from echo_plugin.asr.normalize.speech_mvn import DEFAULT_VAD_RANGE, speech_frame_mask
 from echo_plugin.inference.audio import AudioError, load_audio
+from echo_plugin.nn.capabilities import SpeakerFeatures
 from echo_plugin.recipe.data_dir import DataDirError, fault, read_table, write_table
 from echo_plugin.recipe.io import atomic_dir
 from echo_plugin.recipe.overlay import load_config
@@ -115,7 +116,7 @@ def build_frontend(config: Mapping, fs: int | None) -> torch.nn.Module:
     if fs is not None:
         conf["fs"] = fs
     frontend = frontend_choices.get_class(name)(**conf)
-    if not callable(getattr(frontend, "speaker_features", None)) and any(True for _ in frontend.parameters()):
+    if not isinstance(frontend, SpeakerFeatures) and any(True for _ in frontend.parameters()):
         raise ValueError(
             f"speaker_mvn needs a frontend without trainable parameters (its statistics are computed once, "
             f"before training); frontend '{name}' has some: use global_mvn or utterance_mvn with it"
@@ -128,9 +129,9 @@ def features(frontend: torch.nn.Module, speech: np.ndarray) -> Tensor:
     """speech (S,) float -> the features speaker_mvn normalizes (T, D): the frontend's
     ``speaker_features`` where it has them (the Echo frontend's raw frame features), else its output."""
     wav = torch.as_tensor(speech, dtype=torch.float32)[None]
-    extract = getattr(frontend, "speaker_features", None)
     lengths = torch.tensor([wav.shape[1]])
-    feats, _ = extract(wav, lengths) if callable(extract) else frontend(wav, lengths)
+    feats, _ = (frontend.speaker_features(wav, lengths) if isinstance(frontend, SpeakerFeatures)
+                else frontend(wav, lengths))
     return feats[0]
 
 

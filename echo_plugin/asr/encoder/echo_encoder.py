@@ -17,6 +17,7 @@ from echo_plugin.espnet_legacy import (
     make_pad_mask,
 )
 from echo_plugin.nn.attention.memory import WorkingMemory
+from echo_plugin.nn.capabilities import reads_f0
 from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence
 from echo_plugin.nn.rotary.axial import grid_positions
@@ -308,7 +309,7 @@ class EchoEncoder(AbsEncoder):
     @property
     def needs_f0(self) -> bool:
         """Whether some layer's rotary reads pitch, so ``forward`` must get ``f0``."""
-        return any(getattr(module, "needs_f0", False) for module in self.blocks.modules())
+        return any(reads_f0(module) for module in self.blocks.modules())
 
     def forward(
         self, xs_pad: Tensor, ilens: Tensor, prev_states: Optional[Tensor] = None, f0: Optional[Tensor] = None
