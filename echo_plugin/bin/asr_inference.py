@@ -1,20 +1,20 @@
-"""ESPnet's ASR decoding entry point with Echo components registered.
+"""ESPnet's ASR decoding entry point, decoding with EchoSpeech2Text.
 
-``espnet2.bin.asr_inference`` builds models through ASRTask's choice tables,
-so Echo classes must be registered before it parses a config. Weights load
-strictly: a missing or unexpected parameter is an error, not a random init.
-With ``normalize: speaker_mvn`` pass the speaker statistics as data
+``espnet2.bin.asr_inference`` builds models through ASRTask's choice tables, so
+the Echo classes are registered before it parses a config. Its decoding loop
+builds :class:`~echo_plugin.inference.speaker_speech2text.EchoSpeech2Text`
+(:func:`echo_plugin.espnet_patches.use_echo_speech2text`): weights load strictly
+(a missing or unexpected parameter is an error, not a random init), and with
+``normalize: speaker_mvn`` the speaker statistics given as data
 (``--data_path_and_name_and_type <dir>/spk_stats.scp,spk_stats,npy
---allow_variable_data_keys true``): the decoding loop hands them to the model.
+--allow_variable_data_keys true``) reach the model.
 
     python -m echo_plugin.bin.asr_inference --asr_train_config ... --asr_model_file ...
 """
-from echo_plugin import register
-from echo_plugin.inference import speaker_speech2text, strict_load
+from echo_plugin import espnet_patches, register
 
 register()
-strict_load.install()
-speaker_speech2text.install()
+espnet_patches.use_echo_speech2text()
 
 from espnet2.bin.asr_inference import main  # noqa: E402
 

@@ -32,7 +32,6 @@ import torch
 import yaml
 
 from echo_plugin import register
-from echo_plugin.inference import strict_load
 from echo_plugin.inference.attention_maps import LayerMaps, decoder_maps
 from echo_plugin.inference.attention_plots import plot_cross_attention, plot_dual_attention, plot_spectrogram
 from echo_plugin.inference.audio import AudioError, read_audio
@@ -46,11 +45,10 @@ def build_speech2text(args: argparse.Namespace, decoding: dict, cache_dir: Path)
     if args.packed_model is not None:
         transcriber = load(args.packed_model, decoding, device=args.device, cache_dir=cache_dir)
         return transcriber.speech2text, str(transcriber.train_config)
-    strict_load.install()
-    from espnet2.bin.asr_inference import Speech2Text
+    from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text
 
-    return Speech2Text(asr_train_config=str(args.config), asr_model_file=str(args.model_file), device=args.device,
-                       **decoding), str(args.config)
+    return EchoSpeech2Text(asr_train_config=str(args.config), asr_model_file=str(args.model_file),
+                           device=args.device, **decoding), str(args.config)
 
 
 def encoder_f0(model: torch.nn.Module, speech: torch.Tensor, lengths: torch.Tensor) -> Optional[np.ndarray]:

@@ -30,11 +30,8 @@ import numpy as np
 import yaml
 
 from echo_plugin import register
-from echo_plugin.inference import speaker_speech2text, strict_load
 
 register()
-strict_load.install()
-speaker_speech2text.install()
 
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN  # noqa: E402
 from echo_plugin.inference.audio import read_audio  # noqa: E402

@@ -147,7 +147,7 @@ def load_model(
 ) -> LoadedModel:
     """Build a model from a packed archive (ESPnet's packer zip, stage 8) or from config + model file.
 
-    Weights load strictly (``echo_plugin.inference.strict_load``): a renamed parameter is an
+    Weights load strictly (:class:`echo_plugin.tasks.asr.EchoASRTask`): a renamed parameter is an
     error naming the key, not a silently random layer.
     """
     import yaml
@@ -164,14 +164,9 @@ def load_model(
     if config is None or model_file is None:
         raise ValueError("give a packed archive, or both config and model_file")
     with quiet():
-        import echo_plugin
-        from echo_plugin.inference.strict_load import load_strict
+        from echo_plugin.tasks.asr import EchoASRTask
 
-        echo_plugin.register()
-        from espnet2.tasks.asr import ASRTask
-
-        model, args = ASRTask.build_model_from_file(str(config), None, "cpu")
-        load_strict(model, model_file, "cpu")
+        model, args = EchoASRTask.build_model_from_file(str(config), str(model_file), "cpu")
     model.eval()
     raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
     tokens = args.token_list

@@ -1,25 +1,61 @@
-"""ESPnet's Speech2Text taking the utterance's speaker statistics (``normalize: speaker_mvn``).
+"""EchoSpeech2Text: ESPnet's Speech2Text with strict weight loading and the utterance's speaker statistics.
 
-ESPnet's decoding loop calls ``speech2text(**batch)`` with every data key of the
-batch; its Speech2Text takes ``speech`` alone. :class:`EchoSpeech2Text` also takes
-``spk_stats`` (2, D) and hands it to the model's SpeakerMVN for that call.
-:func:`install` makes ``espnet2.bin.asr_inference`` build this class.
+* Strict loading. ESPnet's Speech2Text builds its model with
+  ``ASRTask.build_model_from_file`` by name (lenient: a renamed parameter keeps its
+  random value) and takes neither a task nor a ready model. EchoSpeech2Text lets it
+  build the model from the config without weights (pretrained frontends skipping
+  their own checkpoint), then loads the weights strictly
+  (:meth:`echo_plugin.tasks.asr.EchoASRTask.load_weights`) into that model, which the
+  beam search's scorers already hold. The options that consume the weights while
+  Speech2Text is built (``quantize_asr_model``, ``hugging_face_decoder``) are refused.
+* Speaker statistics. ESPnet's decoding loop calls ``speech2text(**batch)`` with
+  every data key of the batch; its Speech2Text takes ``speech`` alone. EchoSpeech2Text
+  also takes ``spk_stats`` (2, D) and hands it to the model's SpeakerMVN for that call.
+
+ESPnet's decoding CLI (``espnet2.bin.asr_inference``) builds its Speech2Text by name:
+:func:`echo_plugin.espnet_patches.use_echo_speech2text` makes it build this class.
 """
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from espnet2.bin import asr_inference
 from espnet2.bin.asr_inference import Speech2Text
 
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 
+WEIGHT_CONSUMING_OPTIONS = ("quantize_asr_model", "hugging_face_decoder")
+"""Speech2Text options that use the weights while it is built, before they could be loaded strictly."""
+
 
 class EchoSpeech2Text(Speech2Text):
-    """Speech2Text whose call takes optional speaker statistics ``spk_stats`` (2, D) or (1, 2, D)."""
+    """Speech2Text with strictly loaded weights, whose call takes optional speaker statistics
+    ``spk_stats`` (2, D) or (1, 2, D). Arguments: Speech2Text's."""
+
+    def __init__(
+        self,
+        asr_train_config: Union[Path, str, None] = None,
+        asr_model_file: Union[Path, str, None] = None,
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> None:
+        from echo_plugin.tasks.asr import EchoASRTask
+
+        refused = [name for name in WEIGHT_CONSUMING_OPTIONS if kwargs.get(name)]
+        if refused:
+            raise ValueError(f"{', '.join(refused)}: not with Echo's strict weight loading (Speech2Text uses the "
+                             "weights while it is built, before they are loaded)")
+        if kwargs.get("enh_s2t_task"):
+            raise ValueError("enh_s2t_task: EchoSpeech2Text decodes ASR models (ASRTask)")
+        if asr_train_config is None and asr_model_file is not None:
+            asr_train_config = Path(asr_model_file).parent / "config.yaml"  # where ESPnet looks for it
+        with EchoASRTask.weights_follow(asr_model_file):
+            super().__init__(asr_train_config=asr_train_config, asr_model_file=None, device=device, **kwargs)
+        if asr_model_file is not None:
+            EchoASRTask.load_weights(self.asr_model, asr_model_file, device)
 
     def __call__(  # type: ignore[override]
         self, speech: Union[torch.Tensor, np.ndarray], spk_stats: Optional[Union[torch.Tensor, np.ndarray]] = None
@@ -35,8 +71,3 @@ class EchoSpeech2Text(Speech2Text):
             )
         with context:
             return super().__call__(speech)
-
-
-def install() -> None:
-    """Make ``espnet2.bin.asr_inference``'s decoding loop build EchoSpeech2Text (idempotent)."""
-    asr_inference.Speech2Text = EchoSpeech2Text

@@ -164,10 +164,8 @@ def load(archive: str | Path, overrides: dict | None = None, device: str = "cpu"
         raise FileNotFoundError(f"no model archive at {archive}")
     with quiet():
         from echo_plugin import register
-        from echo_plugin.inference import strict_load
 
         register()
-        strict_load.install()
         from espnet2.main_funcs.pack_funcs import unpack
 
         from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text

@@ -16,15 +16,12 @@ import yaml
 
 def count_parameters(config_file: Path) -> int:
     """Trainable parameters of the ESPnet ASR model described by a training config."""
-    from echo_plugin import register
-
-    register()
-    from espnet2.tasks.asr import ASRTask
+    from echo_plugin.tasks.asr import EchoASRTask
 
     with config_file.open(encoding="utf-8") as handle:
         args = yaml.safe_load(handle)
     args["normalize"] = None  # the stats file is irrelevant to the count
-    model = ASRTask.build_model(argparse.Namespace(**args))
+    model = EchoASRTask.build_model(argparse.Namespace(**args))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -2,9 +2,10 @@
 
 ESPnet writes ``checkpoint.pth`` and ``*epoch.pth`` with a plain ``torch.save``;
 a training killed mid-write leaves a truncated checkpoint that ``--resume``
-cannot load. ``install()`` makes every path-based ``torch.save`` in the
-process write a temporary file in the same directory and rename it into place,
-so a checkpoint on disk is always either the old one or the complete new one.
+cannot load. :func:`atomic_save`, which ``echo_plugin.bin.asr_train`` puts in
+place of ``torch.save`` (:func:`echo_plugin.espnet_patches.use_atomic_torch_save`),
+writes a path target as a temporary file in the same directory and renames it into
+place, so a checkpoint on disk is always either the old one or the complete new one.
 
 As with ``torch.save``, a symlinked target is written through (the file it points to is replaced, the link
 stays) and the new file gets the permissions the umask gives (``mkstemp`` alone would make it 0600). A process
@@ -43,8 +44,3 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def install() -> None:
-    """Route ``torch.save`` through :func:`atomic_save` (idempotent)."""
-    torch.save = atomic_save

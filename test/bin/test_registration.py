@@ -49,6 +49,23 @@ def test_entry_points_register_before_espnet_parses(entry: str, tmp_path: Path) 
     assert out.stdout.strip().splitlines()[-1] == "EchoEncoder EchoDecoder"
 
 
+def test_entry_points_patch_only_the_decoding_clis_speech2text() -> None:
+    """ESPnet's ASRTask keeps its own (lenient) build_model_from_file in every entry point; the one patch left is
+    the name Speech2Text in espnet2.bin.asr_inference, rebound by the decoding CLI (echo_plugin.espnet_patches)."""
+    code = (
+        "import echo_plugin.bin.asr_train, echo_plugin.bin.speaker_adapt, echo_plugin.bin.plot_attention; "
+        "from espnet2.bin import asr_inference; from espnet2.tasks.asr import ASRTask; "
+        "from espnet2.tasks.abs_task import AbsTask; "
+        "from echo_plugin.tasks.asr import EchoASRTask; "
+        "print(ASRTask.build_model_from_file.__func__ is AbsTask.build_model_from_file.__func__, "
+        "asr_inference.Speech2Text.__name__, echo_plugin.bin.asr_train.get_parser is not None, "
+        "issubclass(EchoASRTask, ASRTask)); "
+        "import echo_plugin.bin.asr_inference; print(asr_inference.Speech2Text.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-2:] == ["True Speech2Text True True", "EchoSpeech2Text"]
+
+
 def test_train_entry_point_accepts_the_echo_config(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("<blank>\n<unk>\na\n<sos/eos>\n")

@@ -1,6 +1,6 @@
 """A packed Echo model whose weight file predates a refactor (one parameter saved under its old name) fails to load
-naming both the missing and the unexpected key, end to end: ESPnet's packer, ASRTask.build_model_from_file with
-strict_load.install(), and the transcriber a user runs. ESPnet's own loader (strict=False) would take it silently,
+naming both the missing and the unexpected key, end to end: ESPnet's packer, EchoASRTask.build_model_from_file,
+EchoSpeech2Text and the transcriber a user runs. ESPnet's own loader (strict=False) would take it silently,
 leaving the renamed parameter at its random initial value; the control below shows that it does."""
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-from echo_plugin.inference import strict_load
 from echo_plugin.inference.strict_load import WeightMismatchError
 from test.asr.espnet_build import build_asr
 
@@ -42,17 +41,6 @@ def packs(tmp_path_factory) -> dict[str, Path]:
     return archives
 
 
-@pytest.fixture()
-def asr_task(monkeypatch):
-    """ASRTask, its build_model_from_file restored after the test (install() patches the class)."""
-    from espnet2.tasks.abs_task import AbsTask
-    from espnet2.tasks.asr import ASRTask
-
-    monkeypatch.setattr(ASRTask, "build_model_from_file",
-                        ASRTask.__dict__.get("build_model_from_file", AbsTask.__dict__["build_model_from_file"]))
-    return ASRTask
-
-
 def unpacked(archive: Path, dest: Path) -> tuple[str, str]:
     from espnet2.main_funcs.pack_funcs import unpack
 
@@ -60,37 +48,55 @@ def unpacked(archive: Path, dest: Path) -> tuple[str, str]:
     return files["asr_train_config"], files["asr_model_file"]
 
 
-def test_a_renamed_parameter_fails_naming_both_keys(packs, asr_task, tmp_path: Path) -> None:
-    strict_load.install()
+def test_a_renamed_parameter_fails_naming_both_keys(packs, tmp_path: Path) -> None:
+    from echo_plugin.tasks.asr import EchoASRTask
+
     config, model_file = unpacked(packs["renamed"], tmp_path)
     with pytest.raises(WeightMismatchError) as raised:
-        asr_task.build_model_from_file(config, model_file, "cpu")
+        EchoASRTask.build_model_from_file(config, model_file, "cpu")
     message = str(raised.value)
     assert f"missing ['{CURRENT}'] (1)" in message and f"unexpected ['{OLD_NAME}'] (1)" in message
     assert model_file in message
 
 
-def test_the_current_pack_loads_every_weight(packs, asr_task, tmp_path: Path) -> None:
-    strict_load.install()
+def test_the_current_pack_loads_every_weight(packs, tmp_path: Path) -> None:
+    from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text
+    from echo_plugin.tasks.asr import EchoASRTask
+
     config, model_file = unpacked(packs["current"], tmp_path)
-    model, _ = asr_task.build_model_from_file(config, model_file, "cpu")
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
-    assert model.state_dict().keys() == saved.keys()
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+    model, _ = EchoASRTask.build_model_from_file(config, model_file, "cpu")
+    decoder = EchoSpeech2Text(config, model_file, beam_size=1).asr_model
+    for built in (model, decoder):
+        assert built.state_dict().keys() == saved.keys()
+        assert all(torch.equal(built.state_dict()[k], v) for k, v in saved.items())
 
 
-def test_espnets_own_loader_takes_the_renamed_pack_silently(packs, asr_task, tmp_path: Path) -> None:
-    """The control: without install() the mismatch goes unnoticed and the parameter is not the saved one."""
-    from espnet2.tasks.abs_task import AbsTask
+def test_echo_speech2text_refuses_the_renamed_pack_and_espnets_class_stays_lenient(packs, tmp_path: Path) -> None:
+    """EchoSpeech2Text loads strictly without changing ESPnet's ASRTask or Speech2Text for anybody else."""
+    from espnet2.bin.asr_inference import Speech2Text
 
-    asr_task.build_model_from_file = AbsTask.__dict__["build_model_from_file"]  # ESPnet's, strict=False
+    from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text
+
     config, model_file = unpacked(packs["renamed"], tmp_path)
-    model, _ = asr_task.build_model_from_file(config, model_file, "cpu")
+    with pytest.raises(WeightMismatchError, match=rf"missing \['{CURRENT}'\].*unexpected \['{OLD_NAME}'\]"):
+        EchoSpeech2Text(config, model_file, beam_size=1)
+    Speech2Text(config, model_file, beam_size=1)  # ESPnet's, strict=False: no error
+    with pytest.raises(ValueError, match="quantize_asr_model"):
+        EchoSpeech2Text(config, model_file, quantize_asr_model=True)
+
+
+def test_espnets_own_loader_takes_the_renamed_pack_silently(packs, tmp_path: Path) -> None:
+    """The control: ESPnet's ASRTask misses the mismatch and the parameter is not the saved one."""
+    from espnet2.tasks.asr import ASRTask
+
+    config, model_file = unpacked(packs["renamed"], tmp_path)
+    model, _ = ASRTask.build_model_from_file(config, model_file, "cpu")  # ESPnet's, strict=False
     saved = torch.load(model_file, map_location="cpu", weights_only=True)
     assert not torch.equal(model.state_dict()[CURRENT], saved[OLD_NAME])
 
 
-def test_the_transcriber_a_user_runs_refuses_the_renamed_pack(packs, asr_task, tmp_path: Path) -> None:
+def test_the_transcriber_a_user_runs_refuses_the_renamed_pack(packs, tmp_path: Path) -> None:
     from echo_plugin.inference.transcriber import load
 
     with pytest.raises(WeightMismatchError, match=rf"missing \['{CURRENT}'\].*unexpected \['{OLD_NAME}'\]"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from echo_plugin import espnet_patches
 from echo_plugin.train import atomic_save
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ STALLING_WRITER = textwrap.dedent("""
     import io, sys, time
     from pathlib import Path
     import torch
+    from echo_plugin import espnet_patches
     from echo_plugin.train import atomic_save
 
     target, marker, mode = sys.argv[1:]
@@ -49,7 +51,7 @@ STALLING_WRITER = textwrap.dedent("""
     state = {"model": {f"w{i}": torch.full((256, 256), float(i)) for i in range(64)}, "epoch": 2}  # 16 MiB
     if mode == "atomic":
         atomic_save._original_save = stalling_save
-        atomic_save.install()
+        espnet_patches.use_atomic_torch_save()
         torch.save(state, target)
     else:
         stalling_save(state, target)
@@ -147,10 +149,10 @@ def test_a_symlinked_target_is_written_through(tmp_path: Path) -> None:
     assert link.is_symlink() and load(real) == {"epoch": 3}
 
 
-def test_install_routes_torch_save_and_leaves_buffers_alone(tmp_path: Path, monkeypatch) -> None:
+def test_use_atomic_torch_save_routes_torch_save_and_leaves_buffers_alone(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(torch, "save", torch.save)  # restored after the test
-    atomic_save.install()
-    atomic_save.install()
+    espnet_patches.use_atomic_torch_save()
+    espnet_patches.use_atomic_torch_save()
     assert torch.save is atomic_save.atomic_save
     buffer = io.BytesIO()
     torch.save({"epoch": 4}, buffer)

@@ -23,7 +23,7 @@ ESPnet YAML::
 
 The output is (B, T, n_audio_state) at 50 frames per second. The encoder is part of the
 model's weights, so a packed model carries it: built for loading a model file
-(:func:`weights_from_model_file`, which ``echo_plugin.inference.strict_load`` uses), the
+(:func:`weights_from_model_file`, which ``echo_plugin.tasks.asr.EchoASRTask`` uses), the
 frontend makes the architecture of ``whisper_model`` and reads no checkpoint.
 """
 from __future__ import annotations
