@@ -1,21 +1,36 @@
 """EchoASRModel: ESPnet's CTC/attention ASR model, carrying f0 from the frontend to the encoder.
 
-``model: echo`` in the training YAML. With a frontend that has
-``extract(speech, lengths, with_f0, cached) -> FrontendOutput`` (the Echo
-frontend), ``encode`` runs::
+``model: echo`` in the training YAML. ``encode`` is ESPnet's own
+(``ESPnetASRModel.encode``: frontend, SpecAugment, normalize, preencoder,
+encoder, postencoder and its output checks; ``asr_inference`` calls it too);
+the f0 path adds two hooks into it, active only while ``encode`` runs::
 
-    frontend.extract -> feats (B, T, D), lengths, f0 (B, T) Hz (0 = unvoiced)
-    specaug(feats), normalize(feats)        f0 untouched; speaker_mvn gets the batch's spk_stats
-    encoder(feats, lengths, f0=f0)          only if encoder.forward has an ``f0`` parameter
-    postencoder, ESPnet's output checks
+    _extract_feats (ESPnet's frontend step, overridden):
+        frontend.extract -> feats (B, T, D), lengths, f0 (B, T) Hz (0 = unvoiced); f0 kept for the encoder
+    specaug(feats), normalize(feats)    ESPnet's; f0 untouched; speaker_mvn gets the batch's spk_stats
+    encoder(feats, lengths, f0=f0)      a forward pre-hook on the encoder adds f0 to ESPnet's call,
+                                        for encoders whose forward has an ``f0`` parameter
+
+(``torch.nn.Module.register_forward_pre_hook``: ESPnet calls
+``self.encoder(feats, feats_lengths)`` inside ``encode`` with no way to pass
+more, and its ``encode`` is one method, so the hook is what spares copying it.)
+A frontend with ``extract(speech, lengths, with_f0, cached, input_norm)``
+(:class:`~echo_plugin.nn.capabilities.ExtractsFeatures`: the Echo frontend) gives
+f0 in the same pass; with ``normalize: speaker_mvn`` it normalises its raw frame
+features (``input_norm``), so ESPnet's normalize step passes the frontend's
+output through (``SpeakerMVN.applied_upstream``).
 
 f0 is computed when the encoder takes it, unless the encoder says it does not
-read it (``needs_f0`` False: an EchoEncoder without pitch-aware rotaries), or
-when a feature (pitch) needs it anyway; the encoder then gets it too. The
-encoder must know the frontend's frame shift (EchoEncoder: ``frame_shift:
-hop_length / fs`` seconds).
+read it (``needs_f0`` False, :class:`~echo_plugin.nn.capabilities.ReadsF0`: an
+EchoEncoder without pitch-aware rotaries), or when a feature (pitch) needs it
+anyway; the encoder then gets it too. The encoder must know the frontend's frame
+shift (EchoEncoder: ``frame_shift: hop_length / fs`` seconds).
 Any other frontend (e.g. ``default``) gives exactly ESPnet's ``encode``, unless
 ``model_conf.f0`` asks the model to compute f0 for it (``frontend_pitch.py``).
+
+Training: after ESPnet's ``forward`` the model hands the loss to every submodule
+with ``observe_loss`` (:class:`~echo_plugin.nn.capabilities.ObservesLoss`: the
+adaptive attention's span refiner).
 
 Features cached at data preparation (``python -m echo_plugin.features.cache``)
 reach the frontend through ESPnet's data loader: list them as extra
@@ -35,19 +50,27 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager, Dict, Iterator, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
-import torch
-from espnet2.asr.espnet_model import ESPnetASRModel, autocast_type
+from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.layers.global_mvn import GlobalMVN
-from torch import Tensor
+from torch import Tensor, nn
 
 from echo_plugin.asr.frontend_pitch import FrontendPitch, frontend_grid
 from echo_plugin.asr.normalize.speaker_mvn import STATS_KEY as SPEAKER_STATS_KEY
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.features.extractor import STORED_FEATURES
 from echo_plugin.features.pitch import F0Config
+from echo_plugin.nn.capabilities import ExtractsFeatures, ObservesLoss, modules_with, reads_f0
+
+# ESPnet 202511's encode enters torch.cuda.amp.autocast, deprecated since torch 2.4: a FutureWarning on the
+# first encode of any process (202611 uses torch.amp.autocast). Echo's encode is ESPnet's, and users cannot act
+# on the warning, so this one is silenced, for that module only.
+warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated",
+                        category=FutureWarning, module=r"espnet2\.asr\.espnet_model")
 
 CachedInputs = Dict[str, Tuple[Tensor, Tensor]]
 
@@ -62,6 +85,33 @@ def accepts_kwarg(function: Any, name: str) -> bool:
     return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
 
 
+M = TypeVar("M", bound=type)
+
+
+def extend_init_signature(**defaults: Any) -> Callable[[M], M]:
+    """Class decorator: the class's ``__init__(*args, <options>, **kwargs)`` forwards to its base's, and
+    its signature is declared (``__signature__``, read by ``inspect.signature``) as the base's plus the
+    keyword-only ``defaults``. ESPnet fills a model's ``model_conf`` defaults (``--print_config``) from
+    that signature; spelling ESPnet's ~30 constructor parameters out here would tie the class to one
+    ESPnet release."""
+    def declare(cls: M) -> M:
+        base = inspect.signature(cls.__mro__[1].__init__)
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
+                 for name, value in defaults.items()]
+        cls.__init__.__signature__ = base.replace(parameters=[*base.parameters.values(), *extra])
+        return cls
+    return declare
+
+
+@dataclass
+class _Encoding:
+    """State of one ``encode`` call, shared by its two hooks: whether to compute f0, and the f0 computed."""
+
+    with_f0: bool
+    f0: Optional[Tensor] = None
+
+
+@extend_init_signature(f0=None)
 class EchoASRModel(ESPnetASRModel):
     """ESPnetASRModel whose ``encode`` passes f0 to the encoder.
 
@@ -73,17 +123,17 @@ class EchoASRModel(ESPnetASRModel):
 
     def __init__(self, *args: Any, f0: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.frontend_extracts = callable(getattr(self.frontend, "extract", None))
+        self.frontend_extracts = isinstance(self.frontend, ExtractsFeatures)
         self.encoder_takes_f0 = self.encoder is not None and accepts_kwarg(self.encoder.forward, "f0")
         # f0 costs a WORLD analysis: skip it for encoders that say they do not read it (EchoEncoder.needs_f0)
-        self.encoder_wants_f0 = self.encoder_takes_f0 and bool(getattr(self.encoder, "needs_f0", True))
+        self.encoder_wants_f0 = self.encoder_takes_f0 and reads_f0(self.encoder, default=True)
         self.pitch: Optional[FrontendPitch] = None
         if f0 is not None:
             if self.frontend_extracts:
                 raise ValueError(f"model_conf f0 is for frontends without f0; the {type(self.frontend).__name__} "
                                  "frontend takes frontend_conf f0")
             self.pitch = FrontendPitch(frontend_grid(self.frontend), F0Config(**dict(f0)))
-        if getattr(self.encoder, "needs_f0", False) and not self.frontend_extracts and self.pitch is None:
+        if reads_f0(self.encoder) and not self.frontend_extracts and self.pitch is None:
             raise ValueError(
                 f"the encoder reads f0 (pitch-aware rotary) but the {type(self.frontend).__name__} frontend gives "
                 "none: set model_conf f0 (e.g. {method: dio, floor: 60.0, ceil: 300.0}), or use frontend: echo"
@@ -100,6 +150,9 @@ class EchoASRModel(ESPnetASRModel):
                 "the Echo frontend normalises its inputs itself, so --normalize none is the usual choice"
             )
         self._cached: Optional[CachedInputs] = None
+        self._encoding: Optional[_Encoding] = None  # set while encode() runs the f0 path
+        if self.encoder_takes_f0:
+            self.encoder.register_forward_pre_hook(self._encoder_f0, with_kwargs=True)
 
     @contextmanager
     def _loader_features(self, batch: Mapping[str, Any]) -> Iterator[None]:
@@ -131,6 +184,7 @@ class EchoASRModel(ESPnetASRModel):
     def forward(
         self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs: Any
     ) -> Tuple[Tensor, Dict[str, Tensor], Tensor]:
+        """ESPnet's forward; in training the loss goes to the loss observers."""
         with self._loader_features(kwargs):
             loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
         if self.training:
@@ -140,7 +194,7 @@ class EchoASRModel(ESPnetASRModel):
     def _report_loss(self, loss: Tensor) -> None:
         """Hand the training loss to every submodule with ``observe_loss(float)`` (the adaptive
         attention's Q-learning span refiner rewards itself with the loss decrease)."""
-        observers = [m for m in self.modules() if m is not self and callable(getattr(m, "observe_loss", None))]
+        observers = modules_with(self, ObservesLoss)
         if observers:
             value = float(loss.detach())
             for module in observers:
@@ -160,14 +214,19 @@ class EchoASRModel(ESPnetASRModel):
         return {"feats": feats, "feats_lengths": feats_lengths}
 
     def _extract_feats(self, speech: Tensor, speech_lengths: Tensor) -> Tuple[Tensor, Tensor]:
-        if not self.frontend_extracts:
-            return super()._extract_feats(speech, speech_lengths)
-        feats, feats_lengths, _ = self._extract_feats_f0(speech, speech_lengths, with_f0=False)
+        """ESPnet's frontend step; inside :meth:`encode` it also computes f0 when the encoder wants it
+        and keeps it for the encoder call (``_encoder_f0``)."""
+        encoding = self._encoding
+        feats, feats_lengths, f0 = self._extract_feats_f0(speech, speech_lengths,
+                                                          encoding is not None and encoding.with_f0)
+        if encoding is not None:
+            encoding.f0 = f0
         return feats, feats_lengths
 
     def _extract_feats_f0(
         self, speech: Tensor, speech_lengths: Tensor, with_f0: bool
     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """speech (B, N), lengths (B,) -> feats (B, T, D), lengths (B,), f0 (B, T) Hz or None."""
         assert speech_lengths.dim() == 1, speech_lengths.shape
         speech = speech[:, : speech_lengths.max()]  # for data-parallel
         if not self.frontend_extracts:
@@ -175,60 +234,31 @@ class EchoASRModel(ESPnetASRModel):
             f0 = self.pitch(speech, speech_lengths, feats.shape[1]) if with_f0 and self.pitch is not None else None
             return feats, feats_lengths, f0
         # speaker_mvn with the Echo frontend normalizes its raw frame features, not its fused output
-        input_norm = self.normalize if isinstance(self.normalize, SpeakerMVN) else None
+        input_norm = self.normalize.normalize if isinstance(self.normalize, SpeakerMVN) else None
         out = self.frontend.extract(speech, speech_lengths, with_f0=with_f0, cached=self._cached,
                                     input_norm=input_norm)
         return out.feats, out.lengths, out.f0
 
+    def _encoder_f0(self, encoder: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+                    ) -> Optional[Tuple[Tuple[Any, ...], Dict[str, Any]]]:
+        """Forward pre-hook of the encoder: inside :meth:`encode`, add ``f0=`` (what ``_extract_feats``
+        kept, on the feats' frames) to ESPnet's encoder call; elsewhere nothing."""
+        encoding = self._encoding
+        if encoding is None:
+            return None
+        if encoding.f0 is not None:
+            feats = args[0] if args else kwargs["xs_pad"]
+            assert encoding.f0.shape == feats.shape[:2], (encoding.f0.shape, feats.shape)
+        return args, {**kwargs, "f0": encoding.f0}
+
     def encode(self, speech: Tensor, speech_lengths: Tensor) -> Tuple[Any, Tensor]:
-        """Frontend + encoder, as ESPnet's, with f0 for encoders that take it (used by asr_inference too)."""
+        """ESPnet's encode, with f0 for encoders that take it (see the module doc; asr_inference calls it)."""
         if not self.frontend_extracts and self.pitch is None:
             return super().encode(speech, speech_lengths)
-        # ESPnet's torch.cuda.amp.autocast, without its deprecation warning
-        with torch.autocast("cuda", enabled=self.autocast_frontend, dtype=autocast_type):
-            feats, feats_lengths, f0 = self._extract_feats_f0(speech, speech_lengths, self.encoder_wants_f0)
-            if self.specaug is not None and self.training:
-                feats, feats_lengths = self.specaug(feats, feats_lengths)
-            in_frontend = self.frontend_extracts and isinstance(self.normalize, SpeakerMVN)  # see _extract_feats_f0
-            if self.normalize is not None and not in_frontend:
-                feats, feats_lengths = self.normalize(feats, feats_lengths)
-        if f0 is not None:
-            assert f0.shape == feats.shape[:2], (f0.shape, feats.shape)
-
-        if self.encoder is None:
-            encoder_out, encoder_out_lens = feats, feats_lengths
-        else:
-            extra: Dict[str, Any] = {}
-            if self.encoder_takes_f0:
-                extra["f0"] = f0
-            if getattr(self.encoder, "interctc_use_conditioning", False) or getattr(self.encoder, "ctc_trim", False):
-                extra["ctc"] = self.ctc
-            encoder_out, encoder_out_lens, _ = self.encoder(feats, feats_lengths, **extra)
-
-        intermediate_outs = None
-        if isinstance(encoder_out, tuple):
-            intermediate_outs = encoder_out[1]
-            encoder_out = encoder_out[0]
-
-        if self.postencoder is not None:
-            encoder_out, encoder_out_lens = self.postencoder(encoder_out, encoder_out_lens)
-
-        assert encoder_out.size(0) == speech.size(0), (encoder_out.size(), speech.size(0))
-        if self.encoder is not None and (
-            getattr(self.encoder, "selfattention_layer_type", None) != "lf_selfattn" and not self.is_encoder_whisper
-        ):
-            assert encoder_out.size(-2) <= encoder_out_lens.max(), (encoder_out.size(), encoder_out_lens.max())
-
-        if intermediate_outs is not None:
-            return (encoder_out, intermediate_outs), encoder_out_lens
-        return encoder_out, encoder_out_lens
-
-
-def _signature() -> inspect.Signature:
-    """ESPnet's constructor signature plus ``f0`` (ESPnet's --print_config and config checks read it)."""
-    base = inspect.signature(ESPnetASRModel.__init__)
-    f0 = inspect.Parameter("f0", inspect.Parameter.KEYWORD_ONLY, default=None)
-    return base.replace(parameters=[*base.parameters.values(), f0])
-
-
-EchoASRModel.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
+        in_frontend = self.frontend_extracts and isinstance(self.normalize, SpeakerMVN)  # see _extract_feats_f0
+        previous, self._encoding = self._encoding, _Encoding(with_f0=self.encoder_wants_f0)
+        try:
+            with self.normalize.applied_upstream() if in_frontend else nullcontext():
+                return super().encode(speech, speech_lengths)
+        finally:
+            self._encoding = previous

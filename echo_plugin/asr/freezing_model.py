@@ -19,18 +19,18 @@ trainings instead; the fixed strategies work with DDP).
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from echo_plugin.asr.espnet_model import EchoASRModel
+from echo_plugin.asr.espnet_model import EchoASRModel, extend_init_signature
 from echo_plugin.catalog import FREEZE
 from echo_plugin.registry import Spec
 
 
+@extend_init_signature(freeze="none")
 class FreezingASRModel(EchoASRModel):
     """EchoASRModel (ESPnet's arguments) plus ``freeze``, a FREEZE spec."""
 
@@ -73,13 +73,3 @@ def _world_size() -> int:
     """Number of distributed processes (1 without torch.distributed)."""
     dist = torch.distributed
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _signature() -> inspect.Signature:
-    """EchoASRModel's constructor signature plus ``freeze`` (ESPnet's --print_config reads it)."""
-    base = inspect.signature(EchoASRModel.__init__)
-    freeze = inspect.Parameter("freeze", inspect.Parameter.KEYWORD_ONLY, default="none")
-    return base.replace(parameters=[*base.parameters.values(), freeze])
-
-
-FreezingASRModel.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

@@ -118,11 +118,14 @@ def frontend_replaced(model: torch.nn.Module, feats: Tensor, lengths: Tensor, f0
     def extract_f0(speech: Tensor, speech_lengths: Tensor, with_f0: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         return feats, lengths, f0 if with_f0 else None
 
-    model._extract_feats, model._extract_feats_f0 = extract, extract_f0
+    # EchoASRModel's frontend step (_extract_feats) asks _extract_feats_f0 and keeps f0 for the encoder
+    name, replacement = ("_extract_feats_f0", extract_f0) if isinstance(model, EchoASRModel) else (
+        "_extract_feats", extract)
+    setattr(model, name, replacement)
     try:
         yield
     finally:
-        del model._extract_feats, model._extract_feats_f0  # the instance attributes: the class methods again
+        delattr(model, name)  # the instance attribute: the class method again
 
 
 def batch_statistics(model: torch.nn.Module, stats: Sequence[Tensor | None]) -> Tensor | None:

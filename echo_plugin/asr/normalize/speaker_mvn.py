@@ -89,6 +89,7 @@ class SpeakerMVN(AbsNormalize):
         else:
             self.fallback_mean = self.fallback_std = None
         self._stats: Optional[Tensor] = None
+        self._upstream = False
 
     @contextmanager
     def provide(self, stats: Optional[Tensor]) -> Iterator[None]:
@@ -122,11 +123,29 @@ class SpeakerMVN(AbsNormalize):
             raise RuntimeError(f"speaker_mvn without '{STATS_KEY}' needs stats_file (pooled training statistics)")
         return self.fallback_mean.to(x.device, x.dtype), self.fallback_std.to(x.device, x.dtype)
 
-    def forward(self, x: Tensor, ilens: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    @contextmanager
+    def applied_upstream(self) -> Iterator[None]:
+        """Within: ``forward`` passes its input through, because the frontend has already applied
+        :meth:`normalize` to its raw frame features (the Echo frontend's ``input_norm``), where the
+        statistics belong; ESPnet's ``encode`` still calls ``normalize`` after the frontend."""
+        previous = self._upstream
+        self._upstream = True
+        try:
+            yield
+        finally:
+            self._upstream = previous
+
+    def normalize(self, x: Tensor, ilens: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """x (B, T, D), ilens (B,) -> normalized (B, T, D) with padding zeroed, ilens."""
         ilens = full_lengths(x) if ilens is None else ilens
         mean, std = self._mean_std(x)
         return apply_mvn(x, ilens, mean, std, self.norm_means, self.norm_vars), ilens
+
+    def forward(self, x: Tensor, ilens: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """:meth:`normalize`, or x and ilens unchanged inside :meth:`applied_upstream`."""
+        if self._upstream:
+            return x, full_lengths(x) if ilens is None else ilens
+        return self.normalize(x, ilens)
 
     def extra_repr(self) -> str:
         return f"stats_file={self.stats_file}, norm_means={self.norm_means}, norm_vars={self.norm_vars}"
