@@ -30,7 +30,11 @@ Any other frontend (e.g. ``default``) gives exactly ESPnet's ``encode``, unless
 
 Training: after ESPnet's ``forward`` the model hands the loss to every submodule
 with ``observe_loss`` (:class:`~echo_plugin.nn.capabilities.ObservesLoss`: the
-adaptive attention's span refiner).
+adaptive attention's span refiner) and adds the auxiliary losses of the submodules
+with ``take_auxiliary_losses`` (:class:`~echo_plugin.nn.capabilities.AuxiliaryLoss`:
+myelinated attention's compute-cost penalty) to the loss it returns, each reported
+as ``loss_<name>`` in the stats (ESPnet logs and plots them); the stats' ``loss``
+stays ESPnet's (the task loss), and so does what ``observe_loss`` gets.
 
 Features cached at data preparation (``python -m echo_plugin.features.cache``)
 reach the frontend through ESPnet's data loader: list them as extra
@@ -53,10 +57,11 @@ import logging
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.layers.global_mvn import GlobalMVN
+from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import Tensor, nn
 
 from echo_plugin.asr.frontend_pitch import FrontendPitch, frontend_grid
@@ -64,7 +69,7 @@ from echo_plugin.asr.normalize.speaker_mvn import STATS_KEY as SPEAKER_STATS_KEY
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.features.extractor import STORED_FEATURES
 from echo_plugin.features.pitch import F0Config
-from echo_plugin.nn.capabilities import ExtractsFeatures, ObservesLoss, modules_with, reads_f0
+from echo_plugin.nn.capabilities import AuxiliaryLoss, ExtractsFeatures, ObservesLoss, modules_with, reads_f0
 
 # ESPnet 202511's encode enters torch.cuda.amp.autocast, deprecated since torch 2.4: a FutureWarning on the
 # first encode of any process (202611 uses torch.amp.autocast). Echo's encode is ESPnet's, and users cannot act
@@ -184,12 +189,16 @@ class EchoASRModel(ESPnetASRModel):
     def forward(
         self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs: Any
     ) -> Tuple[Tensor, Dict[str, Tensor], Tensor]:
-        """ESPnet's forward; in training the loss goes to the loss observers."""
+        """ESPnet's forward; in training the loss goes to the loss observers, and the auxiliary losses
+        are added to the loss returned (each also in the stats as ``loss_<name>``; see the module doc)."""
+        sources = modules_with(self, AuxiliaryLoss)
+        for source in sources:
+            source.take_auxiliary_losses()  # left by forward passes outside this one (e.g. encode alone)
         with self._loader_features(kwargs):
             loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
         if self.training:
             self._report_loss(loss)
-        return loss, stats, weight
+        return self._add_auxiliary_losses(sources, loss, stats), stats, weight
 
     def _report_loss(self, loss: Tensor) -> None:
         """Hand the training loss to every submodule with ``observe_loss(float)`` (the adaptive
@@ -199,6 +208,22 @@ class EchoASRModel(ESPnetASRModel):
             value = float(loss.detach())
             for module in observers:
                 module.observe_loss(value)
+
+    @staticmethod
+    def _add_auxiliary_losses(sources: List[AuxiliaryLoss], loss: Tensor, stats: Dict[str, Tensor]) -> Tensor:
+        """loss + every auxiliary loss the sources took during this forward; their sums by name go into
+        ``stats`` as ``loss_<name>`` (detached, 1-dim like ESPnet's gathered stats)."""
+        totals: Dict[str, Tensor] = {}
+        for source in sources:
+            for name, value in source.take_auxiliary_losses().items():
+                totals[name] = value if name not in totals else totals[name] + value
+        for name, value in totals.items():
+            key = f"loss_{name}"
+            if key in stats:
+                raise KeyError(f"auxiliary loss '{name}': the stats already hold '{key}'")
+            stats[key] = force_gatherable(value.detach(), loss.device)
+            loss = loss + value
+        return loss
 
     def collect_feats(
         self,

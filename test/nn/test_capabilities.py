@@ -25,6 +25,8 @@ from echo_plugin.nn.capabilities import (
 def test_method_capabilities_of_the_echo_classes() -> None:
     assert issubclass(EchoFrontend, ExtractsFeatures) and issubclass(EchoFrontend, SpeakerFeatures)
     assert issubclass(SpanRefiner, ObservesLoss)
+    myelinated = ATTENTION.build({"type": "myelinated", "conf": {"memory_slots": 2}}, d_model=8, n_heads=2)
+    assert isinstance(myelinated, AuxiliaryLoss)
     for protocol in (ExtractsFeatures, SpeakerFeatures, ObservesLoss, AuxiliaryLoss):
         assert not isinstance(nn.Linear(2, 2), protocol)
 

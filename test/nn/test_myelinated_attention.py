@@ -204,7 +204,9 @@ def test_compute_cost_penalty_reaches_the_policy_as_an_auxiliary_loss():
     module = build(memory_slots=0, segment=4, cost_weight=0.5).train()
     x, keep = batch()
     out, _ = module(x, key_padding_mask=keep)
-    (out * 0.0).sum().backward()  # the task loss gives nothing: only the penalty trains the policy
+    aux = module.take_auxiliary_losses()
+    assert list(aux) == ["myelinated_cost"] and module.take_auxiliary_losses() == {}  # taken once
+    ((out * 0.0).sum() + aux["myelinated_cost"]).backward()  # the task loss gives nothing: only the penalty
     got = [p.grad.clone() for p in module.policy.parameters()]
     module.zero_grad()
     # the same penalty, differentiated directly
@@ -215,6 +217,24 @@ def test_compute_cost_penalty_reaches_the_policy_as_an_auxiliary_loss():
     for g, p in zip(got, module.policy.parameters()):
         torch.testing.assert_close(g, p.grad)
     torch.testing.assert_close(module.last_cost, cost.detach())
+    torch.testing.assert_close(aux["myelinated_cost"].detach(), 0.5 * cost.detach())
+
+
+def test_no_penalty_without_gradients_in_eval_or_at_zero_weight_and_untaken_ones_are_bounded(caplog):
+    module = build(memory_slots=0, segment=4, cost_weight=0.5)
+    x, keep = batch()
+    module.eval()(x, key_padding_mask=keep)
+    with torch.no_grad():
+        module.train()(x, key_padding_mask=keep)
+    build(memory_slots=0, segment=4, cost_weight=0.0).train()(x, key_padding_mask=keep)
+    assert module.take_auxiliary_losses() == {}
+    module(x, key_padding_mask=keep)
+    module(x, key_padding_mask=keep)
+    torch.testing.assert_close(module.take_auxiliary_losses()["myelinated_cost"].detach(), 2 * 0.5 * module.last_cost)
+    with caplog.at_level("WARNING"):
+        for _ in range(myelinated_module._UNTAKEN_LIMIT + 1):
+            module(x[:1], key_padding_mask=keep[:1])
+    assert "never taken" in caplog.text and module._untaken == 1
 
 
 def test_straight_through_routing_trains_the_policy_from_the_task_loss():

@@ -33,10 +33,17 @@ terms of the paths not taken would need their outputs, which are never computed;
 they are dropped (the score-weighted estimator of hard top-1 routing, as in
 switch-style mixtures). A compute-cost penalty ``cost_weight * E[cost]``, with
 ``E[cost] = mean over real segments of softmax(logits) . path_costs``, is an
-auxiliary loss: it is attached to the output by :class:`AddAuxLoss`, whose
-backward gives the penalty gradient 1, so it joins the backward pass of whatever
-loss uses the output (ESPnet's ASR loss) without any change to the model; the
-value is in ``last_cost`` for logging, the path shares in ``last_rates``.
+auxiliary loss (:class:`~echo_plugin.nn.capabilities.AuxiliaryLoss`): each
+training forward pass with gradients adds it to the module's pending losses, and
+``take_auxiliary_losses()`` hands them over as ``{"myelinated_cost": sum}``.
+``model: echo`` (:class:`~echo_plugin.asr.espnet_model.EchoASRModel`) takes them
+after every forward pass, adds them to the loss it returns and reports the sum
+over layers as ``loss_myelinated_cost`` in its stats, which ESPnet logs and plots
+like its own losses; being part of the loss, the penalty is scaled with it by
+ESPnet's trainer (``accum_grad``, AMP's loss scale). A module used on its own must
+add them to its loss itself; after 100 training passes whose penalty nobody took,
+the module warns once and drops the older ones (their graphs would pile up).
+``last_cost`` holds E[cost] of the last pass (unweighted), ``last_rates`` the path shares.
 ``forced_skip_rate`` (bench/tests) replaces the policy by a content-free
 pattern: segment ``s`` skips iff ``floor((s + 1) r) > floor(s r)`` (a share ``r``
 of the segments, spread evenly), every other segment takes ``full``.
@@ -60,7 +67,8 @@ attention (same parameter names as ``standard``); self-attention only.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+import logging
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -70,23 +78,9 @@ from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 
 PATHS: Tuple[str, ...] = ("full", "cheap", "skip")
 FULL, CHEAP, SKIP = range(3)
-
-
-class AddAuxLoss(torch.autograd.Function):
-    """Identity on ``x`` whose backward also gives the scalar ``loss`` the gradient 1.
-
-    ``y = AddAuxLoss.apply(x, loss)``: any loss computed from ``y`` is trained as if
-    ``loss`` had been added to it.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, loss: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.loss_dtype, ctx.loss_device = loss.dtype, loss.device
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
-        return grad, torch.ones((), dtype=ctx.loss_dtype, device=ctx.loss_device)
+_UNTAKEN_LIMIT = 100  # training passes whose penalty nobody took before it is dropped with a warning
+COST_LOSS = "myelinated_cost"
+"""Name of the compute-cost penalty in ``take_auxiliary_losses`` (``loss_myelinated_cost`` in the model's stats)."""
 
 
 def select_frames(selected: Tensor) -> Tuple[Tensor, Tensor]:
@@ -176,11 +170,20 @@ class MyelinatedAttention(MultiHeadAttention):
             self.write_gate = nn.Linear(2 * d_model, d_model)
         self.last_cost: Optional[Tensor] = None  # E[cost] of the last forward, detached
         self.last_rates: Optional[Tensor] = None  # (3,) shares of full / cheap / skip segments
+        self._pending_cost: Optional[Tensor] = None  # cost_weight * E[cost] summed over passes not yet taken
+        self._untaken = 0  # passes in _pending_cost
+        self._warned_untaken = False
 
     @property
     def uses_memory(self) -> bool:
         """Whether an encoder should hand this module its :class:`WorkingMemory`."""
         return self.memory_slots > 0
+
+    def take_auxiliary_losses(self) -> Dict[str, Tensor]:
+        """``{"myelinated_cost": cost_weight * E[cost]}`` summed over the training passes (with gradients)
+        since the last call, with its graph; ``{}`` when there were none. Forgets them."""
+        pending, self._pending_cost, self._untaken = self._pending_cost, None, 0
+        return {} if pending is None else {COST_LOSS: pending}
 
     # ------------------------------------------------------------------ routing
 
@@ -275,8 +278,24 @@ class MyelinatedAttention(MultiHeadAttention):
         if memory is not None and mem is not None:
             memory.state = self._write(mem, out, keep)
         if self.training and self.cost_weight > 0 and torch.is_grad_enabled():
-            out = AddAuxLoss.apply(out, self.cost_weight * cost)
+            self._add_pending(self.cost_weight * cost)
         return out
+
+    def _add_pending(self, penalty: Tensor) -> None:
+        """Add a pass's penalty to the pending ones; after ``_UNTAKEN_LIMIT`` passes that nobody took
+        (not under ``model: echo``), warn once and keep only the newest (their graphs would pile up)."""
+        if self._pending_cost is not None and self._untaken >= _UNTAKEN_LIMIT:
+            if not self._warned_untaken:
+                logging.warning(
+                    "myelinated attention: the compute-cost penalty of %d training passes was never taken; it "
+                    "trains only under model: echo (EchoASRModel adds it to the loss) or when the caller adds "
+                    "take_auxiliary_losses() to its loss", _UNTAKEN_LIMIT)
+                self._warned_untaken = True
+            self._pending_cost = None
+        if self._pending_cost is None:
+            self._pending_cost, self._untaken = penalty, 1
+        else:
+            self._pending_cost, self._untaken = self._pending_cost + penalty, self._untaken + 1
 
     def _full_rows(self, call: AttentionCall, full: Tensor, mem: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         """Attention for the frames with ``full`` (B, T) True only -> (rows (B, L, D), index, valid)."""
