@@ -17,7 +17,10 @@ one Holm family. The "supported" column reads the verdict against ``expect``:
 * ``supported``: the verdict is ``expect``;
 * ``contradicted``: the verdict is the opposite one (``better`` for ``worse`` and back);
 * ``not shown at this budget``: no detectable difference with these folds and seeds;
-* ``not run``: the records lack the config or the baseline here, or they share no fold.
+* ``not run``: the records lack the config or the baseline here, or they share no fold;
+* ``anecdote (k folds): points to <verdict>``: fewer than ``MIN_FOLDS`` test speakers in
+  common. One speaker's bootstrap interval covers only the sampling of that speaker's
+  utterances, not the speaker-to-speaker spread the claim is about, so it supports nothing.
 
     python -m echo_plugin.recipe.claims --records egs/fsdd/asr1/records \\
         --spec egs/fsdd/asr1/conf/claims.yaml --out egs/fsdd/asr1/CLAIMS.md [--n_boot 10000] [--seed 0]
@@ -112,10 +115,16 @@ def load_spec(path: Path | str) -> list[Claim]:
     return claims
 
 
-def support(verdict_: str | None, expect: str) -> str:
-    """The "supported" column: the verdict of config vs baseline read against the claim's ``expect``."""
+MIN_FOLDS = 3  # test speakers (folds) in common before a verdict counts as evidence
+
+
+def support(verdict_: str | None, expect: str, n_folds: int = MIN_FOLDS) -> str:
+    """The "supported" column: the verdict of config vs baseline read against the claim's ``expect``
+    (an anecdote when the comparison has fewer than ``MIN_FOLDS`` folds)."""
     if verdict_ is None:
         return NOT_RUN
+    if n_folds < MIN_FOLDS:
+        return f"anecdote ({n_folds} fold{'s' if n_folds != 1 else ''}): points to {verdict_}"
     if verdict_ == expect:
         return SUPPORTED
     if verdict_ == NO_DIFFERENCE:
@@ -132,7 +141,7 @@ class ClaimRow:
 
     @property
     def supported(self) -> str:
-        return support(self.verdict, self.claim.expect)
+        return support(self.verdict, self.claim.expect, len(self.pairing.common))
 
 
 def evaluate(runs: dict[RunKey, FoldRun], claims: Sequence[Claim], pass_: str, test_set: str,

@@ -9,6 +9,7 @@ import pytest
 from echo_plugin.recipe.bootstrap import BETTER, NO_DIFFERENCE, WORSE, holm
 from echo_plugin.recipe.claims import (
     CONTRADICTED,
+    MIN_FOLDS,
     NOT_RUN,
     NOT_SHOWN,
     SUPPORTED,
@@ -83,6 +84,27 @@ def table_rows(text: str, heading: str) -> dict[str, list[str]]:
 ])
 def test_support(verdict, expect, result):
     assert support(verdict, expect) == result
+
+
+def test_fewer_folds_than_the_minimum_make_an_anecdote_whatever_the_interval():
+    assert support(BETTER, BETTER, n_folds=1) == f"anecdote (1 fold): points to {BETTER}"
+    assert support(WORSE, BETTER, n_folds=2) == f"anecdote (2 folds): points to {WORSE}"
+    assert support(BETTER, BETTER, n_folds=MIN_FOLDS) == SUPPORTED
+    assert support(None, BETTER, n_folds=1) == NOT_RUN
+
+
+def test_one_speaker_with_a_huge_effect_is_an_anecdote_in_the_table(tmp_path):
+    write_records(tmp_path / "records", {BASE: baseline_errors, "x_good": low_errors})
+    path = tmp_path / "records" / "runs.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    one = [r for r in records if r["fold"]["name"] == records[0]["fold"]["name"]]  # one test speaker
+    path.write_text("\n".join(json.dumps(r) for r in one) + "\n", encoding="utf-8")
+    spec = write_spec(tmp_path / "claims.yaml", [{"claim": "good helps", "config": "x_good", "expect": "better"}])
+    out = tmp_path / "CLAIMS.md"
+    assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
+                 "--n_boot", "500"]) == 0
+    row = table_rows(out.read_text(encoding="utf-8"), "### test_connected (first pass)")["good helps"]
+    assert row[-2:] == [BETTER, f"anecdote (1 fold): points to {BETTER}"]
 
 
 def test_claims_end_to_end(tmp_path, capsys):
