@@ -260,11 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         print(text, end="")
     else:
-        counts = {}
+        counts: dict[str, int] = {}
         for line in text.splitlines():
-            for status in (SUPPORTED, CONTRADICTED, NOT_SHOWN, NOT_RUN):
-                if line.endswith(f"| {status} |"):
-                    counts[status] = counts.get(status, 0) + 1
+            if not line.startswith("| ") or "`" not in line:  # claim rows only, not the header
+                continue
+            status = line.rstrip(" |").rsplit("| ", 1)[1]
+            status = "anecdote" if status.startswith("anecdote") else status
+            counts[status] = counts.get(status, 0) + 1
         print(f"claims: {args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return 0
 

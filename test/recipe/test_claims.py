@@ -121,7 +121,8 @@ def test_claims_end_to_end(tmp_path, capsys):
     out = tmp_path / "CLAIMS.md"
     assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
                  "--n_boot", "2000"]) == 0
-    assert capsys.readouterr().out.startswith(f"claims: {out}: ")
+    # the summary line counts claim rows (6 claims x 2 test-set tables), not the header's "supported"
+    assert capsys.readouterr().out == f"claims: {out}: 2 supported, 2 contradicted, 1 not shown at this budget, 7 not run\n"
     text = out.read_text(encoding="utf-8")
     assert f"--spec {spec} --out {out} --n_boot 2000 --seed 0" in text
     rows = table_rows(text, "### test_connected (first pass)")
