@@ -122,7 +122,8 @@ def test_claims_end_to_end(tmp_path, capsys):
     assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
                  "--n_boot", "2000"]) == 0
     # the summary line counts claim rows (6 claims x 2 test-set tables), not the header's "supported"
-    assert capsys.readouterr().out == f"claims: {out}: 2 supported, 2 contradicted, 1 not shown at this budget, 7 not run\n"
+    counts = "2 supported, 2 contradicted, 1 not shown at this budget, 7 not run"
+    assert capsys.readouterr().out == f"claims: {out}: {counts}\n"
     text = out.read_text(encoding="utf-8")
     assert f"--spec {spec} --out {out} --n_boot 2000 --seed 0" in text
     rows = table_rows(text, "### test_connected (first pass)")
