@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from echo_plugin.espnet_legacy import BatchScorerInterface
+
 KV = Tuple[Tensor, Tensor]  # keys (N, H, L, dh) and values, or one hypothesis' (H, L, dh)
 LayerState = Tuple[KV, ...]  # (self-attention, cross-attention 1, ...) of one layer, one hypothesis
 HypState = Optional[List[LayerState]]
@@ -39,3 +41,12 @@ def batch_caches(states: Sequence[HypState], xs: Tensor, n_layers: int, n_parts:
 def hypothesis_states(caches: Sequence[Sequence[KV]], n: int) -> List[List[LayerState]]:
     """The N hypotheses' states from per-layer batched caches (each (N, H, *, dh))."""
     return [[tuple((k[b], v[b]) for k, v in layer) for layer in caches] for b in range(n)]
+
+
+class CachedScorer(BatchScorerInterface):
+    """ESPnet's scorer interface for a decoder with ``batch_score``: ``score`` is one hypothesis of it."""
+
+    def score(self, ys: Tensor, state: HypState, x: Tensor) -> Tuple[Tensor, HypState]:
+        """ys (L,) prefix, state, x (S, D) -> log-probs (V,) of the next token, new state."""
+        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp[0], states[0]

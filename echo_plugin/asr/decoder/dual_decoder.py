@@ -32,10 +32,10 @@ from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
 from echo_plugin.asr import espnet_ckpt, whisper_ckpt
-from echo_plugin.asr.decoder.beam_cache import HypState, batch_caches, hypothesis_states
+from echo_plugin.asr.decoder.beam_cache import CachedScorer, HypState, batch_caches, hypothesis_states
 from echo_plugin.asr.warm_start import Converted, WarmStartError, load_strict
 from echo_plugin.catalog import ATTENTION, POSITION
-from echo_plugin.espnet_legacy import BatchScorerInterface, make_pad_mask
+from echo_plugin.espnet_legacy import make_pad_mask
 from echo_plugin.nn.dual_layer import DualDecoderLayer, DualGate, drop_key_bias
 from echo_plugin.registry import Spec
 
@@ -67,7 +67,7 @@ SECONDARY_INIT: Dict[str, Callable[[DualDecoderLayer], None]] = {
 }
 
 
-class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
+class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
     """Dual cross-attention decoder for ESPnet's joint CTC/attention ASR model.
 
     Args:
@@ -205,11 +205,6 @@ class DualCrossAttentionDecoder(AbsDecoder, BatchScorerInterface):
         memory_mask = ~make_pad_mask(hlens, maxlen=hs_pad.size(1)).to(hs_pad.device)
         target_mask = ~make_pad_mask(ys_in_lens, maxlen=ys_in_pad.size(1)).to(hs_pad.device)
         return memory_mask, target_mask, torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
-
-    def score(self, ys: Tensor, state: HypState, x: Tensor) -> Tuple[Tensor, HypState]:
-        """ys (L,) prefix, state, x (T, D) -> log-probs (V,) of the next token, new state."""
-        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
-        return logp[0], states[0]
 
     def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
         """Next-token log-probs for N prefixes of equal length.

@@ -12,9 +12,9 @@ import torch
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
-from echo_plugin.asr.decoder.beam_cache import HypState, batch_caches, hypothesis_states
+from echo_plugin.asr.decoder.beam_cache import CachedScorer, HypState, batch_caches, hypothesis_states
 from echo_plugin.catalog import ATTENTION, GATE
-from echo_plugin.espnet_legacy import BatchScorerInterface, make_pad_mask
+from echo_plugin.espnet_legacy import make_pad_mask
 from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
 
 LAYER_DEFAULTS: Mapping[str, Any] = {
@@ -27,7 +27,7 @@ LAYER_DEFAULTS: Mapping[str, Any] = {
 }
 
 
-class EchoDecoder(AbsDecoder, BatchScorerInterface):
+class EchoDecoder(AbsDecoder, CachedScorer):
     """Attention decoder for ESPnet's joint CTC/attention ASR model.
 
     Args:
@@ -119,11 +119,6 @@ class EchoDecoder(AbsDecoder, BatchScorerInterface):
         for block in self.blocks:
             x, _, _ = block(x, hs_pad, memory_mask, target_mask, positions)
         return self.output_layer(self.after_norm(x)), ys_in_lens
-
-    def score(self, ys: Tensor, state: HypState, x: Tensor) -> Tuple[Tensor, HypState]:
-        """ys (L,) prefix, state, x (S, D) -> log-probs (V,) of the next token, new state."""
-        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
-        return logp[0], states[0]
 
     def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
         """Next-token log-probs for N prefixes of equal length.
