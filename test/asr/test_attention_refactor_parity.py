@@ -22,12 +22,7 @@ from test.fixtures.make_attention_parity import FIXTURE, build_model, checksums,
 REFERENCE = json.loads(FIXTURE.read_text())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # test/asr/conftest.py
 
 
 def same_sum(got: float, expected: float) -> bool:

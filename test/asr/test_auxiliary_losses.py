@@ -15,12 +15,7 @@ from test.fixtures.make_myelinated_gradients import FIXTURE, build_model, fixed_
 REFERENCE = torch.load(FIXTURE, weights_only=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # test/asr/conftest.py
 
 
 def canonical(name: str) -> str:
