@@ -7,8 +7,10 @@
 The folds and seeds come from ``conf/folds.yaml`` (``folds: [{name, test, dev, train}]``,
 ``seeds: [...]``). Each fold gets its own copy of the recipe under
 ``<work_dir>/<fold>/`` (links to the recipe's scripts, ``conf/`` and ``records/``;
-its own ``data/``, ``dump/`` and ``exp/``), prepared once (stages 1-4 with
-``--fold_opts "--train_speakers ... --dev_speakers ..."``). Each (fold, seed) then
+its own ``data/``, ``dump/`` and ``exp/``), prepared once per config (stages 1-4 with
+``--fold_opts "--train_speakers ... --dev_speakers ..."`` and ``--asr_config``, whose
+``recipe:`` options may change the data: no speed perturbation for a pretrained front end).
+Each (fold, seed) then
 trains, decodes and scores (stages 5-7) as ``exp/asr_<config>_seed<N>``, then packs the
 model and scores the deployed path (stage 8, ``--score_deployed``; ``--no_deployed`` skips it);
 stages 7 and 8 store their records in the recipe's ``records/<config>.jsonl``. Runs go
@@ -128,13 +130,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(fold: Fold, seed: int) -> bool:
         cwd = fold_dir(recipe, work, fold)
-        with prepared[fold.name]:  # stages 1-4 once per fold, before its first training
-            if not (cwd / ".prepared").is_file():
+        # stages 1-4 once per fold and config, before its first training (with the config's
+        # recipe options: a pretrained front end's fold has no speed-perturbed copies)
+        marker = cwd / f".prepared-{Path(args.config).stem}"
+        with prepared[fold.name]:
+            if not marker.is_file():
                 if run_sh(cwd, ["--stage", "1", "--stop_stage", "4", "--fold_opts", fold.data_opts,
-                                "--test_sets", args.test_sets, *args.run_args], cwd / "logs" / "prepare.log"):
+                                "--asr_config", args.config, "--test_sets", args.test_sets, *args.run_args],
+                          cwd / "logs" / "prepare.log"):
                     print(f"FAILED: prepare {fold.name} ({cwd}/logs/prepare.log)", flush=True)
                     return False
-                (cwd / ".prepared").touch()
+                marker.touch()
         tag = f"{name}_seed{seed}"
         log = cwd / "logs" / f"{tag}.log"
         last = ["--stop_stage", "7"] if args.no_deployed else ["--stop_stage", "8", "--score_deployed", "true"]

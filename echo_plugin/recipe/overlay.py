@@ -14,13 +14,24 @@ overlay) and merges the file over it:
   the overlay's frontend takes none of the base frontend's options;
 * the ``base`` key itself is dropped.
 
-A config without ``base`` is returned as it is. ESPnet knows nothing of
+A config may also hold a top-level ``recipe:`` map: the stage runner's (asr.sh's) options
+that training from it needs, merged through the base chain like any map. The pretrained
+Whisper front end, for one, needs no feature statistics and no speed perturbation::
+
+    recipe: {feats_normalize: none, speed_perturb_factors: "", speaker_adapt: false}
+
+``run.sh`` passes them after its own defaults and before the user's options (the user's
+win); ESPnet never sees the map (it is left out of the merged file and of the config hash:
+what it changes in a run is recorded in the run options).
+
+A config without ``base`` or ``recipe`` is returned as it is. ESPnet knows nothing of
 ``base``: the stage runner (asr.sh) trains from the merged file this module
 writes::
 
     python -m echo_plugin.recipe.overlay --config conf/tuning/train_asr_echo_tied.yaml \\
         --out exp/asr_train_asr_echo_tied/asr_config.merged.yaml
     python -m echo_plugin.recipe.overlay --config conf/tuning/train_asr_echo_tied.yaml --print_hash
+    python -m echo_plugin.recipe.overlay --config conf/tuning/train_asr_echo_whisper_frontend.yaml --recipe_args
 """
 from __future__ import annotations
 
@@ -38,6 +49,7 @@ from echo_plugin.recipe.io import atomic_write_text
 
 BASE_KEY = "base"
 REPLACE_KEY = "_replace_"
+RECIPE_KEY = "recipe"
 
 
 class ConfigError(ValueError):
@@ -57,9 +69,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def has_base(path: Path | str) -> bool:
-    """True when the file holds a top-level ``base`` key (is an overlay)."""
-    return BASE_KEY in read_yaml(Path(path))
+def needs_merge(path: Path | str) -> bool:
+    """True when ESPnet cannot read the file as it is: it holds ``base`` or ``recipe``."""
+    return bool({BASE_KEY, RECIPE_KEY} & read_yaml(Path(path)).keys())
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -93,12 +105,41 @@ def _load(path: Path, chain: list[Path]) -> dict[str, Any]:
 
 
 def load_config(path: Path | str) -> dict[str, Any]:
-    """The training config of ``path`` with its ``base`` chain resolved and merged."""
-    return _load(Path(path), [])
+    """The training config of ``path`` with its ``base`` chain resolved and merged (``recipe`` left out)."""
+    return {k: v for k, v in load_with_recipe(path).items() if k != RECIPE_KEY}
+
+
+def load_with_recipe(path: Path | str) -> dict[str, Any]:
+    """The merged config of ``path``, its ``recipe`` map included."""
+    config = _load(Path(path), [])
+    recipe = config.get(RECIPE_KEY, {})
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{path}: recipe must be a map of asr.sh options, not {type(recipe).__name__}")
+    return config
+
+
+def recipe_args(path: Path | str) -> list[str]:
+    """The config's ``recipe`` map as asr.sh arguments: ``["--feats_normalize", "none", ...]``.
+
+    Booleans are ``true``/``false``, lists are joined with spaces, null is the empty string.
+    """
+    args: list[str] = []
+    for key, value in load_with_recipe(path).get(RECIPE_KEY, {}).items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            text = " ".join(str(v) for v in value)
+        else:
+            text = "" if value is None else str(value)
+        if "\n" in text:
+            raise ConfigError(f"{path}: recipe option {key} holds a line break")
+        args += [f"--{key}", text]
+    return args
 
 
 def config_hash(config: dict[str, Any], run_options: dict[str, Any] | None = None) -> str:
-    """``sha256:<hex>`` of the canonical JSON of the config and the run options."""
+    """``sha256:<hex>`` of the canonical JSON of the config (its ``recipe`` map left out) and the run options."""
+    config = {k: v for k, v in config.items() if k != RECIPE_KEY}
     canonical = json.dumps({"config": config, "run_options": run_options or {}},
                            sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -122,10 +163,10 @@ def write_merged(src: Path | str, out: Path | str) -> None:
 
 
 def espnet_config(path: Path | str, work_dir: Path | str) -> Path:
-    """A file ESPnet's ``--config`` reads: ``path`` itself without ``base``, else its merged copy
-    written into ``work_dir``."""
+    """A file ESPnet's ``--config`` reads: ``path`` itself without ``base`` or ``recipe``, else its
+    merged copy written into ``work_dir``."""
     path = Path(path)
-    if not has_base(path):
+    if not needs_merge(path):
         return path
     out = Path(work_dir) / f"{path.stem}.merged.yaml"
     write_merged(path, out)
@@ -137,6 +178,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, required=True, help="training config, possibly with base:")
     parser.add_argument("--out", type=Path, default=None, help="write the merged config here (default: stdout)")
     parser.add_argument("--print_hash", action="store_true", help="print the config_hash of the merged config only")
+    parser.add_argument("--recipe_args", action="store_true",
+                        help="print the config's recipe map as asr.sh arguments, one per line")
     return parser.parse_args(argv)
 
 
@@ -145,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.out is not None:
             write_merged(args.config, args.out)
-        if args.print_hash:
+        if args.recipe_args:
+            sys.stdout.write("".join(f"{arg}\n" for arg in recipe_args(args.config)))
+        elif args.print_hash:
             print(config_hash(load_config(args.config)))
         elif args.out is None:
             sys.stdout.write(merged_text(args.config))

@@ -103,3 +103,14 @@ def test_runs_go_seed_by_seed_over_every_fold_and_no_deployed_stops_at_stage_7(t
              if c["args"][:2] == ["--stage", "5"]]
     assert order == [("0", "test-a"), ("0", "test-b"), ("1", "test-a"), ("1", "test-b")]
     assert all(a[a.index("--stop_stage") + 1] == "7" and "--score_deployed" not in a for a in train)
+
+
+def test_each_fold_is_prepared_with_the_config_once_per_config(tmp_path: Path) -> None:
+    root = recipe(tmp_path)
+    (root / "conf" / "tuning" / "y.yaml").write_text("base: x.yaml\nrecipe: {speed_perturb_factors: ''}\n")
+    for config in ("x", "y", "x"):
+        assert folds.main(["--recipe_dir", str(root), "--config", f"conf/tuning/{config}.yaml",
+                           "--folds", "test-a", "--seeds", "0"]) == 0
+    prepare = [c["args"] for c in calls(root) if c["args"][:2] == ["--stage", "1"]]
+    # x, then y (its recipe options may change the data): each config's preparation once
+    assert [a[a.index("--asr_config") + 1] for a in prepare] == ["conf/tuning/x.yaml", "conf/tuning/y.yaml"]

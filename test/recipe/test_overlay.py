@@ -163,3 +163,31 @@ def test_asr_sh_trains_from_the_merged_config_of_an_overlay(tmp_path: Path) -> N
     assert merged.read_text().startswith("# merged from conf/tiny_seed3.yaml by echo_plugin.recipe.overlay")
     assert yaml.safe_load(merged.read_text()) == {**load_config(root / "conf" / "train_asr_echo_tiny.yaml"), "seed": 3}
     assert not (root / "exp" / "asr_train_asr_echo_tiny").exists()
+
+
+def test_a_recipe_map_gives_asr_sh_options_and_never_reaches_espnet(base: Path, tmp_path: Path, capsys) -> None:
+    """The recipe: map merges through the base chain, becomes asr.sh arguments (bools as true/false, lists
+    joined, null and "" empty), and is left out of the merged config and of its hash."""
+    write(base, {**BASE, "recipe": {"feats_normalize": "speaker_mvn", "speed_perturb_factors": [0.9, 1.0, 1.1],
+                                    "speaker_adapt": True}})
+    over = write(tmp_path / "o.yaml", {"base": "base.yaml", "seed": 3,
+                                       "recipe": {"speed_perturb_factors": "", "speaker_adapt": False,
+                                                  "stats_config": None}})
+    assert overlay.recipe_args(base) == ["--feats_normalize", "speaker_mvn",
+                                         "--speed_perturb_factors", "0.9 1.0 1.1", "--speaker_adapt", "true"]
+    assert overlay.recipe_args(over) == ["--feats_normalize", "speaker_mvn", "--speed_perturb_factors", "",
+                                         "--speaker_adapt", "false", "--stats_config", ""]
+    assert load_config(over) == {**BASE, "seed": 3}
+    assert config_hash(overlay.load_with_recipe(over)) == config_hash({**BASE, "seed": 3})
+    assert overlay.main(["--config", str(over), "--recipe_args"]) == 0
+    assert capsys.readouterr().out.split("\n") == [*overlay.recipe_args(over), ""]
+    # a whole config holding a recipe map is merged too (ESPnet would refuse the key)
+    merged = overlay.espnet_config(base, tmp_path / "w")
+    assert merged != base and "recipe" not in yaml.safe_load(merged.read_text())
+    assert overlay.recipe_args(write(tmp_path / "plain.yaml", BASE)) == []
+
+
+def test_a_recipe_map_that_is_not_a_map_is_an_error(tmp_path: Path, capsys) -> None:
+    bad = write(tmp_path / "bad.yaml", {**BASE, "recipe": ["--fs", "8000"]})
+    assert overlay.main(["--config", str(bad), "--recipe_args"]) == 1
+    assert "recipe must be a map" in capsys.readouterr().err

@@ -17,6 +17,11 @@ nbpe=150   # the az release is small: a larger vocabulary leaves most pieces rar
 # Recorded noise too: --noise_dir DIR; SNR-stratified test sets: --snr_test_sets "clean 20 10 5 0"
 noise_opts=(--babble true --colored_noise "white pink brown" --noise_snr_range "0 20" --noise_apply_prob 0.5)
 
+# The config's own asr.sh options (its recipe: map) come after the defaults below, before the user's.
+. ./path.sh
+. utils/config_args.sh
+config_args "${asr_config}" "$@"
+
 ./asr.sh \
     --fs 16000 \
     --train_set train \
@@ -27,4 +32,5 @@ noise_opts=(--babble true --colored_noise "white pink brown" --noise_snr_range "
     --asr_config "${asr_config}" \
     --inference_config "${inference_config}" \
     "${noise_opts[@]}" \
+    "${config_args[@]}" \
     "$@"

@@ -50,6 +50,11 @@ if [ "${noise_aug}" = true ]; then
               --asr_tag "$(basename "${asr_config}" .yaml)_noiseaug")
 fi
 
+# The config's own asr.sh options (its recipe: map) come after the defaults below, before the user's.
+. ./path.sh
+. utils/config_args.sh
+config_args "${asr_config}" "${args[@]}"
+
 ./asr.sh \
     --fs 8000 \
     --feats_normalize speaker_mvn \
@@ -65,5 +70,6 @@ fi
     --speaker_adapt true \
     --adapt_config conf/adapt.yaml \
     --score_deployed true \
+    "${config_args[@]}" \
     "${aug_opts[@]}" \
     "${args[@]}"

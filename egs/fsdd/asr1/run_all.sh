@@ -27,17 +27,25 @@ done
 [ -n "${configs}" ] || configs=$(ls conf/tuning/*.yaml)
 threads_each=$(utils/train_threads.sh "${jobs}")
 
-./run.sh --stage 1 --stop_stage 4 "${args[@]}"
+# Stages 1-4 once for each set of data options the configs ask for (their recipe: maps: a pretrained
+# front end trains without speed perturbation, the others on data/train_sp).
+. ./path.sh
+declare -A prepared=()
+for config in ${configs} ${noise_configs}; do
+    # the recipe options that change stages 1-4, as one string
+    key=k:$(python -m echo_plugin.recipe.overlay --config "${config}" --recipe_args \
+        | awk 'keep { print; keep = 0; next } /^--(speed_perturb_factors|fs|token_type|nbpe|bpemode|local_data_opts)$/ { print; keep = 1 }' \
+        | tr '\n' ' ')
+    [ -z "${prepared[${key}]+set}" ] || continue
+    prepared[${key}]=1
+    ./run.sh --stage 1 --stop_stage 4 --asr_config "${config}" "${args[@]}"
+done
 
 # One run: train, decode, score. "noise": with noise augmentation, decoded per SNR band.
-# The multi-feature frontend reads its WORLD features from a cache computed once per set
-# (the same features it would compute at every step).
+# A config's own recipe options (its recipe: map) are run.sh's business.
 run_one() {
     local config=$1 mode=$2 extra=() log
     log=logs/$(basename "${config}" .yaml)${mode:+_${mode}}.log
-    case "${config}" in
-        *multifeature*) extra+=(--feature_cache "pitch harmonic aperiodic") ;;
-    esac
     [ "${mode}" != noise ] || extra+=(--noise_aug true --snr_test_sets "${snr_bands}" --snr_noise "${snr_noise}")
     if ./run.sh --stage 5 --stop_stage 7 --asr_config "${config}" --train_threads "${threads_each}" "${extra[@]}" \
             "${args[@]}" > "${log}" 2>&1; then

@@ -15,6 +15,11 @@ asr_config=conf/tuning/train_asr_echo.yaml
 inference_config=conf/decode_asr.yaml
 test_sets="dev_clean dev_other test_clean test_other"
 
+# The config's own asr.sh options (its recipe: map) come after the defaults below, before the user's.
+. ./path.sh
+. utils/config_args.sh
+config_args "${asr_config}" "$@"
+
 ./asr.sh \
     --fs 16000 \
     --train_set train_clean_100 \
@@ -27,4 +32,5 @@ test_sets="dev_clean dev_other test_clean test_other"
     --bpemode unigram \
     --asr_config "${asr_config}" \
     --inference_config "${inference_config}" \
+    "${config_args[@]}" \
     "$@"
