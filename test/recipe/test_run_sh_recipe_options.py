@@ -13,10 +13,15 @@ printf '%s\\n' "$@" > asr_args.txt
 """
 
 
-def given(root: Path, *args: str) -> list[str]:
+def fake_asr(root: Path) -> None:
+    """Replace the copy's asr.sh (a link to the shared one, which must stay as it is) by the stand-in."""
     asr = root / "asr.sh"
+    asr.unlink()
     asr.write_text(FAKE_ASR)
     asr.chmod(asr.stat().st_mode | stat.S_IEXEC)
+
+
+def given(root: Path, *args: str) -> list[str]:
     subprocess.run(["./run.sh", *args], cwd=root, env=recipe_env(), check=True, capture_output=True, text=True)
     return (root / "asr_args.txt").read_text().split("\n")[:-1]
 
@@ -28,6 +33,7 @@ def last(args: list[str], option: str) -> str:
 
 def test_the_config_options_come_between_the_defaults_and_the_users(tmp_path: Path) -> None:
     root = copy_recipe(tmp_path)
+    fake_asr(root)
     whisper = "conf/tuning/train_asr_echo_whisper_frontend.yaml"
     args = given(root, "--asr_config", whisper)
     assert last(args, "--feats_normalize") == "none" and last(args, "--speaker_adapt") == "false"
@@ -44,8 +50,7 @@ def test_the_config_options_come_between_the_defaults_and_the_users(tmp_path: Pa
 def test_a_config_with_a_broken_recipe_map_stops_run_sh(tmp_path: Path) -> None:
     root = copy_recipe(tmp_path)
     (root / "conf" / "bad.yaml").write_text("recipe: [--fs, 8000]\n")
-    asr = root / "asr.sh"
-    asr.write_text(FAKE_ASR)
+    fake_asr(root)
     done = subprocess.run(["./run.sh", "--asr_config", "conf/bad.yaml"], cwd=root, env=recipe_env(),
                           capture_output=True, text=True)
     assert done.returncode != 0 and "recipe must be a map" in done.stderr
