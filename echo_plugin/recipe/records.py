@@ -42,7 +42,7 @@ import yaml
 
 from echo_plugin.recipe.data_dir import parse_numbers, read_table
 from echo_plugin.recipe.io import atomic_write_text
-from echo_plugin.recipe.overlay import config_hash, load_config
+from echo_plugin.recipe.overlay import config_hash, load_config, recipe_args
 
 SCHEMA = 1
 SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # speed-perturbed copies are their own speakers: sp0.9-george
@@ -75,12 +75,19 @@ def run_info(config_path: str, recipe_dir: Path, run_options: dict) -> dict[str,
 
 
 def is_stale(record: dict, recipe_dir: Path) -> bool:
-    """Whether the tree's config (and the record's run options) no longer give the record's hash."""
+    """Whether the tree's config no longer gives the record's hash: its training config, with the record's
+    run options as far as the config's ``recipe:`` map does not now set them otherwise (a config whose map
+    turned speed perturbation off makes its speed-perturbed records stale)."""
     path = recipe_dir / record["config_path"]
     if not path.is_file():
         return True
     try:
-        return config_hash(load_config(path), record.get("run_options") or {}) != record["config_hash"]
+        options = dict(record.get("run_options") or {})
+        args = recipe_args(path)
+        for key, value in zip(args[::2], args[1::2]):
+            if key[2:] in options:
+                options[key[2:]] = value
+        return config_hash(load_config(path), options) != record["config_hash"]
     except (ValueError, OSError, yaml.YAMLError):
         return True
 

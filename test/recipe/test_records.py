@@ -70,6 +70,21 @@ def test_a_record_is_stale_once_its_config_or_the_base_it_overlays_changes(tmp_p
     assert records.is_stale(record, root)
 
 
+def test_a_record_is_stale_once_its_configs_recipe_map_sets_its_run_options_otherwise(tmp_path: Path) -> None:
+    root = make_recipe(tmp_path / "asr1")
+    train_and_score(root, "asr_train_b", "conf/tuning/train_b.yaml", REFS, REFS,
+                    options=("nbpe=30", "speed_perturb_factors=0.9 1.0 1.1"))
+    [record] = stored(root, "train_b")
+    overlay = root / "conf/tuning/train_b.yaml"
+    text = overlay.read_text()
+    write(overlay, text + "recipe: {speaker_adapt: false, nbpe: 30}\n")  # agrees, or sets what is not recorded
+    assert not records.is_stale(record, root)
+    write(overlay, text + "recipe: {speed_perturb_factors: ''}\n")  # the config now trains without
+    assert records.is_stale(record, root)
+    assert not records.is_stale({**record, "config_hash": config_hash(
+        load_config(overlay), {"nbpe": "30", "speed_perturb_factors": ""})}, root)
+
+
 def test_a_line_that_is_not_a_record_is_named(tmp_path: Path) -> None:
     write(tmp_path / "records" / "x.jsonl", '{"name": "x"}\n')
     with pytest.raises(ValueError, match=r"x.jsonl:1: not a run record"):
