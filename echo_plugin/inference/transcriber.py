@@ -36,6 +36,7 @@ import yaml
 from echo_plugin.inference.audio import AudioError, read_audio
 from echo_plugin.inference.batch_transcribe import Recording, transcribe_recordings
 from echo_plugin.inference.chunking import DEFAULT_CHUNKING, ChunkingConfig
+from echo_plugin.inference.packed_paths import point_at_packed_files
 
 DEFAULT_DECODING = {"beam_size": 8, "ctc_weight": 0.3, "penalty": 0.0, "maxlenratio": 0.0, "minlenratio": 0.0}
 PACKED_DECODING = "decode.yaml"  # the decoding config stage 8 packs beside the training config
@@ -173,6 +174,7 @@ def load(archive: str | Path, overrides: dict | None = None, device: str = "cpu"
         target = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="echo_model_"))
         files = unpack(archive, target)
         train_config = Path(files["asr_train_config"])
+        point_at_packed_files(train_config, target)  # ESPnet's unpack misses files packed through links
         options = decoding_options(train_config, overrides)
         options["nbest"] = max(nbest, int(options.get("nbest", 1)))
         speech2text = EchoSpeech2Text(**files, device=device, **options)
