@@ -11,7 +11,8 @@ help_message="Usage: $0 [options]
   --stage N / --stop_stage N   run stages N..M (1 data, 2 format+validate, 3 tokens,
                                4 stats, 5 train, 6 decode, 7 score+RESULTS.md, 8 pack)
   --nj N                       parallel jobs for stages 2, 4   --inference_nj N  for stage 6
-  --ngpu N                     GPUs for training (>1: ESPnet's multiprocess DDP)
+  --ngpu N                     GPUs for training, per node (>1: ESPnet's multiprocess DDP)
+  --num_nodes N                training nodes (default 1): ESPnet's launcher, one process per node (cmd.sh backend)
   --train_threads N            CPU threads of the training process (OMP_NUM_THREADS; default 1,
                                the other stages use 1 per job)
   --asr_config FILE            training config     --inference_config FILE  decoding config
@@ -48,6 +49,7 @@ stop_stage=100
 nj=2
 inference_nj=2
 ngpu=0
+num_nodes=1         # >1: distributed training on N nodes (espnet2.bin.launch; cmd.sh's local backend: N processes here)
 train_threads=1
 gpu_inference=false
 python=python
@@ -289,7 +291,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-    log "Stage 5: training -> ${asr_exp} (ngpu=${ngpu}, train_threads=${train_threads}, resume=${resume})"
+    log "Stage 5: training -> ${asr_exp} (ngpu=${ngpu}, num_nodes=${num_nodes}, train_threads=${train_threads}, resume=${resume})"
     mkdir -p "${asr_exp}"
     # One training per exp dir: an exclusive lock on ${asr_exp}/.lock (fd 9, also held by the launcher
     # process waiting on the training) until the end of this stage; taken before anything else here.
@@ -302,9 +304,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     if [ "${resume}" != true ] && [ -f "${asr_exp}/checkpoint.pth" ]; then
         die "${asr_exp} holds a training already; use --resume true, or another --asr_tag"
     fi
+    [[ "${num_nodes}" =~ ^[1-9][0-9]*$ ]] || die "--num_nodes must be a positive number: ${num_nodes}"
     echo "${asr_config_src}" > "${asr_exp}/asr_config_path"
-    dist_opts=()
-    [ "${ngpu}" -le 1 ] || dist_opts=(--multiprocessing_distributed true)
     norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | speaker_mvn | none
     case "${feats_normalize}" in
         global_mvn) norm_opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz") ;;
@@ -348,18 +349,27 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     start=$(date +%s)
     # Training time counts across resumes; an interrupted run (INT/TERM) records its part too.
     trap 'echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"; exit 130' INT TERM
+    # Through ESPnet's launcher, as ESPnet's asr.sh: it keeps the earlier logs (train.log -> train.1.log, ...),
+    # adds --ngpu and --multiprocessing_distributed (one node: ${cuda_cmd} --gpu N LOG ...), and for N nodes runs
+    # ${cuda_cmd} --num_nodes N LOG mpirun -np N ... over a shared init file (${asr_exp}/.dist_init_*):
+    # echo_plugin.recipe.launch starts one copy per node (Slurm: srun on N nodes; local: N processes here, gloo
+    # with --ngpu 0) and logs each copy's peak memory in train.log.
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=${train_threads} ${cuda_cmd} --gpu "${ngpu}" JOB=1:1 "${asr_exp}/train.log" \
+    OMP_NUM_THREADS=${train_threads} ${python} -m espnet2.bin.launch \
+        --cmd "${cuda_cmd} --name $(printf %q "$(basename "${asr_exp}")")" --log "${asr_exp}/train.log" \
+        --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${asr_exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
         ${python} -m echo_plugin.bin.asr_train "${common_train_opts[@]}" \
         --train_shape_file "${stats_dir}/train/speech_shape" \
         --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
         "${norm_opts[@]}" "${noise_opts[@]}" "${cache_opts[@]}" \
-        --resume "${resume}" --ngpu "${ngpu}" "${dist_opts[@]}" --output_dir "${asr_exp}" \
+        --resume "${resume}" --output_dir "${asr_exp}" \
         ${seed:+--seed "${seed}"} ${asr_args}
     trap - INT TERM
     echo $(( $(date +%s) - start )) >> "${asr_exp}/train_seconds"
+    rm -f "${asr_exp}"/.dist_init_*   # init files of earlier failed runs (the lock: no other training uses them)
     ${python} -m echo_plugin.recipe.train_info --exp_dir "${asr_exp}"
     # the options that change a run, beside its config, for the records' hash (not the fold or the seed)
     run_options=()

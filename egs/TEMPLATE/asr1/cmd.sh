@@ -4,6 +4,7 @@
 #           slurm_opts to your partition/time/account, e.g.
 #           slurm_opts="--partition=gpu --time=24:00:00"
 # Commands take Kaldi's form: ${train_cmd} JOB=1:N log.JOB.log command args
+# (cuda_cmd is also the --cmd of ESPnet's launcher in stage 5: asr.sh --num_nodes N runs N copies)
 cmd_backend=${cmd_backend:-local}
 slurm_opts=${slurm_opts:-}
 
