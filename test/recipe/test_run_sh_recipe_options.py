@@ -38,6 +38,11 @@ def test_the_config_options_come_between_the_defaults_and_the_users(tmp_path: Pa
     args = given(root, "--asr_config", whisper)
     assert last(args, "--feats_normalize") == "none" and last(args, "--speaker_adapt") == "false"
     assert last(args, "--stats_config") == "conf/tuning/train_asr_echo.yaml"
+    assert last(args, "--speed_perturb_factors") == ""
+    default = given(root)  # the recipe's default is the pretrained front end, with its options
+    assert last(default, "--asr_config") == whisper
+    assert all(last(default, o) == last(args, o) for o in ("--feats_normalize", "--speed_perturb_factors",
+                                                            "--speaker_adapt", "--stats_config"))
     args = given(root, "--asr_config", whisper, "--speaker_adapt", "true")
     assert last(args, "--speaker_adapt") == "true"  # the user's option wins
     args = given(root, "--asr_config", "conf/tuning/train_asr_echo.yaml")
