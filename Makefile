@@ -22,13 +22,15 @@ $(TEST_STAMP): $(STAMP)
 
 install: $(STAMP)
 
-# Debian packages the tests call, each installed when its command is missing: espeak-ng voices the
-# synthetic-speaker tests, sox is the reference of the speed-perturbation test (skipped without it).
-SYSDEPS := espeak-ng sox
+# Debian packages the tests call (package:command), each installed when its command is missing: espeak-ng
+# voices the synthetic-speaker tests, sox is the reference of the speed-perturbation test (skipped without it),
+# slurm-wlm and munge run the real Slurm cluster of test/recipe/test_slurm.py (skipped without them).
+SYSDEPS := espeak-ng:espeak-ng sox:sox slurm-wlm:slurmctld munge:munged
 
 sysdeps:
-	@for pkg in $(SYSDEPS); do \
-	  command -v $$pkg >/dev/null || { echo "installing $$pkg (apt-get)"; \
+	@for dep in $(SYSDEPS); do \
+	  pkg=$${dep%%:*}; cmd=$${dep#*:}; \
+	  command -v $$cmd >/dev/null || test -x /usr/sbin/$$cmd || { echo "installing $$pkg (apt-get)"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkg >/dev/null \
 	    || exit 1; }; \

@@ -43,25 +43,146 @@ def test_single_job_short_form(tmp_path: Path) -> None:
     assert "hello" in (tmp_path / "one.log").read_text()
 
 
-def test_slurm_backend_submits_one_array_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fake sbatch runs the array script once per task id, as Slurm would."""
+FAKE_SBATCH = """#!{python}
+# sbatch as the launcher calls it (options, --wait --parsable, the script): prints a job id, then runs the
+# script once per array task with Slurm's variables, its output to --output (%a: the task id)
+import os, re, subprocess, sys
+args = sys.argv[1:]
+open({record!r}, "w").write(" ".join(args))
+opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+first, last = map(int, re.match(r"(\\d+)-(\\d+)", opts.get("array", "1-1")).groups())
+print(42, flush=True)
+code = 0
+for task in range(first, last + 1):
+    env = dict(os.environ, SLURM_JOB_ID="42", SLURM_ARRAY_JOB_ID="42", SLURMD_NODENAME="fake")
+    if "array" in opts:
+        env["SLURM_ARRAY_TASK_ID"] = str(task)
+    with open(opts["output"].replace("%a", str(task)).replace("%%", "%"), "w") as out:
+        code = max(code, subprocess.run(["bash", args[-1]], env=env, stdout=out, stderr=out).returncode)
+sys.exit(code)
+"""
+
+
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake sbatch on PATH (FAKE_SBATCH); returns the file its arguments are written to."""
     fake = tmp_path / "bin" / "sbatch"
     fake.parent.mkdir()
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        "script=${@: -1}; echo \"$@\" > " + str(tmp_path / "sbatch_args") + "\n"
-        "range=$(sed -n 's/^#SBATCH --array=//p' \"$script\"); "
-        "for i in $(seq ${range%-*} ${range#*-}); do SLURM_ARRAY_TASK_ID=$i bash \"$script\" || exit 1; done\n"
-    )
+    fake.write_text(FAKE_SBATCH.format(python=sys.executable, record=str(tmp_path / "sbatch_args")))
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("ECHO_SLURM_OPTS", "--partition=cpu --time=1:00:00")
-    code = launch.main(["--backend", "slurm", "--gpu", "1", "JOB=1:2", str(tmp_path / "log.JOB"),
-                        "bash", "-c", f"echo task JOB > {tmp_path}/out.JOB"])
+    monkeypatch.setenv("ECHO_SLURM_OPTS", "--partition=cpu")
+    monkeypatch.delenv("ECHO_SLURM_CONF", raising=False)
+    return tmp_path / "sbatch_args"
+
+
+def test_slurm_backend_submits_one_array_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One sbatch --array for JOB=1:N with the job's options mapped by the (built-in) config; each task runs the
+    command through the launcher inside the job, which logs as the local backend does and writes the time file."""
+    record = fake_slurm(tmp_path, monkeypatch)
+    words = ["bash", "-c", f"echo task JOB > '{tmp_path}/out JOB'"]  # a word with spaces and quotes
+    code = launch.main(["--backend", "slurm", "--gpu", "1", "--mem", "2G", "--time_file", str(tmp_path / "sec.JOB"),
+                        "JOB=1:3", str(tmp_path / "logs" / "log.JOB"), *words])
     assert code == 0
-    assert (tmp_path / "out.1").read_text() == "task 1\n" and (tmp_path / "out.2").read_text() == "task 2\n"
-    args = (tmp_path / "sbatch_args").read_text()
-    assert "--wait" in args and "--partition=cpu" in args
+    for i in (1, 2, 3):
+        assert (tmp_path / f"out {i}").read_text() == f"task {i}\n"
+        log = (tmp_path / "logs" / f"log.{i}").read_text()
+        assert f"(Slurm job 42_{i})" in log and "# Ended (code 0)" in log and "max_rss_mb=" in log
+        assert float((tmp_path / f"sec.{i}").read_text()) >= 0.0
+    args = record.read_text()
+    assert args.startswith("--export=ALL ") and args.endswith(" --partition=cpu --wait --parsable " + args.split()[-1])
+    for option in ("--job-name log", "--time 24:00:00", "--mem-per-cpu 2G", "--gres=gpu:1", "--array=1-3",
+                   f"--output={tmp_path}/logs/log.%a"):
+        assert f" {option} " in args, args
+
+
+def test_a_failing_array_task_is_named_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    fake_slurm(tmp_path, monkeypatch)
+    code = launch.main(["--backend", "slurm", "JOB=1:3", str(tmp_path / "log.JOB"),
+                        "bash", "-c", "echo out JOB; test JOB -ne 2"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"launch: job 2/3 (Slurm job 42) failed with exit code 1; log {tmp_path}/log.2", err
+
+
+def test_slurm_config_of_espnet(tmp_path: Path) -> None:
+    """ESPnet's egs2/TEMPLATE/asr1/conf/slurm.conf, as its recipes ship it, maps the options as its slurm.pl does."""
+    config = launch.SlurmConfig("""\
+# Default configuration
+command sbatch --export=PATH
+option name=* --job-name $0
+default time=24:00:00
+option time=* --time $0
+option mem=* --mem-per-cpu $0
+option mem=0
+option num_threads=* --cpus-per-task $0
+option num_threads=1 --cpus-per-task 1
+option num_nodes=* --nodes $0
+default gpu=0
+option gpu=0 -p cpu
+option gpu=* -p gpu --gres=gpu:$0 -c $0  # Recommend allocating more CPU than, or equal to the number of GPU
+""")
+    assert config.command == ["sbatch", "--export=PATH"]
+    assert config.sbatch_options({}) == ["--time", "24:00:00", "-p", "cpu"]
+    assert config.sbatch_options({"gpu": "2", "mem": "4G", "num_threads": "1", "time": "1:00:00"}) == [
+        "--time", "1:00:00", "-p", "gpu", "--gres=gpu:2", "-c", "2", "--mem-per-cpu", "4G", "--cpus-per-task", "1"]
+    assert config.sbatch_options({"mem": "0"}) == ["--time", "24:00:00", "-p", "cpu"]
+    with pytest.raises(ValueError, match="no 'option account=...' line"):
+        config.sbatch_options({"account": "x"})
+    with pytest.raises(ValueError, match=r"x.conf:1: cannot read 'options gpu=1'"):
+        launch.SlurmConfig("options gpu=1\n", "x.conf")
+
+
+def test_cmd_sh_job_classes_map_through_the_template_config(tmp_path: Path) -> None:
+    """cmd.sh gives each kind of job its class; the template's conf/slurm.conf maps every one of them."""
+    import subprocess
+
+    template = Path(launch.__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "asr1"
+    (tmp_path / "cmd.sh").symlink_to(template / "cmd.sh")  # as a recipe links it
+    shell = ("train_threads=3; cmd_backend=slurm; source ./cmd.sh; "
+             'printf "%s\\n" "$ECHO_SLURM_CONF" "$train_cmd" "$cuda_cmd" "$decode_cmd"')
+    lines = subprocess.run(["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert lines[0] == str(template / "conf" / "slurm.conf")
+    config = launch.SlurmConfig.load(lines[0])
+    classes = []
+    for cmd in lines[1:]:
+        words = cmd.split()
+        assert words[:4] == ["python", "-m", "echo_plugin.recipe.launch", "--backend"] and words[4] == "slurm"
+        own, job, rest = launch.split_options(launch.get_parser(), [*words[5:], "--gpu", "1", "log", "true"])
+        args = launch.get_parser().parse_args(own)
+        options = {k: str(getattr(args, k)) for k in launch.JOB_OPTIONS if getattr(args, k) is not None}
+        classes.append(" ".join(config.sbatch_options(options)))
+        assert rest == ["log", "true"]
+    assert classes == ["--time 4:00:00 --gres=gpu:1 --cpus-per-task 1 --mem-per-cpu 2G",
+                       "--time 72:00:00 --gres=gpu:1 --cpus-per-task 3 --mem-per-cpu 4G",
+                       "--time 8:00:00 --gres=gpu:1 --cpus-per-task 1 --mem-per-cpu 4G"]
+
+    # a class set in the environment; a recipe's own conf/slurm.conf; slurm_conf=FILE
+    def sourced(prefix: str) -> list[str]:
+        return subprocess.run(["bash", "-c", f"{prefix} source ./cmd.sh; "
+                               'printf "%s\\n" "$ECHO_SLURM_CONF" "$decode_cmd"'],
+                              cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
+
+    assert sourced('decode_job_opts="--mem 8G";')[1].endswith(" --backend local --mem 8G")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "slurm.conf").write_text("command sbatch\n")
+    assert sourced("")[0] == str(tmp_path / "conf" / "slurm.conf")
+    assert sourced("slurm_conf=/site/slurm.conf;")[0] == "/site/slurm.conf"
+
+
+def test_job_options_are_checked_against_the_config_by_the_local_backend_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("ECHO_SLURM_CONF", raising=False)
+    assert launch.main(["--mem", "1G", "--time", "1:00", str(tmp_path / "log"), "true"]) == 0
+    for backend in ("local", "slurm"):  # refused before anything runs (slurm: before sbatch)
+        assert launch.main(["--backend", backend, "--memory", "1G", str(tmp_path / "log"), "true"]) == 2
+        err = capsys.readouterr().err
+        assert err == "launch: --memory: the built-in Slurm config has no 'option memory=...' line\n", err
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("command sbatch\noption gpu=* --gres=gpu:$0\noption account=* --account=$0\n")
+    assert launch.main(["--config", str(conf), "--account", "me", "--gpu", "1", str(tmp_path / "log"), "true"]) == 0
+    assert launch.main(["--config", str(tmp_path / "none.conf"), str(tmp_path / "log"), "true"]) == 2
 
 
 def test_the_log_records_each_jobs_peak_memory(tmp_path: Path) -> None:
@@ -90,8 +211,11 @@ def test_espnet_single_node_form_keeps_the_commands_own_options(tmp_path: Path) 
     assert "args: --gpu 3 --ngpu 0" in (tmp_path / "train.log").read_text()
 
 
-RANK_PROBE = ("import os, sys; e = os.environ; print('rank', e['SLURM_PROCID'], 'of', e['SLURM_NTASKS'], "
-              "'node', e['SLURM_NODEID'], 'step', e['SLURM_STEP_NUM_NODES'], 'args', *sys.argv[1:])")
+# one write per line: the ranks share the log, and print() of several words writes each on its own where
+# PYTHONUNBUFFERED is set (the two ranks' words then interleave)
+RANK_PROBE = ("import os, sys; e = os.environ; sys.stdout.write(' '.join(['rank', e['SLURM_PROCID'], 'of', "
+              "e['SLURM_NTASKS'], 'node', e['SLURM_NODEID'], 'step', e['SLURM_STEP_NUM_NODES'], 'args', "
+              "*sys.argv[1:]]) + '\\n')")
 
 
 def test_local_backend_stands_in_for_nodes_with_srun_variables(tmp_path: Path) -> None:
@@ -148,33 +272,37 @@ def test_num_nodes_needs_a_node_launcher(tmp_path: Path) -> None:
 
 
 def fake_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An sbatch that keeps the script it is given (as script.sh) and its arguments; a Slurm job runs nothing."""
+    """An sbatch that keeps the script it is given (as script.sh) and its arguments, and prints a job id; the job
+    runs nothing."""
     fake = tmp_path / "bin" / "sbatch"
     fake.parent.mkdir()
     fake.write_text("#!/usr/bin/env bash\n"
-                    f"echo \"$@\" > {tmp_path}/sbatch_args; cp \"${{@: -1}}\" {tmp_path}/script.sh\n")
+                    f"echo \"$@\" > {tmp_path}/sbatch_args; cp \"${{@: -1}}\" {tmp_path}/script.sh; echo 7\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("ECHO_SLURM_OPTS", "--partition=gpu")
+    monkeypatch.delenv("ECHO_SLURM_CONF", raising=False)
     return tmp_path / "script.sh"
 
 
 def test_slurm_backend_runs_several_nodes_with_srun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The multi-node form becomes one sbatch job: M nodes, one task each, the command under srun."""
+    """The multi-node form becomes one sbatch job: M nodes, one task each, the command under srun (through the
+    launcher's task runner, which logs each rank's end), a failed rank stopping the others."""
     script = fake_sbatch(tmp_path, monkeypatch)
     log = tmp_path / "exp" / "train.log"
     code = launch.main(["--backend", "slurm", "--gpu", "2", "--num_threads", "2", "--num_nodes", "3",
                         "--name", "asr_x", str(log), "mpirun", "-np", "3", "python", "-m", "train",
                         "--dist_launcher", "mpi", "--dist_init_method", "file:///shared/.dist_init_1"])
     assert code == 0
+    args = (tmp_path / "sbatch_args").read_text()
+    for option in ("--nodes=3", "--ntasks-per-node=1", f"--output={log}", "--gres=gpu:2",
+                   "--cpus-per-task 2", "--job-name asr_x", "--partition=gpu --wait --parsable"):
+        assert f" {option} " in args, args
     text = script.read_text()
-    for directive in ("--nodes=3", "--ntasks-per-node=1", f"--output={log}", "--gres=gpu:2",
-                      "--cpus-per-task=2", "--job-name=asr_x"):
-        assert f"#SBATCH {directive}\n" in text, text
-    assert ("\nsrun --export=ALL python -m train --dist_launcher slurm "
+    assert (f"\nexec srun --export=ALL --kill-on-bad-exit=1 {sys.executable} -m echo_plugin.recipe.launch "
+            f"--run_task 1 --num_nodes 3 {log} python -m train --dist_launcher slurm "
             "--dist_init_method file:///shared/.dist_init_1\n") in text, text
-    assert "mpirun" not in text and "--array" not in text
-    assert "--wait --partition=gpu" in (tmp_path / "sbatch_args").read_text()
+    assert "mpirun" not in text and "--array" not in args
     assert log.parent.is_dir()
 
 
@@ -183,8 +311,10 @@ def test_slurm_backend_keeps_espnets_srun_form(tmp_path: Path, monkeypatch: pyte
     assert launch.main(["--backend", "slurm", "--num_nodes", "2", str(tmp_path / "train.log"),
                         "srun", "--export=ALL", "python", "-m", "train", "--dist_launcher", "slurm"]) == 0
     text = script.read_text()
-    assert "#SBATCH --nodes=2\n" in text and "\nsrun --export=ALL python -m train --dist_launcher slurm\n" in text
-    assert "--gres" not in text
+    assert "--nodes=2 " in (tmp_path / "sbatch_args").read_text()
+    assert "\nexec srun --export=ALL --kill-on-bad-exit=1 " in text
+    assert text.endswith(" python -m train --dist_launcher slurm\n")
+    assert "--gres" not in (tmp_path / "sbatch_args").read_text()
 
 
 DIST_PROBE = '''

@@ -412,7 +412,8 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         rm -rf "${logdir}"
         n_jobs=$(split_keys "${dumpdir}/raw/${name}/wav.scp" "${inference_nj}" "${logdir}")
         device_opts=(--ngpu 0)
-        [ "${gpu_inference}" != true ] || device_opts=(--ngpu 1)
+        job_gpus=0   # the job's GPUs (cmd.sh: Slurm's --gres through its config)
+        if [ "${gpu_inference}" = true ]; then device_opts=(--ngpu 1); job_gpus=1; fi
         spk_opts=()
         if uses_speaker_mvn; then
             speaker_stats "${dumpdir}/raw/${name}" "${asr_exp}/config.yaml" "${asr_exp}/speaker_stats/${name}"
@@ -420,7 +421,7 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
                       --allow_variable_data_keys true)
         fi
         # shellcheck disable=SC2086
-        ${decode_cmd} --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/asr_inference.JOB.log" \
+        ${decode_cmd} --gpu "${job_gpus}" --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/asr_inference.JOB.log" \
             ${python} -m echo_plugin.bin.asr_inference "${device_opts[@]}" --batch_size 1 \
             --data_path_and_name_and_type "${dumpdir}/raw/${name}/wav.scp,speech,sound" "${spk_opts[@]}" \
             --key_file "${logdir}/keys.JOB.scp" --asr_train_config "${asr_exp}/config.yaml" \
