@@ -48,8 +48,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 JOB_RANGE = re.compile(r"^(?P<var>[A-Za-z_]+)=(?P<first>\d+):(?P<last>\d+)$")
 # the launcher words of ESPnet's multi-node forms
@@ -158,8 +160,17 @@ def rank_env(rank: int, nodes: int, gpus: int, host: str, visible: list[str] | N
     return env
 
 
+def relay_lines(source: IO[bytes], handle: IO[str], lock: threading.Lock) -> None:
+    """Copy a rank's output into the shared log a whole line at a time (ranks never split each other's lines)."""
+    for raw in iter(source.readline, b""):
+        with lock:
+            handle.write(raw.decode("utf-8", errors="replace"))
+            handle.flush()
+    source.close()
+
+
 def run_local_nodes(log: Path, words: list[str], nodes: int, gpus: int) -> list[int]:
-    """M processes here standing in for M nodes (one srun task each), all logging to LOG.
+    """M processes here standing in for M nodes (one srun task each), all logging to LOG line by line.
 
     Returns the ranks that failed; the first failure stops the others (they would wait on it for ever; the
     stopped ones are not counted as failed).
@@ -171,19 +182,28 @@ def run_local_nodes(log: Path, words: list[str], nodes: int, gpus: int) -> list[
     command = shlex.join(words)
     write_header(log, f"{nodes} local processes standing in for {nodes} nodes: {command}")
     running: dict[int, tuple[subprocess.Popen, float]] = {}
+    relays: dict[int, threading.Thread] = {}
+    lock = threading.Lock()
     failed: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+    def note(text: str) -> None:
+        with lock:
+            handle.write(text)
+            handle.flush()
+
     try:
         with open(log, "a", encoding="utf-8") as handle:
             for rank, env in enumerate(envs):
                 shown = " ".join(f"{k}={env[k]}" for k in ("SLURM_PROCID", "SLURM_NTASKS", "CUDA_VISIBLE_DEVICES")
                                  if k in env)
-                handle.write(f"# rank {rank}/{nodes}: {shown}\n")
-                handle.flush()
+                note(f"# rank {rank}/{nodes}: {shown}\n")
                 # exec: the rank is the process this launcher waits on and stops
                 proc = subprocess.Popen(["bash", "-c", f"exec {command}"], env={**os.environ, **env},
-                                        stdout=handle, stderr=subprocess.STDOUT)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 running[rank] = (proc, time.time())
+                relays[rank] = threading.Thread(target=relay_lines, args=(proc.stdout, handle, lock), daemon=True)
+                relays[rank].start()
             stop_at, stopped = None, set()
             while running:
                 time.sleep(0.2)
@@ -192,17 +212,16 @@ def run_local_nodes(log: Path, words: list[str], nodes: int, gpus: int) -> list[
                     if pid == 0:
                         continue
                     proc.returncode = code = os.waitstatus_to_exitcode(status)
-                    handle.write(f"# Accounting: rank={rank} time={time.time() - start:.2f} "
-                                 f"max_rss_mb={usage.ru_maxrss / 1024:.1f}\n"
-                                 f"# Ended rank {rank}/{nodes} (code {code}) at {time.ctime()}\n")
-                    handle.flush()
+                    relays[rank].join(timeout=10)  # its last lines before its end
+                    note(f"# Accounting: rank={rank} time={time.time() - start:.2f} "
+                         f"max_rss_mb={usage.ru_maxrss / 1024:.1f}\n"
+                         f"# Ended rank {rank}/{nodes} (code {code}) at {time.ctime()}\n")
                     del running[rank]
                     if code != 0 and rank not in stopped:
                         failed.append(rank)
                 if failed and running:
                     if stop_at is None:
-                        handle.write(f"# rank {failed[0]} failed: stopping ranks {sorted(running)}\n")
-                        handle.flush()
+                        note(f"# rank {failed[0]} failed: stopping ranks {sorted(running)}\n")
                         stop_at = time.time()
                         stopped.update(running)
                         for proc, _ in running.values():

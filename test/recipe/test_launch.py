@@ -243,6 +243,16 @@ def test_local_nodes_srun_form(tmp_path: Path) -> None:
     assert "rank 0 of 2" in text and "rank 1 of 2" in text
 
 
+def test_local_ranks_never_split_each_others_lines(tmp_path: Path) -> None:
+    """Each rank writes every line in two unbuffered pieces; the shared log still holds whole lines only."""
+    log = tmp_path / "train.log"
+    script = ("import os, sys, time; r = os.environ['SLURM_PROCID']; w = sys.stdout.write; f = sys.stdout.flush; "
+              "[(w(f'rank{r}-'), f(), time.sleep(0.002), w(f'line{i}\\n'), f()) for i in range(300)]")
+    assert launch.main(["--num_nodes", "2", str(log), "mpirun", "-np", "2", sys.executable, "-u", "-c", script]) == 0
+    lines = [line for line in log.read_text().splitlines() if not line.startswith("#")]
+    assert sorted(lines) == sorted(f"rank{r}-line{i}" for r in (0, 1) for i in range(300))
+
+
 def test_a_failing_rank_stops_the_others(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Rank 1 fails at once; rank 0 (which would wait on it, as in a collective) is stopped, not waited for."""
     log = tmp_path / "train.log"
