@@ -469,12 +469,22 @@ def run_slurm_nodes(log: str, srun_opts: list[str], words: list[str], nodes: int
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
-    # the ranks' end lines in the order they ended: the first failure is the cause (srun then stops the others)
-    failed = [(int(rank), int(end)) for rank, end in END.findall(text) if rank and int(end) != 0]
+    failed = first_failure(text)
     slurm_error = SLURM_ERROR.findall(text)
-    what = (f"rank {failed[0][0]} of {nodes} failed first, with exit code {failed[0][1]}" if failed
+    what = (f"rank {failed[0]} of {nodes} failed first, with exit code {failed[1]}" if failed
             else f"ended with exit code {code}" + (f" ({slurm_error[-1].strip(' *')})" if slurm_error else ""))
     return [f"{nodes}-node Slurm job {job_id}: {what}; log {path}"]
+
+
+def first_failure(log_text: str) -> tuple[int, int] | None:
+    """(rank, exit code) of the rank whose failure stopped a multi-node job, from its ranks' end lines.
+
+    The first rank that ended with an error of its own (a positive exit code) is the cause: srun then stops
+    the others with a signal (a negative code), and under load a stopped rank may log its end first.
+    """
+    failed = [(int(rank), int(end)) for rank, end in END.findall(log_text) if rank and int(end) != 0]
+    own = [f for f in failed if f[1] > 0]
+    return (own or failed or [None])[0]
 
 
 # options of the job, for the Slurm config (the local backend reads --gpu only); others (--mem, --time, ...) too

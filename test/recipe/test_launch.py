@@ -366,3 +366,11 @@ def test_espnet_launch_through_the_local_backend_trains_on_two_nodes(tmp_path: P
     for rank in (0, 1):
         assert f"rank {rank} world 2 backend gloo sum 3.0" in text, text
     assert (tmp_path / "exp" / "train.1.log").read_text() == "the earlier run\n"
+
+
+def test_the_rank_that_failed_on_its_own_is_named_not_one_srun_stopped() -> None:
+    """Under load the rank srun stopped (signal: a negative code) may log its end before the rank that failed."""
+    stopped_first = "# Ended rank 0/2 (code -15) at x\n# Ended rank 1/2 (code 3) at y\n"
+    assert launch.first_failure(stopped_first) == (1, 3)
+    assert launch.first_failure("# Ended rank 1/2 (code -9) at x\n# Ended rank 0/2 (code -15) at y\n") == (1, -9)
+    assert launch.first_failure("# Ended rank 0/2 (code 0) at x\n") is None
