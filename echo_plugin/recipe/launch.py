@@ -13,7 +13,8 @@ the launcher cancels the job). A job's resources are options in Kaldi's form,
 ``--gpu 1 --mem 4G --time 4:00:00 --num_threads 2 --name x`` (cmd.sh gives each
 kind of job its own), which a Slurm config in the format of ESPnet's
 ``conf/slurm.conf`` turns into sbatch options (``option gpu=* --gres=gpu:$0``;
-``--config``, default ``$ECHO_SLURM_CONF``, else the built-in DEFAULT_SLURM_CONF);
+``--config``, default ``$ECHO_SLURM_CONF``, else the package's slurm.conf, which
+egs/TEMPLATE/asr1/conf/slurm.conf links to);
 ``--slurm_opts`` (default ``$ECHO_SLURM_OPTS``) adds sbatch options to every job.
 
 It is also the ``--cmd`` of ESPnet's distributed launcher (``espnet2.bin.launch``,
@@ -241,24 +242,14 @@ def run_local_nodes(log: Path, words: list[str], nodes: int, gpus: int) -> list[
 # options (--gpu 1 --mem 4G --time 4:00:00 --num_threads 2 --name x ...) become sbatch options through its
 # `option NAME=VALUE ...` lines (or `option NAME=* ...` with $0 for the value); `default NAME=VALUE` gives an
 # option every job has unless it says otherwise; `command` is sbatch with the options of every job.
-DEFAULT_SLURM_CONF = """\
-command sbatch --export=ALL
-option name=* --job-name $0
-default time=24:00:00
-option time=* --time $0
-option mem=* --mem-per-cpu $0
-option mem=0
-option num_threads=* --cpus-per-task $0
-default gpu=0
-option gpu=0
-option gpu=* --gres=gpu:$0
-"""
+# The one default config ships in the package; egs/TEMPLATE/asr1/conf/slurm.conf links to it.
+DEFAULT_SLURM_CONF_PATH = Path(__file__).with_name("slurm.conf")
 
 
 class SlurmConfig:
     """A slurm.conf of ESPnet's kind: ``command``, ``default NAME=VALUE`` and ``option NAME=VALUE|* OPTS`` lines."""
 
-    def __init__(self, text: str, source: str = "the built-in Slurm config") -> None:
+    def __init__(self, text: str, source: str = "a Slurm config") -> None:
         self.source = source
         self.command = ["sbatch"]
         self.defaults: dict[str, str] = {}
@@ -281,7 +272,7 @@ class SlurmConfig:
     @classmethod
     def load(cls, path: str | None) -> SlurmConfig:
         if not path:
-            return cls(DEFAULT_SLURM_CONF)
+            path = str(DEFAULT_SLURM_CONF_PATH)
         try:
             return cls(Path(path).read_text(encoding="utf-8"), path)
         except OSError as error:
@@ -503,7 +494,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="nodes of a distributed job (COMMAND starts with mpirun or srun)")
     parser.add_argument("--config", default=os.environ.get("ECHO_SLURM_CONF") or None,
                         help="the Slurm config (ESPnet's conf/slurm.conf format; default: $ECHO_SLURM_CONF, "
-                             "else the built-in one, which maps the options below)")
+                             "else the package's slurm.conf, which maps the options below)")
     parser.add_argument("--slurm_opts", default=os.environ.get("ECHO_SLURM_OPTS", ""),
                         help="sbatch options after the config's (default: $ECHO_SLURM_OPTS)")
     parser.add_argument("--time_file", default=None, help="write each job's seconds here (JOB substituted)")

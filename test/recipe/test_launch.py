@@ -171,6 +171,13 @@ def test_cmd_sh_job_classes_map_through_the_template_config(tmp_path: Path) -> N
     assert sourced("slurm_conf=/site/slurm.conf;")[0] == "/site/slurm.conf"
 
 
+def test_the_template_slurm_conf_is_the_packaged_default() -> None:
+    """One source for the job classes: the recipes' conf/slurm.conf is a link to the launcher's default."""
+    template = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "asr1" / "conf" / "slurm.conf"
+    assert template.is_symlink() and template.resolve() == launch.DEFAULT_SLURM_CONF_PATH.resolve()
+    assert launch.SlurmConfig.load(None).sbatch_options({"gpu": "2"})[-1] == "--gres=gpu:2"
+
+
 def test_job_options_are_checked_against_the_config_by_the_local_backend_too(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.delenv("ECHO_SLURM_CONF", raising=False)
@@ -178,7 +185,7 @@ def test_job_options_are_checked_against_the_config_by_the_local_backend_too(
     for backend in ("local", "slurm"):  # refused before anything runs (slurm: before sbatch)
         assert launch.main(["--backend", backend, "--memory", "1G", str(tmp_path / "log"), "true"]) == 2
         err = capsys.readouterr().err
-        assert err == "launch: --memory: the built-in Slurm config has no 'option memory=...' line\n", err
+        assert err == f"launch: --memory: {launch.DEFAULT_SLURM_CONF_PATH} has no 'option memory=...' line\n", err
     conf = tmp_path / "slurm.conf"
     conf.write_text("command sbatch\noption gpu=* --gres=gpu:$0\noption account=* --account=$0\n")
     assert launch.main(["--config", str(conf), "--account", "me", "--gpu", "1", str(tmp_path / "log"), "true"]) == 0
