@@ -62,7 +62,7 @@ class _BlendingFusion(nn.Module):
 
 
 class GatedFusion(_BlendingFusion):
-    """Per-frame sigmoid gate per stream (seed 04's c_gate), then a linear merge.
+    """Per-frame sigmoid gate per stream (a context gate), then a linear merge.
 
     Args:
         d_model: stream width D (set by the frontend).

@@ -1,4 +1,4 @@
-"""Adaptive attention (``attention: adaptive``): seed 02's Q-learning span refiner,
+"""Adaptive attention (``attention: adaptive``): a Q-learning span refiner,
 adaptive-focus sliding window and node-importance routing on top of standard
 multi-head attention.
 

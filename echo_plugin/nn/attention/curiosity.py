@@ -1,4 +1,4 @@
-"""Curiosity attention (seed 04): standard attention plus a gated auxiliary stream.
+"""Curiosity attention: standard attention plus a gated auxiliary stream.
 
 Both streams share the (rotated) queries. The auxiliary stream has its own key
 and value projections and a selectable score (:mod:`echo_plugin.nn.attention.curiosity_scores`:
@@ -27,7 +27,7 @@ YAML: ``attention: {type: curiosity, conf: {score: rbf, gate_init: 0.0}}``,
 
 Auxiliary source (``aux_source``). ``self`` (the default, our reading): the auxiliary
 keys/values come from the same input as the main ones. ``features``: they come from a
-different input, as seed 04 writes its ``curiosity`` module::
+different input, as the design document writes its ``curiosity`` module::
 
     def forward(self, x, xa, mask=None):
         q, k, v   = self.qkv(x).chunk(3, -1)
@@ -35,19 +35,19 @@ different input, as seed 04 writes its ``curiosity`` module::
         ...
         dots_aux  = (q @ ka.transpose(-2, -1)) / self.dh**0.5
 
-The seed builds it in ``Residual`` but never calls it, so which ``xa`` it gets is read
-from the seed's convention for that name: every ``forward(x, xa, ...)`` of the seed takes
+The document builds it in ``Residual`` but never calls it, so which ``xa`` it gets is read
+from the document's convention for that name: every ``forward(x, xa, ...)`` of the document takes
 ``xa`` as the *other* stream, the acoustic one (``MultiheadA``: ``z = default(xa, x)``;
 ``theBridge``: ``b(x, xa=xa, ...)`` with ``xa`` the audio after ``FEncoder`` / ``PEncoder``,
 conv front ends ending in an RMSNorm). In an Echo encoder layer the counterpart is the
 layer's auxiliary stream: EchoEncoder hands every layer its input layer's output, the
 subsampled acoustic features at width D, the same for every layer (what ``c_gate`` reads).
 Here it is layer-normalised (no affine weights) before the auxiliary projections, as the
-seed's ``xa`` always leaves an RMSNorm (ours leaves ESPnet's positional encoding, scaled
+document's ``xa`` always leaves an RMSNorm (ours leaves ESPnet's positional encoding, scaled
 by sqrt(D)). Kept from our reading: the queries are shared and rotated, the auxiliary
 keys are rotated at the key positions (the features are on the same frames), padding is
-hidden in both streams (the seed masks only ``dots``, at batch size 1), ``score`` may be
-``dot`` (the seed's) or another. The layer must hand the stream (``aux_stream``):
+hidden in both streams (the document masks only ``dots``, at batch size 1), ``score`` may be
+``dot`` (the document's) or another. The layer must hand the stream (``aux_stream``):
 EchoEncoder layers do; decoders and the whisper_style encoder do not, and an
 ``aux_source: features`` module refuses to run without it, and with a KV cache.
 YAML: ``attention: {type: curiosity, conf: {score: dot, aux_source: features}}``.
@@ -77,7 +77,7 @@ class CuriosityAttention(MultiHeadAttention):
         score: CURIOSITY_SCORE spec of the auxiliary stream (``dot``, ``cosine``, ``rbf``).
         gate_init: initial gate logit of every head (seed: 0.0, i.e. an even mix).
         aux_source: ``self`` (auxiliary keys/values from the attention's own input) or
-            ``features`` (from the layer's auxiliary stream, seed 04's ``xa``; see the module doc).
+            ``features`` (from the layer's auxiliary stream, the design document's ``xa``; see the module doc).
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Adaptive-focus sliding window: a per-query, per-head window width predicted from content.
 
-Seed 02's "adaptive focus sliding window: content-dependent windowing that
+The design's "adaptive focus sliding window: content-dependent windowing that
 dynamically allocates computation to important signal regions", made concrete:
 
     w_{b,h,i} = w_min + (w_max - w_min) * sigmoid(W x_{b,i} + c)_h        (B, H, T)

@@ -1,6 +1,6 @@
 """Node importance: per-token relevance scores that route queries to full or cheap attention.
 
-Seed 02's "node importance tracking: dynamic computational routing based on
+The design's "node importance tracking: dynamic computational routing based on
 token relevance scores", made concrete (in the manner of Mixture-of-Depths
 routing):
 

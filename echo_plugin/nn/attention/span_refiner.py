@@ -1,6 +1,6 @@
 """Q-learning span refiner: a tabular Q-learner that widens or narrows an attention span.
 
-Seed 02 ("Q-learning based refiner: reinforcement learning for adaptive
+The design ("Q-learning based refiner: reinforcement learning for adaptive
 attention span optimization"), made concrete:
 
 * **Span**: a band half-width ``w`` in frames (keys further than ``w`` from a

@@ -14,7 +14,7 @@ derive from :class:`PairRotary` and rotate through the one shared
 :func:`~echo_plugin.nn.rotary.apply.apply_rotary`; the Givens and quaternion
 variants rotate the channels themselves.
 
-The seeds' shared options, each defined once here:
+The design documents' shared options, each defined once here:
 
 * a negative ``theta`` reverses the rotation direction (:func:`geometric_ladder`);
 * ``rot_scale`` multiplies every angle (:meth:`AngleRotary.angles`; negative also reverses);

@@ -1,4 +1,4 @@
-"""Givens rotary (seed 02 without projection): one plane rotation per channel pair, in real arithmetic.
+"""Givens rotary (no learned projection): one plane rotation per channel pair, in real arithmetic.
 
 For pair ``k = (i_k, j_k)`` and frame ``t``, with ``a = rot_scale * p_t * w_k`` and the
 standard ladder ``w_k = sign(theta) |theta|^(-k/F)``:

@@ -1,4 +1,4 @@
-"""Learned rotary (seed 03): trained inverse frequencies plus a trained per-position angle bias.
+"""Learned rotary: trained inverse frequencies plus a trained per-position angle bias.
 
     angle_{t,i} = rot_scale * (p_t * w_i + b_{p_t, i})
 

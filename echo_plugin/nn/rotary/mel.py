@@ -1,6 +1,6 @@
-"""Mel-spaced rotary (seed 04's frequency ladder): pair frequencies evenly spaced in mel.
+"""Mel-spaced rotary: pair frequencies evenly spaced in mel.
 
-The seed spaces its rotary frequencies on the mel scale (``2595 * log10(1 + f / 700)``)
+The design document spaces its rotary frequencies on the mel scale (``2595 * log10(1 + f / 700)``)
 up to 8 kHz. Here pair ``i`` of ``F`` gets the Hz value
 
     f_i = mel^-1( mel(min_hz) + i / (F - 1) * (mel(max_hz) - mel(min_hz)) )

@@ -1,21 +1,21 @@
-"""Pitch-aware rotary (seed 04): angles, radii and a score bias from f0.
+"""Pitch-aware rotary: angles, radii and a score bias from each frame's f0.
 
 A position rotary ``base`` (standard, mel or learned; its ``rot_dim``/``theta``/
 ``rot_scale`` live in its own conf) gives ``base_angle(p)_i``. With ``f0_t`` the
 pitch of frame ``t`` (0 = unvoiced) and ``m_t = f0_t / f0_ref`` on voiced frames:
 
-* angles, ``angle_source: position`` (the seed's ``t * freqs(theta + f0_t)``):
+* angles, ``angle_source: position`` (the document's ``t * freqs(theta + f0_t)``):
   ``angle_{t,i} = s_t * base_angle(p_t)_i`` with ``s_t = m_t`` on voiced frames and 1 on
   unvoiced ones when ``theta_from_f0`` (else 1): a higher voice turns faster, as the
-  seed's per-frame ``(theta + f0_t) / 220`` factor on its frequencies (the seed's
+  document's per-frame ``(theta + f0_t) / 220`` factor on its frequencies (the document's
   additive theta of 10000 left that factor almost constant; here it is the pitch ratio).
 * angles, ``angle_source: phase``: the position is replaced by the accumulated pitch
   phase ``phi_t = phi_{t-1} + 2 pi f0_t T_frame`` (``phi_{-1} = phase0``; ``T_frame``
   the layer's frame period), ``angle_{t,i} = base_angle(phi_t)_i``: with the standard
   ladder, pair 0 turns with the glottal cycle and pair i at ``theta^(-i/F)`` of it.
 * radii (``radii: true``): ``r_t = m_t`` on voiced frames and ``radius_floor`` (default 0,
-  as the seed) on unvoiced ones, so the rotated channels of q and k scale with pitch
-  (the seed uses raw Hz, ~200x; dividing by ``f0_ref`` keeps typical radii near 1).
+  as the document) on unvoiced ones, so the rotated channels of q and k scale with pitch
+  (the document uses raw Hz, ~200x; dividing by ``f0_ref`` keeps typical radii near 1).
 * score bias (``pitch_bias: w > 0``): ``-w * |log f0_q - log f0_k|`` added to the
   attention scores, 0 where either frame is unvoiced: symmetric, 0 for equal pitch.
 

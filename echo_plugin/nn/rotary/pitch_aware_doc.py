@@ -1,6 +1,6 @@
-"""Pitch-aware rotary exactly as seed 04 (``04_pitch_aware_rotary.md``) writes it: ``pitch_aware_doc``.
+"""``pitch_aware_doc``: pitch-aware rotary exactly as its design document writes it (docs/ORIGINS.md).
 
-Our ``pitch_aware`` reinterprets the seed (angles scaled by ``f0 / 220``, radii
+Our ``pitch_aware`` reinterprets the document (angles scaled by ``f0 / 220``, radii
 ``f0 / 220``, a ``-|log f0_q - log f0_k|`` bias). This variant is the document's own
 ``rotary`` class, for benchmarking it beside ours. With ``f0_t`` the pitch of frame
 ``t`` in Hz (0 = unvoiced), ``theta`` a learned scalar (initially 10000) and ``F =
@@ -13,18 +13,18 @@ head_dim // 2`` pairs:
       w_{t,i}  = (theta + f0_t) / 220 * ladder_i                    ("theta = f0 + self.theta")
 
 * angles: ``angle_{t,i} = p_t * w_{t,i}`` with ``p_t`` the frame's position
-  (``freqs = t[:, None] * freqs``; the seed's ``t = torch.arange(ctx)``);
+  (``freqs = t[:, None] * freqs``; the document's ``t = torch.arange(ctx)``);
 * radii (``radii: true``): ``r_t = f0_t / radius_ref`` (``radius = f0``: raw Hz with the
   default ``radius_ref: 1``; 0 on unvoiced frames), applied by complex multiplication
   (``torch.polar(radius.unsqueeze(-1), freqs)``, then ``view_as_complex(x) * freqs``);
-* score bias (``pitch_bias: w > 0``), the seed's ``pitch_bias``: f0 z-normalised over the
+* score bias (``pitch_bias: w > 0``), the document's ``pitch_bias``: f0 z-normalised over the
   utterance's frames, voiced and unvoiced (``(f0 - mean) / (std + 1e-8)``, ``std``
   unbiased as ``torch.std``), then ``w * exp(-|z_q - z_k|)`` (``torch.cdist`` of scalars)
   added to the scaled scores. Here the mean and std run over each utterance's real
-  frames (``F0Track.valid``); the seed, at batch size 1, takes them over its one track.
+  frames (``F0Track.valid``); the document, at batch size 1, takes them over its one track.
 
 Without f0 (e.g. in a decoder), ``w_{t,i} = theta / 220 * ladder_i``, unit radii and no
-bias, as the seed's ``check_f0`` gives ``f0 = None`` whenever the track does not
+bias, as the document's ``check_f0`` gives ``f0 = None`` whenever the track does not
 match the sequence length (its text decoder's case).
 
 Where the document's prose and its code disagree, or its code never runs a part:
@@ -47,12 +47,12 @@ Where the document's prose and its code disagree, or its code never runs a part:
   described but never called by the rotary: left out (our ``pitch_aware`` has it as
   ``angle_source: phase``).
 * ``self.bias`` (a ``(max_ctx, dims // 2)`` parameter) and the axial branch are never used
-  in the seed's forward with its settings (``use_pbias=False``, ``axial=False``): left out.
+  in the document's forward with its settings (``use_pbias=False``, ``axial=False``): left out.
 
-Positions are the layer's frame indices, as the seed's ``arange(ctx)``, but the FSDD
-encoder's layers run after 4x subsampling, so one position is 40 ms here where the seed's
+Positions are the layer's frame indices, as the document's ``arange(ctx)``, but the FSDD
+encoder's layers run after 4x subsampling, so one position is 40 ms here where the document's
 stride-1 ``FEncoder`` frames are 10 ms (``hop_length=160`` at 16 kHz, seeds 01 and 03): the
-same angle per position is a quarter of the seed's angular speed per second.
+same angle per position is a quarter of the document's angular speed per second.
 """
 from __future__ import annotations
 
@@ -65,11 +65,11 @@ from echo_plugin.nn.rotary.base import PairRotary
 from echo_plugin.nn.rotary.pitch import F0Track
 
 REFERENCE_HZ = 220.0
-"""The seed's divisor of ``theta + f0`` in ``theta_freqs``."""
+"""The document's divisor of ``theta + f0`` in ``theta_freqs``."""
 
 
 def doc_mel_term(count: int) -> Tensor:
-    """(count,) the seed's ``10^(linspace(0, mel(8000), count) / 2595) - 1``, float32 as the seed
+    """(count,) the document's ``10^(linspace(0, mel(8000), count) / 2595) - 1``, float32 as the document
     (``700 *`` it is the mel-spaced ladder in Hz, 0 .. 8000)."""
     top = 2595 * torch.log10(torch.tensor(1 + 8000 / 700))
     return torch.pow(10, torch.linspace(0, float(top), count) / 2595) - 1
@@ -86,7 +86,7 @@ def z_normalise(hz: Tensor, valid: Optional[Tensor]) -> Tensor:
 
 
 class DocPitchAwareRotary(PairRotary):
-    """Seed 04's pitch-aware rotary as written (see the module doc).
+    """The design document's pitch-aware rotary as written (see the module doc).
 
     YAML: ``rotary: {type: pitch_aware_doc, conf: {radii: true, radius_ref: 1.0, pitch_bias: 1.0}}``
 
@@ -95,7 +95,7 @@ class DocPitchAwareRotary(PairRotary):
         theta: initial value of the learned scalar theta (seed: 10000).
         learn_theta: train theta (seed: ``requires_grad=True``).
         radii: radii ``f0 / radius_ref`` instead of the unit circle.
-        radius_ref: divisor of f0 for the radii (seed's code: 1, raw Hz).
+        radius_ref: divisor of f0 for the radii (the document's code: 1, raw Hz).
         pitch_bias: weight of the ``exp(-|z_q - z_k|)`` score bias (seed: 1; 0 = off).
     """
 
@@ -130,12 +130,12 @@ class DocPitchAwareRotary(PairRotary):
     def raw_angles(self, positions: Tensor, f0: Optional[F0Track] = None) -> Tensor:
         """``p_t * (theta + f0_t) / 220 * ladder_i``: (T, F) without f0, else (B, T, F).
 
-        In the seed's order of float32 operations (``theta_freqs``), so that the angles
+        In the document's order of float32 operations (``theta_freqs``), so that the angles
         match its code to the last bit."""
         hz = self._hz(positions, f0)
         theta = self.theta.to(torch.float32)
         if hz is not None:
-            theta = (hz + theta).unsqueeze(-1)  # (B, T, 1), the seed's "f0 + self.theta"
+            theta = (hz + theta).unsqueeze(-1)  # (B, T, 1), the document's "f0 + self.theta"
         freqs = (theta / REFERENCE_HZ) * 700 * self.mel_term / 1000  # (F,) or (B, T, F)
         return positions.to(torch.float32).unsqueeze(-1) * freqs
 

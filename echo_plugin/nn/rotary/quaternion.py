@@ -1,4 +1,4 @@
-"""Quaternion rotary (seed 02): rotate a learned 3-D subspace of each head group by a quaternion.
+"""Quaternion rotary: rotate a learned 3-D subspace of each head group by a quaternion.
 
 Each head's ``dh`` channels split into ``groups`` groups of ``g = dh / groups``. Group ``j``
 has a learned down-projection ``D_j`` (3, g), an up-projection ``U_j`` (g, 3) and a unit
@@ -8,7 +8,7 @@ axis ``u_j`` (learned or fixed). At position ``p`` with angle ``a = rot_scale * 
     v = D_j x,    v' = q v q*  with  q = (cos a/2, sin a/2 * u_j),    x' = x + U_j (v' - v)
 
 ``q v q*`` is the true quaternion (Hamilton) product. The residual form keeps the
-part of ``x`` outside the 3-D subspace (the seed instead blends 0.9 rotated with 0.1
+part of ``x`` outside the 3-D subspace (the document instead blends 0.9 rotated with 0.1
 input). ``D_j`` starts with orthonormal rows and ``U_j = pinv(D_j) = D_j^T``: at
 initialisation the map is orthogonal, keeps norms, and q.k depends only on the offset.
 """
