@@ -8,7 +8,7 @@ Files are written sorted by key in byte order, as ``LC_ALL=C sort`` does
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 MAX_FAULTS = 20
@@ -118,3 +118,15 @@ def report_faults(prog: str, faults: Iterable[str]) -> int:
     if len(faults) > MAX_FAULTS:
         print(f"{prog}: error: stopped after {MAX_FAULTS} faults; fix these and run again for more", file=sys.stderr)
     return 1
+
+
+def run_reporting_faults(prog: str, step: Callable[[], object], errors: tuple[type[Exception], ...]) -> int:
+    """Run ``step()`` as a command's body: exit status 0, or 1 after :func:`report_faults` has printed the
+    faults of a DataDirError or the one-line message of one of ``errors``; other exceptions propagate."""
+    try:
+        step()
+    except DataDirError as e:
+        return report_faults(prog, e.faults)
+    except errors as e:
+        return report_faults(prog, [str(e)])
+    return 0

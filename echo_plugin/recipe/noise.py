@@ -34,7 +34,7 @@ import soundfile as sf
 from espnet2.utils.types import str2bool
 
 from echo_plugin.inference.audio import AudioError, load_audio
-from echo_plugin.recipe.data_dir import DataDirError, fault, read_table, report_faults
+from echo_plugin.recipe.data_dir import DataDirError, fault, read_table, run_reporting_faults
 from echo_plugin.recipe.format_data import resample, write_wav
 from echo_plugin.recipe.io import atomic_write_text, is_current, write_stamp
 from echo_plugin.recipe.noise_audio import COLOR_EXPONENTS, babble, colored_noise, read_mono, utt_rng
@@ -191,13 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        make_noise_lists(args)
-    except DataDirError as e:
-        return report_faults("noise", e.faults)
-    except (AudioError, FileNotFoundError, ValueError) as e:
-        return report_faults("noise", [str(e)])
-    return 0
+    return run_reporting_faults("noise", lambda: make_noise_lists(args), (AudioError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

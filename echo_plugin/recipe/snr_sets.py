@@ -42,7 +42,7 @@ from echo_plugin.recipe.data_dir import (
     DataDirError,
     fault,
     read_table,
-    report_faults,
+    run_reporting_faults,
     spk2utt,
     write_table,
 )
@@ -233,13 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        make_snr_sets(args)
-    except DataDirError as e:
-        return report_faults("snr_sets", e.faults)
-    except (AudioError, FileNotFoundError, ValueError) as e:
-        return report_faults("snr_sets", [str(e)])
-    return 0
+    return run_reporting_faults("snr_sets", lambda: make_snr_sets(args), (AudioError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
