@@ -7,7 +7,7 @@
   written under a temporary sibling name and renamed into place; until that rename the
   previous one is untouched, and an error leaves it as it was;
 * :func:`fetch`: a download into a ``.part`` file that takes its final name only once
-  its checksum is verified;
+  its checksum is verified; an interrupted download resumes where it stopped (HTTP Range);
 * :func:`is_current`, :func:`write_stamp`: a JSON stamp beside an output, holding the
   inputs and settings that made it; the output is up to date while the SHA-256 of the
   stamp's canonical JSON equals that of the current inputs and settings.
@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import http.client
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from pathlib import Path
 from echo_plugin.recipe.data_dir import spk2utt, write_table
 
 log = logging.getLogger(__name__)
+FETCH_TIMEOUT = 60  # seconds without data before a download counts as interrupted
 
 
 # ----------------------------------------------------------------------------- Kaldi data dirs
@@ -196,12 +199,64 @@ def checksum_fault(path: Path, expected: Mapping[str, str]) -> str | None:
     return None
 
 
-def fetch(url: str, dest: Path, sha256: str | None = None, *, md5: str | None = None) -> Path:
+def content_range_start(header: str | None) -> int | None:
+    """The first byte of a ``Content-Range: bytes FIRST-LAST/TOTAL`` header, or None."""
+    match = re.fullmatch(r"bytes (\d+)-\d+/(?:\d+|\*)", (header or "").strip())
+    return int(match.group(1)) if match else None
+
+
+def download_to(url: str, part: Path) -> None:
+    """Download ``url`` into ``part``, resuming after the bytes ``part`` already holds.
+
+    With ``N`` bytes there, the request asks for the rest (``Range: bytes=N-``); they are appended only when
+    the server answers 206 with a range starting at ``N``, otherwise the file is written again from the first
+    byte (a server, or a ``file:`` URL, that ignores Range sends it whole). A 416 answer (nothing past ``N``)
+    leaves ``part`` as it is when the server's total is ``N``, else deletes it and raises the error. Fewer
+    bytes than the answer's Content-Length raise http.client.IncompleteRead (what arrived stays in ``part``).
+    """
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=FETCH_TIMEOUT)
+    except urllib.error.HTTPError as error:
+        total = (error.headers.get("Content-Range") or "").rpartition("/")[2]
+        if error.code == 416 and have and total == str(have):
+            return  # complete already: the checksum decides
+        if error.code == 416:
+            part.unlink(missing_ok=True)
+        raise
+    with response:
+        resumed = bool(have) and response.status == 206 and content_range_start(
+            response.headers.get("Content-Range")) == have
+        if have:
+            log.info("%s: %s", url, f"resuming after {have} bytes" if resumed else "the server sends it whole")
+        declared = response.headers.get("Content-Length")
+        received = 0
+        with open(part, "ab" if resumed else "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+                received += len(block)
+        # http.client ends a body cut short silently: a dropped connection shows only in the count
+        if declared is not None and received < int(declared):
+            raise http.client.IncompleteRead(b"", int(declared) - received)
+
+
+def transient(error: BaseException) -> bool:
+    """Whether a download error is a dropped or failed connection worth resuming (not an HTTP error answer)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500
+    return isinstance(error, (urllib.error.URLError, http.client.IncompleteRead, ConnectionError, TimeoutError))
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, *, md5: str | None = None, retries: int = 3) -> Path:
     """Download ``url`` to ``dest`` unless a copy with the expected checksums is there; returns ``dest``.
 
     The download goes to ``<dest>.part`` and is renamed to ``dest`` once its checksums are verified;
-    a mismatch deletes it and raises ValueError. Without a checksum any copy already at ``dest`` is
-    kept and a download is not verified. ``md5`` is for sources that publish only MD5 (openslr).
+    a mismatch deletes it and raises ValueError. An interruption keeps ``<dest>.part``: a dropped
+    connection is resumed up to ``retries`` times in this call, and a later call (after the run was
+    stopped) resumes it too, asking the server only for the missing bytes (:func:`download_to`).
+    Without a checksum any copy already at ``dest`` is kept and a download is not verified. ``md5``
+    is for sources that publish only MD5 (openslr).
     """
     dest = Path(dest)
     expected = {name: value for name, value in (("sha256", sha256), ("md5", md5)) if value}
@@ -210,15 +265,18 @@ def fetch(url: str, dest: Path, sha256: str | None = None, *, md5: str | None = 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     log.info("downloading %s", url)
-    try:
-        with urllib.request.urlopen(url) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 22)
-        problem = checksum_fault(part, expected)
-        if problem:
-            raise ValueError(f"{url}: {problem}: corrupt or truncated download")
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    for attempt in range(retries + 1):
+        try:
+            download_to(url, part)
+            break
+        except Exception as error:
+            if attempt == retries or not transient(error):
+                raise
+            log.warning("%s: interrupted (%s); resuming (%d/%d)", url, error, attempt + 1, retries)
+    problem = checksum_fault(part, expected)
+    if problem:
+        part.unlink()
+        raise ValueError(f"{url}: {problem}: corrupt or truncated download")
     part.replace(dest)
     return dest
 
