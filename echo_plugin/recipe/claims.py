@@ -31,7 +31,6 @@ Errors (records, spec) are one line ``claims: error: ...`` and exit status 2.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +57,8 @@ from echo_plugin.recipe.compare import (
     md_row,
     pair,
     pairing_notes,
+    parse_record_args,
+    record_parser,
     spread_section,
     tuned_footnote,
 )
@@ -226,20 +227,11 @@ def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequenc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="claims", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=Path, required=True, help="directory of run records (*.jsonl)")
+    parser = record_parser("claims", __doc__)
     parser.add_argument("--spec", type=Path, required=True, help="claims spec (YAML list)")
     parser.add_argument("--out", type=Path, default=None, help="write CLAIMS.md here (else print it)")
     parser.add_argument("--test_sets", nargs="+", default=list(DEFAULT_TEST_SETS))
-    parser.add_argument("--decode_dir", default=None,
-                        help="only records of this decode dir (and its second passes, DIR_spkadapt)")
-    parser.add_argument("--n_boot", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
-    parser.add_argument("--alpha", type=float, default=ALPHA)
-    args = parser.parse_args(argv)
-    if args.n_boot < 1:
-        parser.error("--n_boot must be positive")
+    args = parse_record_args(parser, argv)
     command = f"python -m echo_plugin.recipe.claims --records {args.records} --spec {args.spec}"
     command += f" --out {args.out}" if args.out is not None else ""
     if list(args.test_sets) != list(DEFAULT_TEST_SETS):

@@ -449,24 +449,37 @@ def render(runs: dict[RunKey, FoldRun], baseline: str, configs: Sequence[str], t
 # ---------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="compare", description=__doc__,
+def record_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser holding the options of every report over the run records: --records and --decode_dir
+    (which records), --n_boot, --seed and --alpha (the bootstrap's)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=Path, required=True, help="directory of run records (*.jsonl)")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE)
-    parser.add_argument("--configs", nargs="+", default=None,
-                        help="configs to compare (default: every other config in the records)")
-    parser.add_argument("--test_sets", nargs="+", default=None, help="default: every test set of the pass")
-    parser.add_argument("--pass", dest="pass_", default=FIRST_PASS, help="decode pass (first, spkadapt)")
     parser.add_argument("--decode_dir", default=None,
                         help="only records of this decode dir (and its second passes, DIR_spkadapt)")
     parser.add_argument("--n_boot", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
     parser.add_argument("--alpha", type=float, default=ALPHA)
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    return parser
+
+
+def parse_record_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed by a :func:`record_parser`; a usage error (exit 2) unless --n_boot is positive."""
     args = parser.parse_args(argv)
     if args.n_boot < 1:
         parser.error("--n_boot must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = record_parser("compare", __doc__)
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE)
+    parser.add_argument("--configs", nargs="+", default=None,
+                        help="configs to compare (default: every other config in the records)")
+    parser.add_argument("--test_sets", nargs="+", default=None, help="default: every test set of the pass")
+    parser.add_argument("--pass", dest="pass_", default=FIRST_PASS, help="decode pass (first, spkadapt)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    args = parse_record_args(parser, argv)
     try:
         runs = average_seeds(load_records(args.records), args.decode_dir)
         if not any(k[0] == args.baseline and k[1] == args.pass_ for k in runs):

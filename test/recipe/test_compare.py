@@ -1,6 +1,7 @@
 """echo_plugin.recipe.compare: run records -> seed-averaged folds -> paired comparisons against a baseline."""
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -79,6 +80,15 @@ def test_bad_json_exit_status_from_the_command_line(tmp_path):
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"compare: error: {path}:2: not valid JSON (Expecting value, column 1)"
+
+
+@pytest.mark.parametrize("module, extra", [("compare", []), ("claims", ["--spec", "claims.yaml"])])
+def test_n_boot_must_be_positive_in_both_reports(tmp_path, capsys, module, extra):
+    cli = importlib.import_module(f"echo_plugin.recipe.{module}")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--records", str(tmp_path), "--n_boot", "0", *extra])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"{module}: error: --n_boot must be positive"
 
 
 @pytest.mark.parametrize("mutate, message", [
