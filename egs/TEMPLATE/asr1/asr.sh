@@ -11,7 +11,10 @@ help_message="Usage: $0 [options]
   --stage N / --stop_stage N   run stages N..M (1 data, 2 format+validate, 3 tokens,
                                4 stats, 5 train, 6 decode, 7 score+RESULTS.md, 8 pack)
   --nj N                       parallel jobs for stages 2, 4   --inference_nj N  for stage 6
-  --ngpu N                     GPUs for training, per node (>1: ESPnet's multiprocess DDP)
+                               (default: this machine's cores, at most 32; cmd_backend=slurm: 32)
+  --ngpu N                     GPUs for training, per node (>1: ESPnet's multiprocess DDP; default: the GPUs
+                               this machine shows (nvidia-smi -L, CUDA_VISIBLE_DEVICES); cmd_backend=slurm:
+                               the training job class's --gpu in cmd.sh, else slurm.conf's default gpu=)
   --num_nodes N                training nodes (default 1): ESPnet's launcher, one process per node (cmd.sh backend)
   --train_threads N            CPU threads of the training process (OMP_NUM_THREADS; default 1,
                                the other stages use 1 per job)
@@ -46,9 +49,9 @@ help_message="Usage: $0 [options]
 # General
 stage=1
 stop_stage=100
-nj=2
-inference_nj=2
-ngpu=0
+nj=                # default: where the jobs run (echo_plugin.recipe.job_defaults), logged with its reason
+inference_nj=
+ngpu=
 num_nodes=1         # >1: distributed training on N nodes (espnet2.bin.launch; cmd.sh's local backend: N processes here)
 train_threads=1
 gpu_inference=false
@@ -106,6 +109,26 @@ folds_file=conf/folds.yaml
 source "$(dirname "$0")/utils/parse_options.sh"
 source ./path.sh
 source ./cmd.sh
+
+# --ngpu, --nj, --inference_nj not given: fitted to where the jobs run (cmd.sh's backend; Slurm: the job class,
+# not this host), each logged with where it came from.
+missing=()
+for opt in ngpu nj inference_nj; do
+    [ -n "${!opt}" ] || missing+=("${opt}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    defaults=$(${python} -m echo_plugin.recipe.job_defaults --backend "${cmd_backend}" --config "${slurm_conf}" \
+        --train_job_opts "${train_job_opts}" "${missing[@]}") || die "cannot work out the defaults of ${missing[*]}"
+    while read -r opt value why; do
+        printf -v "${opt}" '%s' "${value}"
+        log "--${opt} ${value} (default: ${why})"
+    done <<< "${defaults}"
+fi
+[[ "${ngpu}" =~ ^[0-9]+$ ]] || die "--ngpu must be a number: ${ngpu}"
+for opt in nj inference_nj; do
+    [[ "${!opt}" =~ ^[1-9][0-9]*$ ]] || die "--${opt} must be a positive number: ${!opt}"
+done
+log "Jobs: --ngpu ${ngpu} --nj ${nj} --inference_nj ${inference_nj} (cmd_backend=${cmd_backend})"
 
 # With speed perturbation, stage 2 writes data/<train_set>_sp and every later stage trains on it.
 sp_source_set=${train_set}
