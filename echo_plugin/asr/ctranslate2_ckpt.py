@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from echo_plugin.asr.warm_start import WarmStartError
+from echo_plugin.asr.warm_start import WarmStartError, fail_on_mismatches
 
 BINARY_VERSION = 6
 DTYPES: Tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
@@ -369,17 +369,15 @@ def whisper_from_ctranslate2(model: CTranslate2Model, source: str) -> Tuple[Dict
     _check_projection(take, embeddings)
     _check_flags(take)
     unexpected = sorted(name for name in [*model.variables, *model.aliases] if name not in take.used)
-    problems = [
-        f"{label} ({len(names)}): {', '.join(names)}"
-        for label, names in (
+    fail_on_mismatches(
+        f"{source} does not fit openai-whisper's layout",
+        (
             ("missing variables", sorted(set(take.missing))),
             ("unexpected variables", unexpected),
             ("not Whisper", take.problems),
-        )
-        if names
-    ]
-    if problems:
-        raise CTranslate2Error(f"{source} does not fit openai-whisper's layout: " + "; ".join(problems))
+        ),
+        CTranslate2Error,
+    )
     return dims, state
 
 

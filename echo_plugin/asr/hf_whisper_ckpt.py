@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
-from echo_plugin.asr.warm_start import WarmStartError, read_checkpoint
+from echo_plugin.asr.warm_start import WarmStartError, fail_on_mismatches, read_checkpoint
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 ATTENTION = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "out_proj": "out"}
@@ -130,13 +130,10 @@ def whisper_from_transformers(
         if embed is not None and not torch.equal(state["proj_out.weight"], embed):
             problems.append("proj_out.weight differs from decoder.embed_tokens.weight (Whisper ties them)")
     unexpected = sorted(k for k in state if k not in used)
-    report = [
-        f"{label} ({len(names)}): {', '.join(names)}"
-        for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("not Whisper", problems))
-        if names
-    ]
-    if report:
-        raise WarmStartError(f"{source} does not fit openai-whisper's layout: " + "; ".join(report))
+    fail_on_mismatches(
+        f"{source} does not fit openai-whisper's layout",
+        (("missing keys", missing), ("unexpected keys", unexpected), ("not Whisper", problems)),
+    )
     return dims, {openai: state[hf] for openai, hf in table.items()}
 
 

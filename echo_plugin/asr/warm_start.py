@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple, Type
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,16 @@ class Converted:
 
     state: Dict[str, Tensor] = field(default_factory=dict)
     unexpected: List[str] = field(default_factory=list)
+
+
+def fail_on_mismatches(
+    what: str, groups: Sequence[Tuple[str, Sequence[str]]], error: Type[WarmStartError] = WarmStartError
+) -> None:
+    """Raise ``error("<what>: <label> (<count>): <names>; ...")`` over the groups of offending names
+    that are not empty; return when all are empty."""
+    problems = [f"{label} ({len(names)}): {', '.join(names)}" for label, names in groups if names]
+    if problems:
+        raise error(f"{what}: " + "; ".join(problems))
 
 
 def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
@@ -59,13 +69,10 @@ def load_strict(module: nn.Module, converted: Converted, fresh: Callable[[str], 
         for k, v in converted.state.items()
         if k in target and v.shape != target[k].shape
     )
-    problems = [
-        f"{label} ({len(names)}): {', '.join(names)}"
-        for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
-        if names
-    ]
-    if problems:
-        raise WarmStartError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
+    fail_on_mismatches(
+        f"{source} does not fit {type(module).__name__}",
+        (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)),
+    )
     with torch.no_grad():
         for key, value in converted.state.items():
             target[key].copy_(value.to(target[key].dtype))
