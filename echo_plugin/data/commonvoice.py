@@ -61,6 +61,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from echo_plugin.data.cli import run_corpus_cli
 from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe import io
 from echo_plugin.recipe.data_dir import MAX_FAULTS
@@ -368,21 +369,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Prepare the data dirs and print utterances and speakers per split."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        dirs = prepare_commonvoice(args.cv_root, args.out_dir, args.text_norm, args.train_tsv,
-                                   args.skip_bad_rows, args.lang)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        parser.exit(1, f"error: {err}\n")
+def dirs_from_args(args: argparse.Namespace) -> dict[str, Path]:
+    """Prepare the data dirs the options describe; split name -> its dir."""
+    return prepare_commonvoice(args.cv_root, args.out_dir, args.text_norm, args.train_tsv, args.skip_bad_rows,
+                               args.lang)
+
+
+def summary(args: argparse.Namespace, dirs: dict[str, Path]) -> Iterator[str]:
+    """One line per split: its utterances and speakers."""
     for name, path in dirs.items():
         n_utts = len((path / "text").read_text(encoding="utf-8").splitlines())
         n_spk = len((path / "spk2utt").read_text(encoding="utf-8").splitlines())
-        print(f"{name}\t{n_utts} utterances\t{n_spk} speakers")
-    return 0
+        yield f"{name}\t{n_utts} utterances\t{n_spk} speakers"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prepare the data dirs and print utterances and speakers per split."""
+    return run_corpus_cli(build_parser(), argv, dirs_from_args, summary, (ValueError, FileNotFoundError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,10 @@ import logging
 import re
 import sys
 import tarfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from echo_plugin.data.cli import run_corpus_cli
 from echo_plugin.recipe.io import Utterance, fetch, write_data_dir
 
 log = logging.getLogger(__name__)
@@ -206,24 +207,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def dirs_from_args(args: argparse.Namespace) -> dict[str, Path]:
+    """Prepare the data dirs the options describe (downloading first with --download_dir); name -> dir."""
+    root = args.librispeech_root
+    if root is None:
+        root = download_librispeech(args.download_dir, args.subsets, args.base_url, keep_archives=args.keep_archives)
+    return prepare_librispeech(root, args.out_dir, args.subsets)
+
+
+def summary(args: argparse.Namespace, dirs: dict[str, Path]) -> Iterator[str]:
+    """One line per data dir: its utterances and path."""
+    for name, path in dirs.items():
+        with open(path / "text", encoding="utf-8") as text:
+            yield f"{name}\t{sum(1 for _ in text)} utterances\t{path}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Prepare the data dirs and print utterances per dir."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        root = args.librispeech_root
-        if root is None:
-            root = download_librispeech(
-                args.download_dir, args.subsets, args.base_url, keep_archives=args.keep_archives
-            )
-        dirs = prepare_librispeech(root, args.out_dir, args.subsets)
-    except (ValueError, FileNotFoundError, tarfile.TarError) as err:
-        parser.exit(1, f"error: {err}\n")
-    for name, path in dirs.items():
-        n_utts = sum(1 for _ in open(path / "text", encoding="utf-8"))
-        print(f"{name}\t{n_utts} utterances\t{path}")
-    return 0
+    return run_corpus_cli(build_parser(), argv, dirs_from_args, summary,
+                          (ValueError, FileNotFoundError, tarfile.TarError))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from echo_plugin.data.cli import run_corpus_cli
 from echo_plugin.data.extra_corpus import is_complete, write_corpus
 from echo_plugin.data.fsdd import DIGIT_WORDS, SAMPLE_RATE
 
@@ -160,22 +161,29 @@ def write_synthetic_corpus(root: Path, cfg: SynthConfig = SynthConfig()) -> list
     return voices
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the corpus and print its voice and recording counts."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def build_parser() -> argparse.ArgumentParser:
     d = SynthConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out_dir", type=Path, required=True, help="corpus root (recordings/ goes inside)")
     p.add_argument("--n_voices", type=int, default=d.n_voices, help="synthetic speakers (%(default)s)")
     p.add_argument("--n_takes", type=int, default=d.n_takes, help="takes per voice and digit (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
-    args = p.parse_args(argv)
-    try:
-        voices = write_synthetic_corpus(args.out_dir, SynthConfig(args.n_voices, args.n_takes, args.seed))
-    except (ValueError, RuntimeError) as err:
-        p.exit(1, f"error: {err}\n")
-    print(f"{args.out_dir}\t{len(voices)} voices\t{len(voices) * len(DIGIT_WORDS) * args.n_takes} recordings")
-    return 0
+    return p
+
+
+def corpus_from_args(args: argparse.Namespace) -> list[Voice]:
+    """Write the corpus the options describe; its voices."""
+    return write_synthetic_corpus(args.out_dir, SynthConfig(args.n_voices, args.n_takes, args.seed))
+
+
+def summary(args: argparse.Namespace, voices: list[Voice]) -> list[str]:
+    """The corpus root with its voice and recording counts."""
+    return [f"{args.out_dir}\t{len(voices)} voices\t{len(voices) * len(DIGIT_WORDS) * args.n_takes} recordings"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the corpus and print its voice and recording counts."""
+    return run_corpus_cli(build_parser(), argv, corpus_from_args, summary, (ValueError, RuntimeError))
 
 
 if __name__ == "__main__":

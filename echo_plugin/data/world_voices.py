@@ -41,6 +41,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from echo_plugin.data.cli import run_corpus_cli
 from echo_plugin.data.extra_corpus import is_complete, write_corpus
 from echo_plugin.data.fsdd import SAMPLE_RATE, PrepConfig, Recording, download_fsdd, find_recordings, read_recording
 
@@ -196,9 +197,7 @@ def write_world_voices(fsdd_root: Path, root: Path, cfg: WorldVoiceConfig = Worl
     return voices
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the corpus and print its voice and recording counts."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def build_parser() -> argparse.ArgumentParser:
     d = WorldVoiceConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -214,16 +213,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
     p.add_argument("--max_takes", type=int, help="only takes with index < N (all)")
     p.add_argument("--nj", type=int, default=1, help="parallel processes (%(default)s)")
-    args = p.parse_args(argv)
-    try:
-        cfg = WorldVoiceConfig(tuple(args.speakers), args.n_voices, args.seed, tuple(args.f0_range),
-                               tuple(args.warp_range), max_takes=args.max_takes)
-        fsdd_root = args.fsdd_root if args.fsdd_root is not None else download_fsdd(args.download_dir)
-        voices = write_world_voices(fsdd_root, args.out_dir, cfg, args.nj)
-    except (ValueError, OSError) as err:
-        p.exit(1, f"error: {err}\n")
-    print(f"{args.out_dir}\t{len(voices)} voices")
-    return 0
+    return p
+
+
+def corpus_from_args(args: argparse.Namespace) -> list[WorldVoice]:
+    """Write the corpus the options describe (downloading FSDD first with --download_dir); its voices."""
+    cfg = WorldVoiceConfig(tuple(args.speakers), args.n_voices, args.seed, tuple(args.f0_range),
+                           tuple(args.warp_range), max_takes=args.max_takes)
+    fsdd_root = args.fsdd_root if args.fsdd_root is not None else download_fsdd(args.download_dir)
+    return write_world_voices(fsdd_root, args.out_dir, cfg, args.nj)
+
+
+def summary(args: argparse.Namespace, voices: list[WorldVoice]) -> list[str]:
+    """The corpus root with its voice count."""
+    return [f"{args.out_dir}\t{len(voices)} voices"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the corpus and print its voice count."""
+    return run_corpus_cli(build_parser(), argv, corpus_from_args, summary, (ValueError, OSError))
 
 
 if __name__ == "__main__":
