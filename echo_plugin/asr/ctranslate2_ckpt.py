@@ -323,6 +323,19 @@ def whisper_from_ctranslate2(model: CTranslate2Model, source: str) -> Tuple[Dict
                 put(f"{openai}.{proj}.bias", bias)
         linear(f"{ct2}/{out}", f"{openai}.out")
 
+    def layer(part: str, i: int, width: int) -> None:
+        """Layer ``i`` of ``part`` (``encoder`` or ``decoder``, whose layers also have cross-attention)."""
+        ct2, openai = f"{part}/layer_{i}", f"{part}.blocks.{i}"
+        norm(f"{ct2}/self_attention/layer_norm", f"{openai}.attn_ln")
+        attention(f"{ct2}/self_attention", f"{openai}.attn", width, (("linear_0", 3, 1),), "linear_1")
+        if part == "decoder":
+            norm(f"{ct2}/attention/layer_norm", f"{openai}.cross_attn_ln")
+            cross = (("linear_0", 1, None), ("linear_1", 2, 0))  # q alone, then [k; v]
+            attention(f"{ct2}/attention", f"{openai}.cross_attn", width, cross, "linear_2")
+        norm(f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln")
+        linear(f"{ct2}/ffn/linear_0", f"{openai}.mlp.0")
+        linear(f"{ct2}/ffn/linear_1", f"{openai}.mlp.2")
+
     conv1 = take.tensor("encoder/conv1/weight")
     embeddings = take.tensor("decoder/embeddings/weight")
     audio_pos = take.tensor("encoder/position_encodings/encodings")
@@ -345,26 +358,13 @@ def whisper_from_ctranslate2(model: CTranslate2Model, source: str) -> Tuple[Dict
     put("encoder.positional_embedding", audio_pos)
     norm("encoder/layer_norm", "encoder.ln_post")
     for i in range(dims["n_audio_layer"]):
-        ct2, openai = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        norm(f"{ct2}/self_attention/layer_norm", f"{openai}.attn_ln")
-        attention(f"{ct2}/self_attention", f"{openai}.attn", audio, (("linear_0", 3, 1),), "linear_1")
-        norm(f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln")
-        linear(f"{ct2}/ffn/linear_0", f"{openai}.mlp.0")
-        linear(f"{ct2}/ffn/linear_1", f"{openai}.mlp.2")
+        layer("encoder", i, audio)
 
     put("decoder.token_embedding.weight", embeddings)
     put("decoder.positional_embedding", text_pos)
     norm("decoder/layer_norm", "decoder.ln")
     for i in range(dims["n_text_layer"]):
-        ct2, openai = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        norm(f"{ct2}/self_attention/layer_norm", f"{openai}.attn_ln")
-        attention(f"{ct2}/self_attention", f"{openai}.attn", text, (("linear_0", 3, 1),), "linear_1")
-        norm(f"{ct2}/attention/layer_norm", f"{openai}.cross_attn_ln")
-        cross = (("linear_0", 1, None), ("linear_1", 2, 0))  # q alone, then [k; v]
-        attention(f"{ct2}/attention", f"{openai}.cross_attn", text, cross, "linear_2")
-        norm(f"{ct2}/ffn/layer_norm", f"{openai}.mlp_ln")
-        linear(f"{ct2}/ffn/linear_0", f"{openai}.mlp.0")
-        linear(f"{ct2}/ffn/linear_1", f"{openai}.mlp.2")
+        layer("decoder", i, text)
 
     _check_projection(take, embeddings)
     _check_flags(take)
