@@ -34,8 +34,10 @@ def test_registry_holds_every_gate():
         GATE.build({"type": "t_gate", "conf": {"d_model": 4}}, d_model=D)
     with pytest.raises(TypeError):
         GATE.build({"type": "t_gate", "conf": {"num_typs": 4}}, d_model=D)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="m_gate: mem_size must be >= 1, got 0"):
         GATE.build({"type": "m_gate", "conf": {"mem_size": 0}}, d_model=D)
+    with pytest.raises(ValueError, match="t_gate: num_types must be >= 1, got -1"):
+        GATE.build({"type": "t_gate", "conf": {"num_types": -1}}, d_model=D)
 
 
 @pytest.mark.parametrize("per_channel", [False, True])

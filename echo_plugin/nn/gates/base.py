@@ -22,10 +22,17 @@ from typing import Optional
 from torch import Tensor, nn
 
 
+def check_counts(gate: str, **counts: int) -> None:
+    """ValueError naming ``gate`` and the first of ``counts`` (slots, types, ...) below 1."""
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{gate}: {name} must be >= 1, got {value}")
+
+
 class Gate(nn.Module):
     """Base class of the GATE table (``echo_plugin.catalog``; see the module doc).
 
-    Args:
+    Args (of every gate):
         d_model: width D (set by the model).
         per_channel: one gate per channel (B, T, D) instead of one per frame (B, T, 1).
     """

@@ -29,9 +29,8 @@ class ContextGate(Gate):
     YAML: ``gate: c_gate`` or ``gate: {type: c_gate, conf: {use_aux: false}}``.
 
     Args:
-        d_model: width D (set by the model).
+        d_model, per_channel: as :class:`~echo_plugin.nn.gates.base.Gate`.
         use_aux: read ``aux`` when given; False = always the x-only gate (and no W_a).
-        per_channel: per-channel gates instead of per-frame ones.
     """
 
     def __init__(self, d_model: int, use_aux: bool = True, per_channel: bool = False) -> None:

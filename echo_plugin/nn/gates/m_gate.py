@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.gates.base import Gate
+from echo_plugin.nn.gates.base import Gate, check_counts
 
 
 class MemoryGate(Gate):
@@ -24,15 +24,13 @@ class MemoryGate(Gate):
     YAML: ``gate: {type: m_gate, conf: {mem_size: 64}}``.
 
     Args:
-        d_model: width D (set by the model).
+        d_model, per_channel: as :class:`~echo_plugin.nn.gates.base.Gate`.
         mem_size: M, the number of memory slots (seed: 64; its Residual used 512).
-        per_channel: per-channel gates instead of per-frame ones.
     """
 
     def __init__(self, d_model: int, mem_size: int = 64, per_channel: bool = False) -> None:
         super().__init__(d_model, per_channel)
-        if mem_size < 1:
-            raise ValueError(f"m_gate: mem_size must be >= 1, got {mem_size}")
+        check_counts("m_gate", mem_size=mem_size)
         self.mem_key = nn.Parameter(torch.randn(mem_size, d_model))
         self.mem_value = nn.Parameter(torch.randn(mem_size, self.gate_dim))
         hidden = max(1, d_model // 2)

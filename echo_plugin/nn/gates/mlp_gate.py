@@ -17,8 +17,7 @@ class MLPGate(Gate):
     YAML: ``gate: mlp_gate`` or ``gate: {type: mlp_gate, conf: {per_channel: true}}``.
 
     Args:
-        d_model: width D (set by the model).
-        per_channel: one gate per channel instead of per frame.
+        d_model, per_channel: as :class:`~echo_plugin.nn.gates.base.Gate`.
     """
 
     def __init__(self, d_model: int, per_channel: bool = False) -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from echo_plugin.nn.gates.base import Gate
+from echo_plugin.nn.gates.base import Gate, check_counts
 
 
 class TypeGate(Gate):
@@ -22,15 +22,13 @@ class TypeGate(Gate):
     YAML: ``gate: {type: t_gate, conf: {num_types: 4}}``.
 
     Args:
-        d_model: width D (set by the model).
+        d_model, per_channel: as :class:`~echo_plugin.nn.gates.base.Gate`.
         num_types: K, the number of token types (seed: 4; its Residual used 8).
-        per_channel: per-channel gates instead of per-frame ones.
     """
 
     def __init__(self, d_model: int, num_types: int = 4, per_channel: bool = False) -> None:
         super().__init__(d_model, per_channel)
-        if num_types < 1:
-            raise ValueError(f"t_gate: num_types must be >= 1, got {num_types}")
+        check_counts("t_gate", num_types=num_types)
         self.num_types = num_types
         self.classifier = nn.Linear(d_model, num_types)
         self.gates = nn.Linear(d_model, num_types * self.gate_dim)
