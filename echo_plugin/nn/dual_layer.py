@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from echo_plugin.catalog import ACTIVATION
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.standard import MultiHeadAttention
+from echo_plugin.nn.layers import causal_self_attention, unprojected_memory
 
 
 class DualGate(nn.Module):
@@ -131,17 +132,14 @@ class DualDecoderLayer(nn.Module):
         Returns:
             (B, L, D) output, new self cache, primary cache, secondary cache.
         """
-        attended, self_cache = self.attn(
-            self.attn_ln(x), key_padding_mask=target_mask, causal=True,
-            q_positions=positions, k_positions=positions, cache=self_cache,
-        )  # fmt: skip
+        attended, self_cache = causal_self_attention(self.attn, self.attn_ln(x), target_mask, positions, self_cache)
         x = x + self.dropout(attended)
         h = self.cross_attn_ln(x)
         primary, primary_cache = self.cross_attn(
-            h, _new_memory(memory, primary_cache), memory_mask, cache=primary_cache
+            h, unprojected_memory(memory, primary_cache), memory_mask, cache=primary_cache
         )
         secondary, secondary_cache = self.secondary_attn(
-            h, _new_memory(memory, secondary_cache), memory_mask, cache=secondary_cache
+            h, unprojected_memory(memory, secondary_cache), memory_mask, cache=secondary_cache
         )
         x = x + self.dropout(self.fuse(h, primary, secondary, gate_override))
         x = x + self.dropout(self.mlp(self.mlp_ln(x)))
@@ -172,9 +170,7 @@ class DualDecoderLayer(nn.Module):
         The cross-attention outputs are computed from the explicit maps, so the maps are
         exactly what produced the output.
         """
-        attended, _ = self.attn(
-            self.attn_ln(x), key_padding_mask=target_mask, causal=True, q_positions=positions, k_positions=positions
-        )
+        attended, _ = causal_self_attention(self.attn, self.attn_ln(x), target_mask, positions, None)
         x = x + self.dropout(attended)
         h = self.cross_attn_ln(x)
         primary, primary_w = explicit_cross_attention(self.cross_attn, h, memory, memory_mask)
@@ -210,8 +206,3 @@ def explicit_cross_attention(
         scores = scores.masked_fill(~memory_mask[:, None, None, :], float("-inf"))
     weights = scores.softmax(dim=-1).nan_to_num(0.0)
     return attn.out((weights @ v).transpose(1, 2).flatten(2)), weights
-
-
-def _new_memory(memory: Tensor, cache: Optional[KVCache]) -> Tensor:
-    """The memory to project: all of it, or none when a cache already holds its keys/values."""
-    return memory if cache is None else memory[:, :0]

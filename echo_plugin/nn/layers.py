@@ -62,16 +62,60 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
-class EncoderLayer(nn.Module):
-    """x + SelfAttention(norm(x)), then x + gate(h, FeedForward(h)) with h = norm(x).
+class PreNormLayer(nn.Module):
+    """What EncoderLayer and DecoderLayer share: attention modules, each with its own pre-norm, then
+    the gated feed-forward step ``x + dropout(gate(h, feed_forward(h), aux))`` with ``h = ff_norm(x)``.
+
+    Submodules are registered in this order (the state-dict and parameter order): the attentions,
+    ``feed_forward``, ``gate``, the attentions' norms, ``ff_norm``, ``dropout``.
 
     Args:
-        self_attn: an ATTENTION module (rotary already inside).
+        attentions: attribute name -> (ATTENTION module, attribute name of its pre-norm), in order.
         feed_forward: (B, T, D) -> (B, T, D).
         d_model: width D.  dropout: residual dropout.  norm: NORM name.
         gate: a GATE module on the feed-forward update; None = ``NoGate`` (no
             parameters, update unchanged: the plain pre-norm layer).
     """
+
+    def __init__(
+        self,
+        attentions: Mapping[str, Tuple[nn.Module, str]],
+        feed_forward: nn.Module,
+        d_model: int,
+        dropout: float,
+        norm: str,
+        gate: Optional[nn.Module],
+    ) -> None:
+        super().__init__()
+        for name, (attention, _) in attentions.items():
+            self.add_module(name, attention)
+        self.feed_forward = feed_forward
+        self.gate = NoGate(d_model) if gate is None else gate
+        for _, norm_name in attentions.values():
+            self.add_module(norm_name, make_norm(norm, d_model))
+        self.ff_norm = make_norm(norm, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def residual(self, x: Tensor, update: Tensor) -> Tensor:
+        """x + dropout(update), both (B, T, D)."""
+        return x + self.dropout(update)
+
+    def feed_forward_step(self, x: Tensor, aux: Optional[Tensor]) -> Tensor:
+        """x (B, T, D), aux (B, T, D) for gates that read one, or None -> x + dropout(gate(h, FF(h), aux))."""
+        h = self.ff_norm(x)
+        return self.residual(x, self.gate(h, self.feed_forward(h), aux))
+
+
+class EncoderLayer(PreNormLayer):
+    """x + SelfAttention(attn_norm(x)), then x + gate(h, FeedForward(h)) with h = ff_norm(x).
+
+    Args:
+        self_attn: an ATTENTION module (rotary already inside).
+        feed_forward, d_model, dropout, norm, gate: as :class:`PreNormLayer`.
+    """
+
+    self_attn: nn.Module
+    attn_norm: nn.Module
 
     def __init__(
         self,
@@ -82,13 +126,7 @@ class EncoderLayer(nn.Module):
         norm: str = "layer_norm",
         gate: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__()
-        self.self_attn = self_attn
-        self.feed_forward = feed_forward
-        self.gate = NoGate(d_model) if gate is None else gate
-        self.attn_norm = make_norm(norm, d_model)
-        self.ff_norm = make_norm(norm, d_model)
-        self.dropout = nn.Dropout(dropout)
+        super().__init__({"self_attn": (self_attn, "attn_norm")}, feed_forward, d_model, dropout, norm, gate)
 
     def forward(
         self,
@@ -126,23 +164,39 @@ class EncoderLayer(nn.Module):
             k_positions=positions,
             **extra,
         )
-        x = x + self.dropout(attended)
-        h = self.ff_norm(x)
-        return x + self.dropout(self.gate(h, self.feed_forward(h), aux))
+        return self.feed_forward_step(self.residual(x, attended), aux)
 
 
-class DecoderLayer(nn.Module):
+def causal_self_attention(
+    attn: nn.Module, x: Tensor, target_mask: Optional[Tensor], positions: Optional[Tensor], cache: Optional[KVCache]
+) -> Tuple[Tensor, KVCache]:
+    """A decoder's causal self-attention over its newest L steps: x (B, L, D) normalised, target_mask
+    (B, L_total) True = real token or None, positions (L,) or None (continue after ``cache``), cache
+    (k, v) of the earlier steps or None -> (B, L, D), the cache now covering all steps."""
+    return attn(x, key_padding_mask=target_mask, causal=True, q_positions=positions, k_positions=positions, cache=cache)
+
+
+def unprojected_memory(memory: Tensor, cache: Optional[KVCache]) -> Tensor:
+    """What a cross-attention still has to project of memory (B, S, D): all of it, or none (B, 0, D)
+    when ``cache`` already holds its keys/values."""
+    return memory if cache is None else memory[:, :0]
+
+
+class DecoderLayer(PreNormLayer):
     """Causal self-attention, cross-attention to the encoder memory, gated feed-forward; all pre-norm.
 
     The feed-forward step is ``x + gate(h, FeedForward(h), aux=context)`` with
-    ``h = norm(x)`` and ``context`` this layer's cross-attention output.
+    ``h = ff_norm(x)`` and ``context`` this layer's cross-attention output.
 
     Args:
         self_attn, cross_attn: ATTENTION modules (cross-attention without rotary).
-        feed_forward: (B, L, D) -> (B, L, D).
-        d_model: width D.  dropout: residual dropout.  norm: NORM name.
-        gate: a GATE module on the feed-forward update; None = ``NoGate`` (update unchanged).
+        feed_forward, d_model, dropout, norm, gate: as :class:`PreNormLayer`.
     """
+
+    self_attn: nn.Module
+    cross_attn: nn.Module
+    self_norm: nn.Module
+    cross_norm: nn.Module
 
     def __init__(
         self,
@@ -154,15 +208,8 @@ class DecoderLayer(nn.Module):
         norm: str = "layer_norm",
         gate: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__()
-        self.self_attn = self_attn
-        self.cross_attn = cross_attn
-        self.feed_forward = feed_forward
-        self.gate = NoGate(d_model) if gate is None else gate
-        self.self_norm = make_norm(norm, d_model)
-        self.cross_norm = make_norm(norm, d_model)
-        self.ff_norm = make_norm(norm, d_model)
-        self.dropout = nn.Dropout(dropout)
+        attentions = {"self_attn": (self_attn, "self_norm"), "cross_attn": (cross_attn, "cross_norm")}
+        super().__init__(attentions, feed_forward, d_model, dropout, norm, gate)
 
     def forward(
         self,
@@ -187,21 +234,11 @@ class DecoderLayer(nn.Module):
         Returns:
             (B, L, D) output, new self cache, cross cache.
         """
-        attended, self_cache = self.self_attn(
-            self.self_norm(x),
-            key_padding_mask=target_mask,
-            causal=True,
-            q_positions=positions,
-            k_positions=positions,
-            cache=self_cache,
-        )
-        x = x + self.dropout(attended)
-        # With a cross cache every memory key is already projected: add no new ones.
-        new_memory = memory if cross_cache is None else memory[:, :0]
+        h = self.self_norm(x)
+        attended, self_cache = causal_self_attention(self.self_attn, h, target_mask, positions, self_cache)
+        x = self.residual(x, attended)
         context, cross_cache = self.cross_attn(
-            self.cross_norm(x), new_memory, key_padding_mask=memory_mask, cache=cross_cache
+            self.cross_norm(x), unprojected_memory(memory, cross_cache), key_padding_mask=memory_mask, cache=cross_cache
         )
-        x = x + self.dropout(context)
-        h = self.ff_norm(x)
-        x = x + self.dropout(self.gate(h, self.feed_forward(h), context))
+        x = self.feed_forward_step(self.residual(x, context), context)
         return x, self_cache, cross_cache
