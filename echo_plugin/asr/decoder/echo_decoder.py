@@ -13,9 +13,9 @@ from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
 from echo_plugin.asr.decoder.beam_cache import CachedScorer, HypState, batch_caches, hypothesis_states
-from echo_plugin.catalog import ATTENTION, GATE
 from echo_plugin.espnet_legacy import make_pad_mask
-from echo_plugin.nn.layers import DecoderLayer, FeedForward, layer_specs, make_norm
+from echo_plugin.nn.layer_builder import LayerBuilder
+from echo_plugin.nn.layers import layer_specs, make_norm
 
 LAYER_DEFAULTS: Mapping[str, Any] = {
     "self_attention": "standard",
@@ -69,30 +69,9 @@ class EchoDecoder(AbsDecoder, CachedScorer):
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=d_model**-0.5)
         self.embed_dropout = nn.Dropout(dropout_rate)
+        build = LayerBuilder(d_model, attention_heads, linear_units, dropout_rate, activation, norm)
         self.blocks = nn.ModuleList(
-            DecoderLayer(
-                ATTENTION.build(
-                    spec["self_attention"],
-                    d_model=d_model,
-                    n_heads=attention_heads,
-                    dropout=self_attention_dropout_rate,
-                    rotary=spec["rotary"],
-                    masking=spec["self_masking"],
-                ),
-                ATTENTION.build(
-                    spec["cross_attention"],
-                    d_model=d_model,
-                    n_heads=attention_heads,
-                    dropout=src_attention_dropout_rate,
-                    rotary="none",
-                    masking=spec["cross_masking"],
-                ),
-                FeedForward(d_model, linear_units, dropout_rate, activation),
-                d_model,
-                dropout_rate,
-                norm,
-                gate=GATE.build(spec["gate"], d_model=d_model),
-            )
+            build.decoder_layer(spec, self_attention_dropout_rate, src_attention_dropout_rate)
             for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
         )
         self.after_norm = make_norm(norm, d_model)

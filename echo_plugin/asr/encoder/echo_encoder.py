@@ -9,7 +9,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor, nn
 
 from echo_plugin.asr.encoder.patch_input import PatchEmbedding
-from echo_plugin.catalog import ATTENTION, GATE, INPUT_LAYER
+from echo_plugin.catalog import INPUT_LAYER
 from echo_plugin.espnet_legacy import (
     PositionalEncoding,
     TooShortUttError,
@@ -18,7 +18,8 @@ from echo_plugin.espnet_legacy import (
 )
 from echo_plugin.nn.attention.memory import WorkingMemory
 from echo_plugin.nn.capabilities import reads_f0
-from echo_plugin.nn.layers import EncoderLayer, FeedForward, layer_specs, make_norm
+from echo_plugin.nn.layer_builder import LayerBuilder
+from echo_plugin.nn.layers import layer_specs, make_norm
 from echo_plugin.nn.masking import frame_silence, subsample_silence
 from echo_plugin.nn.rotary.axial import grid_positions
 from echo_plugin.nn.rotary.pitch import F0Track, resample_f0
@@ -280,28 +281,13 @@ class EchoEncoder(AbsEncoder):
         self.silence_threshold = silence_threshold
         if silence_threshold is not None:
             _check_silence_frames(self.embed, input_layer)
-        self.blocks = nn.ModuleList(
-            EncoderLayer(
-                ATTENTION.build(
-                    spec["attention"],
-                    d_model=output_size,
-                    n_heads=attention_heads,
-                    dropout=attention_dropout_rate,
-                    rotary=spec["rotary"],
-                    masking=spec["masking"],
-                ),
-                FeedForward(output_size, linear_units, dropout_rate, activation),
-                output_size,
-                dropout_rate,
-                norm,
-                gate=GATE.build(spec["gate"], d_model=output_size),
-            )
-            for spec in layer_specs(layers, num_blocks, LAYER_DEFAULTS)
-        )
+        specs = layer_specs(layers, num_blocks, LAYER_DEFAULTS)
+        build = LayerBuilder(output_size, attention_heads, linear_units, dropout_rate, activation, norm)
+        self.blocks = nn.ModuleList(build.encoder_layer(spec, attention_dropout_rate) for spec in specs)
         self.after_norm = make_norm(norm, output_size)
         self.patches = isinstance(self.embed, PatchEmbedding)
         if self.patches:
-            _check_patch_layers(layer_specs(layers, num_blocks, LAYER_DEFAULTS), silence_threshold)
+            _check_patch_layers(specs, silence_threshold)
 
     def output_size(self) -> int:
         return self._output_size
