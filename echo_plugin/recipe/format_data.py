@@ -2,20 +2,30 @@
 
     python -m echo_plugin.recipe.format_data --src data/train --dst dump/raw/train \
         --fs 8000 [--resample true] [--max_duration 30] [--min_duration 0.0] \
-        [--nj 2] [--audio_dir DIR]
+        [--nj 2] [--audio_dir DIR] [--audio_format wav|flac|wav.ark|flac.ark] [--cmd "${train_cmd}"]
 
 Reads ``<src>/wav.scp`` and ``<src>/text`` (required) and ``<src>/utt2spk``
 (optional: without it each utterance is its own speaker). ``segments`` and
 piped ``wav.scp`` entries (``cmd |``) are rejected as unsupported.
 
-Audio is read with soundfile (libsndfile: wav, flac, mp3, ogg, ...).
+Audio is read with soundfile (libsndfile: wav, flac, mp3, ogg, ...), or from
+an archive entry ``<file>.ark:<offset>`` (:mod:`echo_plugin.recipe.audio_archive`).
 Relative paths in wav.scp are taken from the current dir.
-Multi-channel audio is downmixed to mono (the channel mean). A file is
+Multi-channel audio is downmixed to mono (the channel mean). With ``--audio_format``
+``wav`` (the default) or ``flac`` there is one file per utterance: a file is
 referenced in place (absolute path) when it is a mono wav or flac at ``--fs``;
-any other file (another rate, several channels, mp3, ogg, ...) is converted
-to a 16-bit PCM mono wav at ``--fs`` named ``<uttid>.wav`` under
+any other (another rate, several channels, mp3, ogg, an archive entry, ...) is converted
+to a 16-bit PCM mono file at ``--fs`` in that format named ``<uttid>.wav`` (``.flac``) under
 ``<dst>/data/`` (or ``--audio_dir``). With ``--resample false`` a rate other
 than ``--fs`` is a fault instead.
+
+With ``--audio_format wav.ark`` or ``flac.ark`` (large corpora: a few big files instead of
+one per utterance) every utterance is written, 16-bit PCM mono at ``--fs``, into
+archives ``<dst>/data/wav.<j>.ark`` that ESPnet reads natively (data type ``kaldi_ark``), an
+archive entry of the right rate excepted (referenced in place: speed perturbation writes
+archives too). The ``--nj`` archives are written by ``--nj`` jobs through ``--cmd`` (asr.sh
+gives cmd.sh's ``${train_cmd}``: local processes or a Slurm job array; default: local), each
+logging to ``<log_dir>/format_<dst name>.<j>.log`` (``--log_dir``, default ``<dst>/../log``).
 
 Every fault (missing, unreadable, empty or cut-off audio, a wrong rate,
 an empty transcript, a duplicate id, ids in one file but not another) is
@@ -30,7 +40,8 @@ scored) checks no length; ``refuse`` makes it a fault.
 
 Writes, sorted by utterance id in byte order, in a temporary sibling renamed
 over ``--dst`` at the end: wav.scp, text, utt2spk, spk2utt, utt2dur (seconds,
-3 decimals) and utt2num_samples.
+3 decimals) and utt2num_samples; and ``audio_format`` (as ESPnet's dump dirs: the
+stages after read their data type from it).
 """
 from __future__ import annotations
 
@@ -42,20 +53,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from espnet2.utils.types import str2bool
 
-from echo_plugin.inference.audio import AudioError, load_audio
+from echo_plugin.inference.audio import AudioError
+from echo_plugin.recipe.audio_archive import (
+    AUDIO_FORMATS,
+    ArchiveWriter,
+    is_archive_entry,
+    is_archive_format,
+    read_entry,
+    write_audio_file,
+)
+from echo_plugin.recipe.cli import report
 from echo_plugin.recipe.data_dir import (
     MAX_FAULTS,
     DataDirError,
     fault,
     read_table_faults,
-    report_faults,
     spk2utt,
     write_table,
 )
 from echo_plugin.recipe.io import atomic_dir
+from echo_plugin.recipe.shards import ShardError, run_shards, split
 
 IN_PLACE_SUFFIXES = {".wav", ".flac"}
 
@@ -71,6 +90,14 @@ class AudioSpec:
     length_policy: str  # refuse | drop | keep (module docstring)
     stage_dir: Path  # converted files are written here while building
     final_dir: Path  # ... and are found here once --dst is in place
+    audio_format: str = "wav"  # of the converted files or archives (audio_archive.AUDIO_FORMATS)
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "stage_dir": str(self.stage_dir), "final_dir": str(self.final_dir)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> AudioSpec:
+        return cls(**{**data, "stage_dir": Path(data["stage_dir"]), "final_dir": Path(data["final_dir"])})
 
 
 @dataclass(frozen=True)
@@ -88,7 +115,7 @@ class AudioEntry:
     """The formatted audio of one utterance."""
 
     uttid: str
-    path: Path
+    path: Path | str  # a file, or an archive entry <file>.ark:<offset>
     num_samples: int
 
 
@@ -194,9 +221,8 @@ def resample(samples: np.ndarray, rate: int, fs: int) -> np.ndarray:
 
 
 def write_wav(samples: np.ndarray, fs: int, path: Path) -> None:
-    """Write mono ``samples`` as a 16-bit PCM wav."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.clip(samples, -1.0, 1.0), fs, subtype="PCM_16", format="WAV")
+    """Write mono ``samples`` as a 16-bit PCM wav (for noise.py and snr_sets.py)."""
+    write_audio_file(samples, fs, path, "wav")
 
 
 def usable_in_place(job: AudioJob, rate: int, channels: int) -> bool:
@@ -204,20 +230,93 @@ def usable_in_place(job: AudioJob, rate: int, channels: int) -> bool:
     return rate == job.spec.fs and channels == 1 and job.path.suffix.lower() in IN_PLACE_SUFFIXES
 
 
-def process_audio(job: AudioJob) -> AudioEntry | Dropped | str:
-    """Check one utterance's audio, converting it when needed; a fault line on failure."""
+def read_checked(job: AudioJob) -> tuple[np.ndarray, int] | Dropped | str:
+    """One utterance's audio (frames x channels) and rate once they pass the checks; Dropped when it is
+    left out for its length, a fault line when it is unusable."""
     try:
-        data, rate = load_audio(job.path)
+        data, rate = read_entry(job.path)
         dropped = check_rate_and_duration(job, len(data), rate)
     except AudioError as e:
         return fault(job.scp, job.uttid, str(e))
     if dropped is not None:
         return Dropped(job.uttid, dropped)
+    return data, rate
+
+
+def process_audio(job: AudioJob) -> AudioEntry | Dropped | str:
+    """Check one utterance's audio, converting it to a file when needed; a fault line on failure."""
+    checked = read_checked(job)
+    if not isinstance(checked, tuple):
+        return checked
+    data, rate = checked
     if usable_in_place(job, rate, data.shape[1]):
         return AudioEntry(job.uttid, job.path, len(data))
     converted = resample(data.mean(axis=1), rate, job.spec.fs)
-    write_wav(converted, job.spec.fs, job.spec.stage_dir / f"{job.uttid}.wav")
-    return AudioEntry(job.uttid, job.spec.final_dir / f"{job.uttid}.wav", len(converted))
+    name = f"{job.uttid}.{job.spec.audio_format}"
+    write_audio_file(converted, job.spec.fs, job.spec.stage_dir / name, job.spec.audio_format)
+    return AudioEntry(job.uttid, job.spec.final_dir / name, len(converted))
+
+
+def archive_audio(job: AudioJob, archive: ArchiveWriter) -> AudioEntry | Dropped | str:
+    """Check one utterance's audio and append it to ``archive`` (an archive entry that is mono at --fs
+    already is referenced in place); a fault line on failure."""
+    checked = read_checked(job)
+    if not isinstance(checked, tuple):
+        return checked
+    data, rate = checked
+    if is_archive_entry(job.path) and rate == job.spec.fs and data.shape[1] == 1:
+        return AudioEntry(job.uttid, job.path, len(data))
+    converted = resample(data.mean(axis=1), rate, job.spec.fs)
+    return AudioEntry(job.uttid, archive.write(job.uttid, converted, job.spec.fs), len(converted))
+
+
+def format_shard(task: dict) -> list[dict]:
+    """One job of the archive formats: its utterances (``task["items"]``: [uttid, source]) into one archive.
+
+    Returns one result per utterance, ``{"uttid", "path", "num_samples"}``, ``{"uttid", "dropped"}`` or
+    ``{"fault"}``; it stops after ``task["max_faults"]`` faults."""
+    spec = AudioSpec.from_json(task["spec"])
+    results: list[dict] = []
+    faults = 0
+    with ArchiveWriter(Path(task["archive"]), Path(task["final"]), spec.audio_format) as archive:
+        for uttid, path in task["items"]:
+            result = archive_audio(AudioJob(uttid, Path(path), Path(task["scp"]), spec), archive)
+            if isinstance(result, str):
+                results.append({"fault": result})
+                faults += 1
+                if faults >= task["max_faults"]:
+                    break
+            elif isinstance(result, Dropped):
+                results.append({"uttid": uttid, "dropped": result.reason})
+            else:
+                results.append({"uttid": uttid, "path": str(result.path), "num_samples": result.num_samples})
+    return results
+
+
+def archive_all(jobs: list[AudioJob], nj: int, max_faults: int, cmd: str | None, log_dir: Path,
+                name: str) -> tuple[list[AudioEntry | Dropped], list[str]]:
+    """Write every job's audio into ``nj`` archives, one job each through ``cmd`` (format_shard)."""
+    if not jobs or max_faults <= 0:
+        return [], []
+    spec = jobs[0].spec
+    tasks = [{"spec": spec.to_json(), "scp": str(shard[0].scp), "max_faults": max_faults,
+              "archive": str(spec.stage_dir / f"wav.{j}.ark"), "final": str(spec.final_dir / f"wav.{j}.ark"),
+              "items": [[job.uttid, str(job.path)] for job in shard]}
+             for j, shard in enumerate(split(jobs, nj), start=1)]
+    work_dir = spec.stage_dir.parent / ".shards"
+    try:
+        shards = run_shards(format_shard, tasks, work_dir, str(log_dir / f"format_{name}.JOB.log"), cmd)
+    except ShardError as e:
+        raise DataDirError([str(e)]) from None
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    results = [result for shard in shards for result in shard]
+    faults = [r["fault"] for r in results if "fault" in r][:max_faults]
+    entries: list[AudioEntry | Dropped] = [
+        Dropped(r["uttid"], r["dropped"]) if "dropped" in r else AudioEntry(r["uttid"], r["path"], r["num_samples"])
+        for r in results if "fault" not in r
+    ]
+    return entries, faults
 
 
 def check_audio(jobs: list[AudioJob], nj: int, max_faults: int) -> tuple[list[AudioEntry | Dropped], list[str]]:
@@ -260,7 +359,8 @@ def publish_audio(stage_dir: Path, audio_dir: Path) -> None:
     stage_dir.rmdir()
 
 
-def write_outputs(out: Path, source: SourceDir, results: list[AudioEntry | Dropped], fs: int) -> None:
+def write_outputs(out: Path, source: SourceDir, results: list[AudioEntry | Dropped], fs: int,
+                  audio_format: str = "wav") -> None:
     """Write the formatted data-dir files into ``out`` (and ``dropped``, when some were)."""
     entries = [e for e in results if isinstance(e, AudioEntry)]
     dropped = {d.uttid: d.reason for d in results if isinstance(d, Dropped)}
@@ -275,6 +375,7 @@ def write_outputs(out: Path, source: SourceDir, results: list[AudioEntry | Dropp
         print(f"format_data: left out {len(dropped)} utterance(s) for their length (listed in {out.name}/dropped)")
     write_table(out / "utt2dur", {e.uttid: f"{e.num_samples / fs:.3f}" for e in entries})
     write_table(out / "utt2num_samples", {e.uttid: e.num_samples for e in entries})
+    (out / "audio_format").write_text(f"{audio_format}\n", encoding="utf-8")
 
 
 def format_data(args: argparse.Namespace) -> None:
@@ -284,15 +385,20 @@ def format_data(args: argparse.Namespace) -> None:
     with atomic_dir(dst) as tmp:
         final_dir = (args.audio_dir or dst / "data").absolute()
         spec = AudioSpec(args.fs, args.resample, args.min_duration, args.max_duration, args.length_policy,
-                         tmp / "data", final_dir)
+                         tmp / "data", final_dir, args.audio_format)
         jobs = audio_jobs(source, args.src / "wav.scp", spec)
         # one more than reported, so report_faults can tell that it stopped early
-        entries, faults = check_audio(jobs, args.nj, MAX_FAULTS + 1 - len(source.faults))
+        max_faults = MAX_FAULTS + 1 - len(source.faults)
+        if is_archive_format(args.audio_format):
+            log_dir = (args.log_dir or dst.parent / "log").absolute()
+            entries, faults = archive_all(jobs, args.nj, max_faults, args.cmd, log_dir, dst.name)
+        else:
+            entries, faults = check_audio(jobs, args.nj, max_faults)
         if source.faults or faults:
             raise DataDirError(source.faults + faults)
         if args.audio_dir is not None:
             publish_audio(spec.stage_dir, final_dir)
-        write_outputs(tmp, source, entries, args.fs)
+        write_outputs(tmp, source, entries, args.fs, args.audio_format)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -307,18 +413,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="an utterance outside the durations: a fault, left out (listed in <dst>/dropped), "
                              "or kept unchecked (test sets)")
     parser.add_argument("--nj", type=int, default=2, help="parallel processes for the audio")
-    parser.add_argument("--audio_dir", type=Path, default=None, help="where converted audio goes (default <dst>/data)")
+    parser.add_argument("--audio_dir", type=Path, default=None,
+                        help="where converted audio or archives go (default <dst>/data)")
+    parser.add_argument("--audio_format", choices=tuple(AUDIO_FORMATS), default="wav",
+                        help="one file per utterance (wav, flac: the format of converted files) or archives of "
+                             "every utterance (wav.ark, flac.ark; ESPnet's data type kaldi_ark)")
+    parser.add_argument("--cmd", default=None,
+                        help="the job command the archives are written through, one job each, e.g. cmd.sh's "
+                             "${train_cmd} (default: processes on this machine)")
+    parser.add_argument("--log_dir", type=Path, default=None,
+                        help="the archive jobs' logs: format_<dst name>.<j>.log (default <dst>/../log)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def work() -> str:
         format_data(args)
-    except DataDirError as e:
-        return report_faults("format_data", e.faults)
-    print(f"format_data: wrote {args.dst}")
-    return 0
+        return f"wrote {args.dst}"
+
+    return report("format_data", work)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Speed perturbation of a training data dir, as ESPnet's asr.sh does with Kaldi's scripts.
 
     python -m echo_plugin.recipe.speed_perturb --src data/train --dst data/train_sp \
-        --factors 0.9 1.0 1.1 [--nj 2]
+        --factors 0.9 1.0 1.1 [--nj 2] [--audio_format flac.ark --cmd "${train_cmd}"]
 
 For each factor ``f`` other than 1 every utterance ``u`` of speaker ``s`` becomes
 ``sp<f>-u`` of speaker ``sp<f>-s``, its audio played ``f`` times faster (the
@@ -10,15 +10,20 @@ samples are resampled from a nominal rate ``f * fs`` to ``fs``. Factor 1 keeps
 the original ids and audio files, as ESPnet does (``utils/combine_data.sh`` of
 ``data/<train>`` with the ``_sp<f>`` dirs). Transcripts are unchanged.
 
-Perturbed audio is written as 16-bit FLAC under ``<dst>/audio/`` (soundfile
-reads it in place at stage 2); ``wav.scp`` holds absolute paths. ``--dst`` is
-built in a temporary sibling and renamed into place; the output is the same
-bytes on every run. A ``--dst`` that is newer than every file of ``--src`` and
-was made with the same factors is left as it is.
+Perturbed audio is written as 16-bit FLAC files under ``<dst>/audio/`` (soundfile
+reads them in place at stage 2), or with ``--audio_format wav.ark`` / ``flac.ark``
+into ``--nj`` archives ``<dst>/audio/wav.<j>.ark`` (:mod:`echo_plugin.recipe.audio_archive`;
+stage 2 references their entries in place), one job each through ``--cmd`` (asr.sh: cmd.sh's
+``${train_cmd}``; default: local processes), logging to ``<log_dir>/speed_perturb_<dst name>.<j>.log``;
+``wav.scp`` holds absolute paths. ``--dst`` is built in a temporary sibling and renamed into
+place; the output is the same bytes on every run. A ``--dst`` that is newer than every file of
+``--src`` and was made with the same factors and kind of output (files or the archive format,
+``<dst>/audio_format``) is left as it is.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,14 +31,33 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from echo_plugin.inference.audio import AudioError, load_audio
-from echo_plugin.recipe.data_dir import DataDirError, fault, report_faults, spk2utt, write_table
+from echo_plugin.inference.audio import AudioError
+from echo_plugin.recipe.audio_archive import (
+    AUDIO_FORMATS,
+    ArchiveWriter,
+    is_archive_format,
+    read_entry,
+    write_audio_file,
+)
+from echo_plugin.recipe.cli import report
+from echo_plugin.recipe.data_dir import DataDirError, fault, spk2utt, write_table
 from echo_plugin.recipe.format_data import read_source
 from echo_plugin.recipe.io import atomic_dir
+from echo_plugin.recipe.shards import ShardError, run_shards, split
 
 FACTORS_FILE = "speed_perturb_factors"
+FORMAT_FILE = "audio_format"  # flac (files) or the archive format
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """How perturbed audio goes into archives: the format, the jobs and their command and logs."""
+
+    audio_format: str = "flac"  # flac: one FLAC file per utterance; wav.ark / flac.ark: archives
+    nj: int = 1
+    cmd: str | None = None  # the job command (cmd.sh's ${train_cmd}); None: local processes
+    log_dir: Path | None = None  # the jobs' logs (default: <dst>/../log)
 
 
 @dataclass(frozen=True)
@@ -72,16 +96,65 @@ def change_speed(samples: np.ndarray, factor: Fraction) -> np.ndarray:
     return F.resample(wave, factor.numerator, factor.denominator).numpy()
 
 
-def perturb_one(job: PerturbJob) -> str | None:
-    """Write one perturbed utterance; a fault line when its audio is unusable."""
+def perturbed(job: PerturbJob) -> tuple[np.ndarray, int] | str:
+    """One utterance sped up: mono samples (T,) and their rate; a fault line when its audio is unusable."""
     try:
-        data, rate = load_audio(job.src)
+        data, rate = read_entry(job.src)
     except AudioError as e:
         return fault(job.src, job.uttid, str(e))
-    fast = change_speed(data.mean(axis=1), parse_factor(job.factor))
-    job.out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(job.out, np.clip(fast, -1.0, 1.0), rate, subtype="PCM_16", format="FLAC")
+    return change_speed(data.mean(axis=1), parse_factor(job.factor)), rate
+
+
+def perturb_one(job: PerturbJob) -> str | None:
+    """Write one perturbed utterance as a FLAC file; a fault line when its audio is unusable."""
+    result = perturbed(job)
+    if isinstance(result, str):
+        return result
+    write_audio_file(*result, job.out, "flac")
     return None
+
+
+def perturb_shard(task: dict) -> list[dict]:
+    """One job of the archive formats: its utterances (``task["items"]``: [uttid, source, factor]) sped up into
+    one archive; one result each, ``{"uttid", "path"}`` or ``{"fault"}``."""
+    results: list[dict] = []
+    with ArchiveWriter(Path(task["archive"]), Path(task["final"]), task["audio_format"]) as archive:
+        for uttid, src, factor in task["items"]:
+            result = perturbed(PerturbJob(uttid, Path(src), factor, Path(task["final"])))
+            if isinstance(result, str):
+                results.append({"fault": result})
+            else:
+                results.append({"uttid": uttid, "path": archive.write(uttid, *result)})
+    return results
+
+
+def perturb_files(jobs: list[PerturbJob], nj: int) -> list[str]:
+    """Write each job's FLAC file over ``nj`` local processes; the fault lines."""
+    if not jobs:
+        return []
+    with ProcessPoolExecutor(max_workers=max(1, min(nj, len(jobs)))) as pool:
+        return [f for f in pool.map(perturb_one, jobs, chunksize=max(1, len(jobs) // (4 * max(1, nj)))) if f]
+
+
+def perturb_archives(jobs: list[PerturbJob], stage: Path, final: Path, options: ArchiveOptions) -> dict[str, str]:
+    """Write the jobs' audio into ``options.nj`` archives under ``stage`` (read from ``final``), one job each
+    through ``options.cmd``; utterance id -> its wav.scp value. DataDirError lists the faults."""
+    tasks = [{"audio_format": options.audio_format, "archive": str(stage / f"wav.{j}.ark"),
+              "final": str(final / f"wav.{j}.ark"), "items": [[job.uttid, str(job.src), job.factor] for job in shard]}
+             for j, shard in enumerate(split(jobs, options.nj), start=1)]
+    work_dir = stage.parent / ".shards"
+    log = str((options.log_dir or final.parent.parent / "log") / f"speed_perturb_{final.parent.name}.JOB.log")
+    try:
+        shards = run_shards(perturb_shard, tasks, work_dir, log, options.cmd) if jobs else []
+    except ShardError as e:
+        raise DataDirError([str(e)]) from None
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    results = [result for shard in shards for result in shard]
+    faults = [r["fault"] for r in results if "fault" in r]
+    if faults:
+        raise DataDirError(faults)
+    return {r["uttid"]: r["path"] for r in results}
 
 
 def prefixed(factor: str, key: str) -> str:
@@ -89,24 +162,35 @@ def prefixed(factor: str, key: str) -> str:
     return f"sp{factor}-{key}"
 
 
-def is_current(src: Path, dst: Path, factors: list[str]) -> bool:
-    """Whether ``dst`` was made from ``src``'s current files with ``factors``."""
-    stamp = dst / FACTORS_FILE
+def output_format(audio_format: str) -> str:
+    """What speed perturbation writes for asr.sh's --audio_format: the archive format, else FLAC files."""
+    return audio_format if is_archive_format(audio_format) else "flac"
+
+
+def is_current(src: Path, dst: Path, factors: list[str], audio_format: str = "flac") -> bool:
+    """Whether ``dst`` was made from ``src``'s current files with ``factors`` into ``audio_format``."""
+    stamp, made_as = dst / FACTORS_FILE, dst / FORMAT_FILE
     if not (stamp.is_file() and (dst / "wav.scp").is_file()) or stamp.read_text().split() != factors:
+        return False
+    if (made_as.read_text().strip() if made_as.is_file() else "flac") != audio_format:
         return False
     made = (dst / "wav.scp").stat().st_mtime
     return all(p.stat().st_mtime <= made for p in src.iterdir() if p.is_file())
 
 
-def speed_perturb(src: Path, dst: Path, factors: list[str], nj: int = 1) -> bool:
+def speed_perturb(src: Path, dst: Path, factors: list[str], nj: int = 1,
+                  archives: ArchiveOptions | None = None) -> bool:
     """Write the perturbed copy of data dir ``src`` to ``dst``; False when it was current already.
 
-    DataDirError lists the faults (of the source dir or its audio)."""
+    ``archives`` (with an archive format) writes the audio into archives instead of FLAC files (its ``nj``
+    jobs; ``nj`` is for the files). DataDirError lists the faults (of the source dir or its audio)."""
     for factor in factors:
         parse_factor(factor)
     if len(set(factors)) != len(factors):
         raise ValueError(f"speed factors repeat: {factors}")
-    if is_current(src, dst, factors):
+    archives = archives or ArchiveOptions()
+    audio_format = output_format(archives.audio_format)
+    if is_current(src, dst, factors, audio_format):
         return False
     source = read_source(src)
     if source.faults:
@@ -128,15 +212,18 @@ def speed_perturb(src: Path, dst: Path, factors: list[str], nj: int = 1) -> bool
                 else:
                     jobs.append(PerturbJob(new, Path(path).absolute(), factor, tmp / "audio" / f"{new}.flac"))
                     wav_scp[new] = dst / "audio" / f"{new}.flac"
-        with ProcessPoolExecutor(max_workers=max(1, min(nj, len(jobs) or 1))) as pool:
-            faults = [f for f in pool.map(perturb_one, jobs, chunksize=max(1, len(jobs) // (4 * max(1, nj)))) if f]
-        if faults:
-            raise DataDirError(faults)
+        if is_archive_format(audio_format):
+            wav_scp.update(perturb_archives(jobs, tmp / "audio", dst / "audio", archives))
+        else:
+            faults = perturb_files(jobs, nj)
+            if faults:
+                raise DataDirError(faults)
         write_table(tmp / "wav.scp", wav_scp)
         write_table(tmp / "text", text)
         write_table(tmp / "utt2spk", utt2spk)
         write_table(tmp / "spk2utt", spk2utt(utt2spk))
         (tmp / FACTORS_FILE).write_text(" ".join(factors) + "\n")
+        (tmp / FORMAT_FILE).write_text(audio_format + "\n")
     return True
 
 
@@ -145,17 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, required=True, help="Kaldi data dir to perturb")
     parser.add_argument("--dst", type=Path, required=True, help="data dir to write (ESPnet: <src>_sp)")
     parser.add_argument("--factors", nargs="+", required=True, help='speed factors, e.g. "0.9 1.0 1.1"')
-    parser.add_argument("--nj", type=int, default=1, help="parallel processes")
+    parser.add_argument("--nj", type=int, default=1, help="parallel processes, or jobs writing archives")
+    parser.add_argument("--audio_format", choices=tuple(AUDIO_FORMATS), default="flac",
+                        help="wav.ark, flac.ark: archives (ESPnet's kaldi_ark); wav, flac: FLAC files")
+    parser.add_argument("--cmd", default=None, help="the job command archives are written through, one job each "
+                                                    "(cmd.sh's ${train_cmd}; default: processes on this machine)")
+    parser.add_argument("--log_dir", type=Path, default=None,
+                        help="the archive jobs' logs: speed_perturb_<dst name>.<j>.log (default <dst>/../log)")
     args = parser.parse_args(argv)
-    try:
-        made = speed_perturb(args.src, args.dst, args.factors, args.nj)
-    except ValueError as e:
-        print(f"speed_perturb: error: {e}", file=sys.stderr)
-        return 1
-    except DataDirError as e:
-        return report_faults("speed_perturb", e.faults)
-    print(f"speed_perturb: {'wrote' if made else 'up to date:'} {args.dst} (factors {' '.join(args.factors)})")
-    return 0
+    archives = ArchiveOptions(args.audio_format, args.nj, args.cmd, args.log_dir and args.log_dir.absolute())
+
+    def work() -> str:
+        made = speed_perturb(args.src, args.dst, args.factors, args.nj, archives)
+        return f"{'wrote' if made else 'up to date:'} {args.dst} (factors {' '.join(args.factors)})"
+
+    return report("speed_perturb", work)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from echo_plugin.recipe import format_data
 FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd" / "recordings"
 UTTS = ["0_george_0", "1_jackson_1", "2_lucas_2", "3_nicolas_3", "4_yweweler_4", "5_george_5"]
 WORDS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE"]
-OUTPUT_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_samples"]
+OUTPUT_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_samples", "audio_format"]
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

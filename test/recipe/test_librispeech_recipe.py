@@ -6,19 +6,22 @@ plus <spk>-<chapter>.trans.txt) for train-clean-100, dev-clean, dev-other,
 test-clean and test-other: the committed copy under test/fixtures/librispeech
 (see test/data/librispeech_layout.py; re-rendered and compared where espeak-ng
 is installed). The real run.sh then runs with its own options
-(speed perturbation 0.9/1.0/1.1, its decode config) except for a tiny model and
+(speed perturbation 0.9/1.0/1.1, audio in FLAC archives, its decode config) except for a tiny model and
 a small BPE vocabulary.
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
+from echo_plugin.recipe.audio_archive import read_entry
 from test.data.librispeech_layout import COMMITTED, SMOKE_CORPUS, SMOKE_VOICES, write_spoken_corpus
 from test.recipe.recipe_helpers import REPO, copy_recipe, run_recipe
 
@@ -78,9 +81,14 @@ def test_speed_perturbed_training_set(recipe: Path) -> None:
         if f"sp0.9-{u}" != DROPPED:
             assert dur[f"sp0.9-{u}"] == pytest.approx(dur[u] / 0.9, abs=0.002)
         assert dur[f"sp1.1-{u}"] == pytest.approx(dur[u] / 1.1, abs=0.002)
-    wav = table(dump / "wav.scp")
-    assert wav["19-198-0000"].endswith("19-198-0000.flac")  # the upstream FLAC, read in place
-    assert sf.info(wav["sp0.9-19-198-0000"]).samplerate == 16000
+    wav = table(dump / "wav.scp")  # run.sh's --audio_format flac.ark: every utterance in an archive
+    assert wav["19-198-0000"].startswith(str(dump / "data" / "wav."))  # the upstream FLAC, archived at stage 2
+    sp_archives = recipe / "data" / "train_clean_100_sp" / "audio"  # speed perturbation wrote archives: kept
+    assert wav["sp0.9-19-198-0000"].startswith(str(sp_archives / "wav."))
+    assert all(re.fullmatch(r".+/wav\.\d+\.ark:\d+", value) for value in wav.values())
+    assert read_entry(wav["sp0.9-19-198-0000"])[1] == 16000
+    for name in ("train_clean_100_sp", "dev", *TEST_SETS):
+        assert (recipe / "dump" / "raw" / name / "audio_format").read_text() == "flac.ark\n"
 
 
 def test_tokens_stats_and_training(recipe: Path) -> None:
@@ -92,6 +100,8 @@ def test_tokens_stats_and_training(recipe: Path) -> None:
     assert (exp / "valid.acc.ave.pth").exists()
     assert int((exp / "epochs").read_text()) == 1
     assert int((exp / "num_params").read_text()) > 1000
+    config = yaml.safe_load((exp / "config.yaml").read_text())  # ESPnet read the archives as kaldi_ark
+    assert [t for _, name, t in config["train_data_path_and_name_and_type"] if name == "speech"] == ["kaldi_ark"]
 
 
 def word_errors(ref: list[str], hyp: list[str]) -> int:
@@ -110,6 +120,7 @@ def test_decoding_scores_and_results(recipe: Path) -> None:
         set_dir = recipe / "exp" / TAG / DECODE / name
         refs = table(recipe / "dump" / "raw" / name / "text")
         hyps = table(set_dir / "text")
+        assert "/wav.scp,speech,kaldi_ark " in (set_dir / "logdir" / "asr_inference.1.log").read_text()
         assert sorted(hyps) == sorted(refs)
         wer = json.loads((set_dir / "score" / "scores.json").read_text())["wer"]
         errors = sum(word_errors(refs[u].split(), hyps[u].split()) for u in refs)

@@ -23,6 +23,9 @@ help_message="Usage: $0 [options]
                                --asr_config; a frozen pretrained front end names the base's: it needs no statistics)
   --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
   --fs HZ                      audio rate for the model (stage 2 resamples to it)
+  --audio_format wav|flac|wav.ark|flac.ark  stage 2's audio: one file per utterance (wav, the default: the
+                               source where usable, else converted to wav; flac) or, for large corpora, --nj
+                               archives per set written by --nj jobs (cmd.sh train_cmd), read by ESPnet as kaldi_ark
   --speed_perturb_factors \"0.9 1.0 1.1\"  stage 2 trains on data/<train_set>_sp (default: off)
   --noise_dir DIR --babble true --colored_noise \"white pink brown\" --rir_dir DIR
                                noise augmentation at training (ESPnet's --noise_scp):
@@ -66,6 +69,7 @@ valid_set=dev
 test_sets=
 fs=16000
 resample=true
+audio_format=wav    # wav | flac: one file per utterance; wav.ark | flac.ark: archives (large corpora)
 max_duration=30
 min_duration=0.0
 speed_perturb_factors=   # e.g. "0.9 1.0 1.1": ESPnet-style sp<f>- copies of the training set
@@ -130,6 +134,21 @@ for opt in nj inference_nj; do
 done
 log "Jobs: --ngpu ${ngpu} --nj ${nj} --inference_nj ${inference_nj} (cmd_backend=${cmd_backend})"
 
+case "${audio_format}" in
+    wav|flac) ;;
+    wav.ark|flac.ark)   # ESPnet's loader reads archives (kaldi_ark); these steps read stage 2's audio file by file
+        per_file=()
+        case "${feats_normalize}" in speaker_mvn|speech_mvn) per_file+=("--feats_normalize ${feats_normalize}") ;; esac
+        [ -z "${feature_cache}" ] || per_file+=(--feature_cache)
+        [ "${babble}" != true ] || per_file+=("--babble true")
+        [ -z "${snr_test_sets}" ] || per_file+=(--snr_test_sets)
+        [ "${speaker_adapt}" != true ] || per_file+=("--speaker_adapt true")
+        [ "${score_deployed}" != true ] || per_file+=("--score_deployed true")
+        [ "${#per_file[@]}" -eq 0 ] || die "--audio_format ${audio_format}: ${per_file[*]} read the audio file by" \
+            "file (echo_plugin.inference.audio), not from archives; use --audio_format wav or flac with them" ;;
+    *) die "--audio_format must be wav, flac, wav.ark or flac.ark: ${audio_format}" ;;
+esac
+
 # With speed perturbation, stage 2 writes data/<train_set>_sp and every later stage trains on it.
 sp_source_set=${train_set}
 [ -z "${speed_perturb_factors}" ] || train_set=${train_set}_sp
@@ -165,19 +184,30 @@ fi
 set_name() { case "$1" in */*) basename "$1" ;; *) echo "$1" ;; esac; }
 set_src() { case "$1" in */*) echo "$1" ;; *) echo "data/$1" ;; esac; }
 
-# Stage 2's output is current when it is newer than its source files.
+# Stage 2's output is current when it is newer than its source files and in the --audio_format asked for.
 # format_set SRC DST [LENGTH_POLICY]: test sets keep every utterance (the default); training and
 # validation sets leave out those outside --min_duration/--max_duration (listed in DST/dropped).
+# Archive formats: --nj archives written by --nj jobs through ${train_cmd} (logs under ${dumpdir}/log).
 format_set() {
     local src=$1 dst=$2 policy=${3:-keep}
     [ -f "${src}/wav.scp" ] || die "no data dir at ${src} (wav.scp missing)"
-    if [ -f "${dst}/utt2dur" ] && [ -z "$(find "${src}" -maxdepth 1 -type f ! -name noise.scp ! -name rir.scp -newer "${dst}/utt2dur")" ]; then
+    if [ -f "${dst}/utt2dur" ] && [ "$(cat "${dst}/audio_format" 2>/dev/null)" = "${audio_format}" ] \
+        && [ -z "$(find "${src}" -maxdepth 1 -type f ! -name noise.scp ! -name rir.scp -newer "${dst}/utt2dur")" ]; then
         log "  ${dst} is up to date"
         return
     fi
     ${python} -m echo_plugin.recipe.format_data --src "${src}" --dst "${dst}" --fs "${fs}" \
         --resample "${resample}" --max_duration "${max_duration}" --min_duration "${min_duration}" \
-        --length_policy "${policy}" --nj "${nj}"
+        --length_policy "${policy}" --nj "${nj}" --audio_format "${audio_format}" --cmd "${train_cmd}" \
+        --log_dir "${dumpdir}/log"
+}
+
+# ESPnet's data type of a stage-2 set's wav.scp: kaldi_ark for archives, else sound (from its audio_format).
+wav_type() {
+    case "$(cat "$1/audio_format" 2>/dev/null)" in
+        *.ark) echo kaldi_ark ;;
+        *) echo sound ;;
+    esac
 }
 
 # Split the keys (first column) of a table into N files keys.1..N.scp under a dir; with a 4th
@@ -248,7 +278,8 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         log "  speed perturbation (${speed_perturb_factors}): data/${sp_source_set} -> data/${train_set}"
         # shellcheck disable=SC2086
         ${python} -m echo_plugin.recipe.speed_perturb --src "data/${sp_source_set}" --dst "data/${train_set}" \
-            --factors ${speed_perturb_factors} --nj "${nj}"
+            --factors ${speed_perturb_factors} --nj "${nj}" --audio_format "${audio_format}" --cmd "${train_cmd}" \
+            --log_dir "${dumpdir}/log"
     fi
     for dset in ${train_set} ${valid_set}; do
         format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")" drop
@@ -274,9 +305,9 @@ common_train_opts=(
     --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}"
     --bpemodel "${bpemodel}" --non_linguistic_symbols none --cleaner none --g2p none
     --frontend_conf "fs=${fs}" --config "${asr_config}"
-    --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,speech,sound"
+    --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,speech,$(wav_type "${dumpdir}/raw/${train_set}")"
     --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/text,text,text"
-    --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound"
+    --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,$(wav_type "${dumpdir}/raw/${valid_set}")"
     --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text"
 )
 
@@ -446,7 +477,8 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "${job_gpus}" --time_file "${logdir}/seconds.JOB" JOB=1:"${n_jobs}" "${logdir}/asr_inference.JOB.log" \
             ${python} -m echo_plugin.bin.asr_inference "${device_opts[@]}" --batch_size 1 \
-            --data_path_and_name_and_type "${dumpdir}/raw/${name}/wav.scp,speech,sound" "${spk_opts[@]}" \
+            --data_path_and_name_and_type "${dumpdir}/raw/${name}/wav.scp,speech,$(wav_type "${dumpdir}/raw/${name}")" \
+            "${spk_opts[@]}" \
             --key_file "${logdir}/keys.JOB.scp" --asr_train_config "${asr_exp}/config.yaml" \
             --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${logdir}/output.JOB" \
             --config "${inference_config}" ${inference_args}

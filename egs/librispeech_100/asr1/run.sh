@@ -8,6 +8,8 @@
 #   ./run.sh --asr_config conf/tuning/train_asr_e_branchformer.yaml   # ESPnet baseline
 #   ./run.sh --asr_config conf/tuning/train_asr_conformer.yaml        # ESPnet baseline
 # Without --librispeech_root, local/data.sh downloads and MD5-checks openslr resource 12.
+# Stage 2 writes the audio (speed-perturbed copies included) into FLAC archives, --nj per set, read by
+# ESPnet as kaldi_ark: a few large files instead of ~85k small ones (--audio_format wav: one file each).
 # Options not listed here go to asr.sh (see ./asr.sh --help).
 set -euo pipefail
 
@@ -26,6 +28,7 @@ config_args "${asr_config}" "$@"
     --valid_set dev \
     --test_sets "${test_sets}" \
     --speed_perturb_factors "0.9 1.0 1.1" \
+    --audio_format flac.ark \
     --max_duration 30 \
     --token_type bpe \
     --nbpe 5000 \
