@@ -5,26 +5,20 @@ For running a warm-started model as Whisper (zero-shot checks, benchmarks): a pr
 step through the decoder's KV-cached :meth:`batch_score`, until ``<|endoftext|>``. The token
 suppression of openai-whisper's default ``DecodingOptions`` (``suppress_tokens="-1"``,
 ``suppress_blank=True``; faster-whisper's defaults too) comes from
-:func:`whisper_suppression` given openai-whisper's tokenizer.
+:func:`~echo_plugin.asr.whisper_suppress.whisper_suppression` given openai-whisper's tokenizer
+(importable from here too). ESPnet's beam search applies the same suppression with
+:class:`~echo_plugin.asr.whisper_suppress.WhisperSuppression`.
 """
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Sequence
 
 import torch
 from torch import Tensor
 
+from echo_plugin.asr.whisper_suppress import whisper_suppression
 
-def whisper_suppression(tokenizer: Any) -> Tuple[List[int], List[int]]:
-    """(suppressed at every step, suppressed at the first sampled step) as openai-whisper's DecodingTask.
-
-    ``tokenizer``: an openai-whisper ``whisper.tokenizer.Tokenizer``.
-    """
-    always = set(tokenizer.non_speech_tokens)
-    always |= {tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm}
-    if tokenizer.no_speech is not None:
-        always.add(tokenizer.no_speech)
-    return sorted(always), list(tokenizer.encode(" ")) + [tokenizer.eot]
+__all__ = ["encode_mel", "greedy_decode", "whisper_suppression"]
 
 
 @torch.no_grad()
