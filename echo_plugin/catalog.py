@@ -306,8 +306,10 @@ def _encoder_choices() -> Table:
 
     from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
     from echo_plugin.asr.encoder.whisper_style_encoder import WhisperStyleEncoder
+    from echo_plugin.asr.whisper_audio_encoder import WhisperAudioEncoder
 
-    return AbsEncoder, {"echo": EchoEncoder, "whisper_style": WhisperStyleEncoder}
+    return AbsEncoder, {"echo": EchoEncoder, "whisper_style": WhisperStyleEncoder,
+                        "whisper_style_audio": WhisperAudioEncoder}
 
 
 def _decoder_choices() -> Table:
