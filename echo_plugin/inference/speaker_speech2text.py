@@ -12,6 +12,10 @@
   every data key of the batch; its Speech2Text takes ``speech`` alone. EchoSpeech2Text
   also takes ``spk_stats`` (2, D) and hands it to the model's SpeakerMVN for that call.
 
+* Whisper token types (``token_type: whisper_multilingual``): the tokenizer, the
+  start-of-transcript prompt and Whisper's token suppression in the beam search
+  (:mod:`echo_plugin.inference.whisper_decoding`).
+
 ESPnet's decoding CLI (``espnet2.bin.asr_inference``) builds its Speech2Text by name:
 :func:`echo_plugin.espnet_patches.use_echo_speech2text` makes it build this class.
 """
@@ -26,6 +30,7 @@ import torch
 from espnet2.bin.asr_inference import Speech2Text
 
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
+from echo_plugin.inference import whisper_decoding
 
 WEIGHT_CONSUMING_OPTIONS = ("quantize_asr_model", "hugging_face_decoder")
 """Speech2Text options that use the weights while it is built, before they could be loaded strictly."""
@@ -52,10 +57,18 @@ class EchoSpeech2Text(Speech2Text):
             raise ValueError("enh_s2t_task: EchoSpeech2Text decodes ASR models (ASRTask)")
         if asr_train_config is None and asr_model_file is not None:
             asr_train_config = Path(asr_model_file).parent / "config.yaml"  # where ESPnet looks for it
-        with EchoASRTask.weights_follow(asr_model_file):
+        with EchoASRTask.weights_follow(asr_model_file), whisper_decoding.building():
             super().__init__(asr_train_config=asr_train_config, asr_model_file=None, device=device, **kwargs)
+        whisper_decoding.add_suppression(self)
         if asr_model_file is not None:
             EchoASRTask.load_weights(self.asr_model, asr_model_file, device)
+
+    def _decode_single_sample(self, enc: torch.Tensor) -> list:
+        """ESPnet's beam search on one encoder output (T, D); Whisper token types get their text rebuilt."""
+        results = super()._decode_single_sample(enc)
+        if whisper_decoding.uses_whisper_tokens(self):
+            results = whisper_decoding.whisper_results(self, results)
+        return results
 
     def __call__(  # type: ignore[override]
         self, speech: Union[torch.Tensor, np.ndarray], spk_stats: Optional[Union[torch.Tensor, np.ndarray]] = None

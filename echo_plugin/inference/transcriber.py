@@ -67,9 +67,11 @@ def quiet() -> Iterator[None]:
 
 
 def model_rate(train_config: str | Path) -> int:
-    """The sample rate the training config's frontend expects."""
+    """The sample rate the training config's frontend expects; without a frontend (``frontend: null``, an
+    encoder reading the audio: ``whisper_style_audio``), the encoder's ``fs``; 16 kHz when not set."""
     config = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
-    return int((config.get("frontend_conf") or {}).get("fs", 16000))
+    reader = "encoder_conf" if "frontend" in config and config["frontend"] is None else "frontend_conf"
+    return int((config.get(reader) or {}).get("fs", 16000))
 
 
 def decoding_options(train_config: Path, overrides: dict | None) -> dict:
