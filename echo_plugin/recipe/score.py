@@ -3,17 +3,22 @@
     python -m echo_plugin.recipe.score --ref data/test/text \
         --hyp exp/<tag>/decode_<cfg>/test/text --out_dir exp/<tag>/decode_<cfg>/test/score \
         [--decode_seconds exp/<tag>/decode_<cfg>/test/decode_seconds \
-         --utt2dur dump/raw/test/utt2dur]
+         --utt2dur dump/raw/test/utt2dur] [--normalizer none|whisper|whisper_digits]
 
 Transcripts are compared as written (case-sensitive) after collapsing runs
-of whitespace. Word measures split at spaces. Character measures follow
-ESPnet's convention: every character is a token and each space is the token
-``<space>``, so a missing space counts as one deletion.
+of whitespace (``--normalizer none``, the default), or after a normaliser applied
+to both sides: ``whisper`` is openai-whisper's ``EnglishTextNormalizer`` (Whisper's
+own evaluation: lower case, no punctuation, numbers as digits, so ``5.`` and ``FIVE``
+agree), ``whisper_digits`` that and then every digit string spelled digit by digit
+(``12`` -> ``one two``: for digit corpora, where ``ONE TWO`` and ``1, 2`` must agree;
+:mod:`echo_plugin.text.whisper_normalize`). Word measures split at spaces. Character
+measures follow ESPnet's convention: every character is a token and each space is
+the token ``<space>``, so a missing space counts as one deletion.
 
 A reference utterance without a hypothesis is scored against an empty
 hypothesis (all deletions) and listed in a warning; a hypothesis for an
-utterance not in ``--ref``, a duplicate id or an empty reference is an error
-(exit 1). ``--decode_seconds`` holds one number per line (one per decoding
+utterance not in ``--ref``, a duplicate id or an empty reference (also one the
+normaliser empties) is an error (exit 1). ``--decode_seconds`` holds one number per line (one per decoding
 job); their sum over the ``--utt2dur`` seconds of the reference utterances
 is the real-time factor.
 
@@ -22,7 +27,7 @@ Writes ``<out_dir>/scores.json``::
     {"wer": {n_sentences, n_tokens, correct, substitutions, deletions,
              insertions, error_rate, sentence_error_rate},
      "cer": {... the same ...}, "rtf", "decode_seconds", "audio_seconds",
-     "missing_hypotheses": [uttid, ...], "ref", "hyp",
+     "missing_hypotheses": [uttid, ...], "ref", "hyp", "normalizer",
      "utterances": [[uttid, ref words, S, D, I], ...]}
 
 (rates in %, 2 decimals; rtf, decode_seconds and audio_seconds are null
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +55,26 @@ from echo_plugin.recipe.data_dir import (
 from echo_plugin.recipe.io import atomic_write_text
 
 SHOWN_MISSING = 20
+
+
+def _whisper() -> Callable[[str], str]:
+    from echo_plugin.text.whisper_normalize import whisper_english
+
+    return whisper_english()
+
+
+def _whisper_digits() -> Callable[[str], str]:
+    from echo_plugin.text.whisper_normalize import whisper_english_digits
+
+    return whisper_english_digits()
+
+
+NORMALIZERS: dict[str, Callable[[], Callable[[str], str]] | None] = {
+    "none": None,
+    "whisper": _whisper,
+    "whisper_digits": _whisper_digits,
+}
+"""``--normalizer`` name -> a factory of the function applied to references and hypotheses (None: as written)."""
 TABLE_HEADER = ["|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|", "|---|---|---|---|---|---|---|---|---|"]
 
 
@@ -89,6 +115,20 @@ def read_pairs(ref_path: Path, hyp_path: Path) -> Pairs:
         [normalize(hyps.get(u, "")) for u in uttids],
         sorted(refs.keys() - hyps.keys()),
     )
+
+
+def apply_normalizer(pairs: Pairs, name: str, ref_path: Path) -> Pairs:
+    """References and hypotheses through the ``name`` normaliser; DataDirError for references it empties."""
+    factory = NORMALIZERS[name]
+    if factory is None:
+        return pairs
+    norm = factory()
+    refs = [normalize(norm(r)) for r in pairs.refs]
+    emptied = [fault(ref_path, u, f"reference '{r}' is empty after the {name} normalizer")
+               for u, r, n in zip(pairs.uttids, pairs.refs, refs) if not n]
+    if emptied:
+        raise DataDirError(emptied)
+    return Pairs(pairs.uttids, refs, [normalize(norm(h)) for h in pairs.hyps], pairs.missing)
 
 
 def measures(refs: list[str], hyps: list[str]) -> tuple[dict, jiwer.WordOutput]:
@@ -170,6 +210,7 @@ def result_text(scores: dict, pairs: Pairs, words: jiwer.WordOutput) -> str:
     lines = [
         f"reference:  {scores['ref']}",
         f"hypothesis: {scores['hyp']}",
+        f"normalizer: {scores['normalizer']}",
         "",
         *TABLE_HEADER,
         table_row("WER", scores["wer"]),
@@ -188,7 +229,7 @@ def result_text(scores: dict, pairs: Pairs, words: jiwer.WordOutput) -> str:
 
 def score(args: argparse.Namespace) -> tuple[dict, Pairs, jiwer.WordOutput]:
     """Compute scores.json's content for the arguments."""
-    pairs = read_pairs(args.ref, args.hyp)
+    pairs = apply_normalizer(read_pairs(args.ref, args.hyp), args.normalizer, args.ref)
     wer, words = measures(pairs.refs, pairs.hyps)
     cer, _ = measures([char_tokens(r) for r in pairs.refs], [char_tokens(h) for h in pairs.hyps])
     decode = sum(read_numbers(args.decode_seconds)) if args.decode_seconds else None
@@ -202,6 +243,7 @@ def score(args: argparse.Namespace) -> tuple[dict, Pairs, jiwer.WordOutput]:
         "missing_hypotheses": pairs.missing,
         "ref": str(args.ref),
         "hyp": str(args.hyp),
+        "normalizer": args.normalizer,
         "utterances": utterance_errors(pairs.uttids, words),
     }
     return scores, pairs, words
@@ -221,6 +263,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out_dir", type=Path, required=True, help="where scores.json and result.txt go")
     parser.add_argument("--decode_seconds", type=Path, default=None, help="decoding seconds, one per line")
     parser.add_argument("--utt2dur", type=Path, default=None, help="utterance durations, for the RTF")
+    parser.add_argument("--normalizer", choices=sorted(NORMALIZERS), default="none",
+                        help="text normaliser for both sides (default none: as written; see above)")
     args = parser.parse_args(argv)
     if (args.decode_seconds is None) != (args.utt2dur is None):
         parser.error("--decode_seconds and --utt2dur go together")
@@ -233,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         scores, pairs, words = score(args)
     except DataDirError as e:
         return report_faults("score", e.faults)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:
         return report_faults("score", [str(e)])
     if pairs.missing:
         warn_missing(pairs.missing, args.hyp)

@@ -17,6 +17,7 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 
 
 def run(tmp_path: Path, refs: list[str], hyps: list[str], *extra: str) -> tuple[int, dict | None]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     ref = write_lines(tmp_path / "ref", refs)
     hyp = write_lines(tmp_path / "hyp", hyps)
     out = tmp_path / "score"
@@ -130,3 +131,40 @@ def test_per_utterance_errors_add_up_to_the_totals(tmp_path: Path):
     w = s["wer"]
     totals = [sum(u[k] for u in s["utterances"]) for k in (1, 2, 3, 4)]
     assert totals == [w["n_tokens"], w["substitutions"], w["deletions"], w["insertions"]]
+
+
+def test_whisper_normalizer_makes_digits_and_words_agree(tmp_path: Path):
+    pytest.importorskip("whisper", reason="openai-whisper: pip install openai-whisper")
+    refs = ["a FIVE", "b ONE", "c ZERO", "d EIGHT", "e NINE"]
+    hyps = ["a 5.", "b 1.", "c Oh.", "d Eight!", "e Nein."]  # Whisper-style: digits, case, punctuation
+    rc, plain = run(tmp_path / "plain", refs, hyps)
+    assert rc == 0 and plain["normalizer"] == "none" and plain["wer"]["error_rate"] == 100.0
+    rc, s = run(tmp_path / "whisper", refs, hyps, "--normalizer", "whisper")
+    assert rc == 0 and s["normalizer"] == "whisper"
+    assert (s["wer"]["n_tokens"], s["wer"]["correct"], s["wer"]["substitutions"]) == (5, 4, 1)  # only Nein
+    assert "normalizer: whisper" in (tmp_path / "whisper" / "score" / "result.txt").read_text()
+
+
+def test_whisper_digits_scores_digit_strings_per_digit(tmp_path: Path):
+    pytest.importorskip("whisper", reason="openai-whisper: pip install openai-whisper")
+    refs = ["a ONE TWO THREE", "b FOUR FIVE", "c SEVEN"]
+    hyps = ["a 1, 2, 3.", "b 45", "c 7 1"]
+    rc, s = run(tmp_path / "whisper", refs, hyps, "--normalizer", "whisper")
+    assert rc == 0  # Whisper's normaliser: "123" vs "one 2 3", "45" vs "45", "7" vs "7 one"
+    assert (s["wer"]["n_tokens"], s["wer"]["correct"]) == (3, 2)
+    rc, s = run(tmp_path / "digits", refs, hyps, "--normalizer", "whisper_digits")
+    assert rc == 0 and s["utterances"] == [["a", 3, 0, 0, 0], ["b", 2, 0, 0, 0], ["c", 1, 0, 0, 1]]
+    assert (s["wer"]["n_tokens"], s["wer"]["correct"], s["wer"]["insertions"]) == (6, 6, 1)
+
+
+def test_a_reference_the_normalizer_empties_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture):
+    pytest.importorskip("whisper", reason="openai-whisper: pip install openai-whisper")
+    rc, s = run(tmp_path, ["a FIVE", "b UH"], ["a 5", "b 5"], "--normalizer", "whisper")
+    assert rc == 1 and s is None
+    assert "utterance 'b': reference 'UH' is empty after the whisper normalizer" in capsys.readouterr().err
+
+
+def test_spell_digits():
+    from echo_plugin.text.whisper_normalize import spell_digits
+
+    assert spell_digits("12 apples 0 x9 ٣") == "one two apples zero x9 ٣"
