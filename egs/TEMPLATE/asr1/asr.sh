@@ -47,7 +47,9 @@ help_message="Usage: $0 [options]
   --records_dir DIR            stage 7 stores a run record per scored decode in DIR/<name>.jsonl (default: records)
   --record_name NAME           the records' name (default: the asr tag); --folds_file (default: conf/folds.yaml)
   --score_deployed true        stage 8 also decodes every test set with the packed model through transcribe,
-                               file by file (an unknown speaker), scored and recorded as <inference_tag>_deployed"
+                               file by file (an unknown speaker), scored and recorded as <inference_tag>_deployed
+  --score_normalizer whisper   stages 7 and 8 score after openai-whisper's English text normaliser (\"5.\" = FIVE);
+                               whisper_digits: then digit strings spelled per digit (\"12\" = ONE TWO); default none"
 
 # General
 stage=1
@@ -105,6 +107,7 @@ snr_noise=colored
 # Packing
 pack_tag=
 score_deployed=false  # true: stage 8 also scores the packed model run file by file (<inference_tag>_deployed)
+score_normalizer=none  # none (as written), whisper or whisper_digits: echo_plugin.recipe.score --normalizer
 # Run records (echo_plugin.recipe.records): stage 7 stores each scored decode there
 records_dir=records
 record_name=        # default: the asr tag
@@ -529,7 +532,8 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         for tag in ${decode_tags}; do
             dir=${asr_exp}/${tag}/${name}
             ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
-                --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
+                --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur" \
+                --normalizer "${score_normalizer}"
         done
     done
     store_records "${decode_tags}"
@@ -567,7 +571,8 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
             awk 'NR == FNR { keep[$1]; next } ($1 in keep)' "${dumpdir}/raw/${name}/wav.scp" "${dir}/transcribe.out" \
                 | sort > "${dir}/text"
             ${python} -m echo_plugin.recipe.score --ref "${dumpdir}/raw/${name}/text" --hyp "${dir}/text" \
-                --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur"
+                --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur" \
+                --normalizer "${score_normalizer}"
         done
         store_records "${deployed}"
     fi
