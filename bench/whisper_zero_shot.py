@@ -23,8 +23,8 @@ Audio: FSDD recordings (8 kHz) of one speaker, resampled to 16 kHz (scipy ``resa
 ``--num_files`` of them taken take by take (takes 0, 1, ... of every digit 0-9). Scoring: both the
 reference (FSDD's upper-case digit word, e.g. ``FIVE``) and the hypothesis go through
 openai-whisper's ``EnglishTextNormalizer`` (so "5", "five" and "Five." agree), digit strings are then
-spelled digit by digit in upper case (``5`` -> ``FIVE``) to compare with FSDD's words, and WER is
-word edits / reference words over the set. ``--reference_clips`` clips also run through
+spelled digit by digit (``5`` -> ``five``, ``12`` -> ``one two``; ``echo_plugin.recipe.score --normalizer
+whisper_digits``), and WER is word edits / reference words over the set. ``--reference_clips`` clips also run through
 openai-whisper's own ``Whisper`` model (same weights) to report the Echo model's max abs difference.
 """
 from __future__ import annotations
@@ -75,18 +75,15 @@ def load_16k(path: Path) -> np.ndarray:
 
 
 class Scorer:
-    """EnglishTextNormalizer, then digits spelled as FSDD's upper-case words."""
+    """EnglishTextNormalizer, then digit strings spelled per digit (score.py's ``--normalizer whisper_digits``)."""
 
     def __init__(self) -> None:
-        from whisper.normalizers import EnglishTextNormalizer
+        from echo_plugin.text.whisper_normalize import whisper_english_digits
 
-        self.normalizer = EnglishTextNormalizer()
+        self.normalizer = whisper_english_digits()
 
     def words(self, text: str) -> List[str]:
-        out = []
-        for word in self.normalizer(text).split():
-            out += [DIGITS[int(c)] for c in word] if word.isdigit() else [word.upper()]
-        return out
+        return self.normalizer(text).split()
 
     @staticmethod
     def edits(ref: Sequence[str], hyp: Sequence[str]) -> int:
@@ -258,7 +255,8 @@ def report(args, files, echo, fw_padded, fw_native, scorer, wall_s) -> str:
         *agreement,
         "",
         "Scoring: reference and hypothesis through openai-whisper's `EnglishTextNormalizer`, digit strings spelled "
-        "per digit in FSDD's upper-case words (`Five.` -> `5` -> `FIVE`), WER = word edits / reference words.",
+        "per digit (`Five.` -> `5` -> `five`; score.py's `--normalizer whisper_digits`), WER = word edits / "
+        "reference words.",
         "Times: transcribe time covers features, encoder and decoding for all files (Echo in batches, faster-whisper "
         "one file at a time with its own feature extractor), model loading excluded.",
         "",
