@@ -3,6 +3,7 @@ import pytest
 import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
+from echo_plugin.asr.decoder.base import DecoderDims
 from echo_plugin.asr.decoder.dual_decoder import DualCrossAttentionDecoder
 from echo_plugin.asr.warm_start import WarmStartError
 
@@ -49,6 +50,7 @@ def test_forced_primary_reproduces_transformer_decoder(espnet):
         expected, _ = reference(memory, hlens, tokens, ylens)
         logits, lens = decoder(memory, hlens, tokens, ylens)
     assert torch.equal(lens, ylens)
+    assert decoder.dims == DecoderDims(VOCAB, WIDTH, HEADS, UNITS, BLOCKS)  # the checkpoint sizes, not the defaults
     for b, n in enumerate(ylens.tolist()):  # padded target rows are unspecified in both
         torch.testing.assert_close(logits[b, :n], expected[b, :n], atol=1e-5, rtol=1e-5)
 

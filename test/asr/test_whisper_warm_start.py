@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from echo_plugin.asr.decoder.base import DecoderDims
 from echo_plugin.asr.decoder.dual_decoder import DualCrossAttentionDecoder
 from echo_plugin.asr.encoder.whisper_style_encoder import WhisperStyleEncoder
 from echo_plugin.asr.warm_start import WarmStartError
@@ -123,6 +124,19 @@ def test_vocabulary_mismatch_is_refused(whisper):
     _, path = whisper
     with pytest.raises(WarmStartError, match="n_vocab 11 in the checkpoint vs 12 here"):
         DualCrossAttentionDecoder(12, D["n_text_state"], whisper_checkpoint=str(path))
+
+
+def test_from_whisper_is_the_constructor_with_the_checkpoint_sizes(whisper):
+    _, path = whisper
+    torch.manual_seed(5)
+    built = DualCrossAttentionDecoder.from_whisper(path, dropout_rate=0.0).eval()
+    torch.manual_seed(5)
+    direct = dual(path)  # the ESPnet way: V and D given, the rest from the checkpoint
+    width = D["n_text_state"]
+    assert built.dims == direct.dims == DecoderDims(D["n_vocab"], width, D["n_text_head"], 4 * width, D["n_text_layer"])
+    assert len(built.blocks) == D["n_text_layer"] and built.blocks[0].mlp[0].out_features == 4 * width
+    for (name, value), (other, expected) in zip(built.state_dict().items(), direct.state_dict().items(), strict=True):
+        assert name == other and torch.equal(value, expected), name
 
 
 def test_whisper_style_encoder_reproduces_whisper_encoder(whisper):

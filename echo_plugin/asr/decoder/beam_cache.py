@@ -9,10 +9,10 @@ tensors: ESPnet 202611's batch beam search copies a finished hypothesis' state w
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from echo_plugin.espnet_legacy import BatchScorerInterface
 
@@ -44,7 +44,48 @@ def hypothesis_states(caches: Sequence[Sequence[KV]], n: int) -> List[List[Layer
 
 
 class CachedScorer(BatchScorerInterface):
-    """ESPnet's scorer interface for a decoder with ``batch_score``: ``score`` is one hypothesis of it."""
+    """ESPnet's scorer interface (``batch_score``, ``score``) for a decoder of KV-cached layers.
+
+    The decoder provides:
+
+    - ``blocks``: its layers, each called ``block(x, memory, memory_mask, target_mask, positions,
+      *caches, **options) -> (x, *caches)`` with x (N, L, D), memory (N, S, D) and ``CACHE_PARTS``
+      caches (self-attention, then one per cross-attention), each (k, v) or None;
+    - ``CACHE_PARTS``;  ``_embed(tokens (N, L), positions (L,)) -> (N, L, D)``;
+      ``_logits(x (..., D)) -> (..., V)``;  ``_block_options() -> options`` (default none).
+    """
+
+    CACHE_PARTS: int
+    blocks: nn.ModuleList
+
+    def _embed(self, tokens: Tensor, positions: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _logits(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _block_options(self) -> Dict[str, Any]:
+        """Keyword arguments every block call gets (e.g. the dual decoder's gate override)."""
+        return {}
+
+    def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
+        """Next-token log-probs for N prefixes of equal length.
+
+        Args:
+            ys: (N, L) prefixes.  states: N per-hypothesis states (None before the first step).
+            xs: (N, S, D) encoder output per hypothesis.
+
+        Returns:
+            log-probs (N, V) and the N new states (caches now covering all L tokens).
+        """
+        caches = batch_caches(states, xs, len(self.blocks), self.CACHE_PARTS)
+        new_tokens = ys if states[0] is None else ys[:, -1:]
+        positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
+        x = self._embed(new_tokens, positions)
+        for i, block in enumerate(self.blocks):
+            x, *caches[i] = block(x, xs, None, None, positions, *caches[i], **self._block_options())
+        logp = torch.log_softmax(self._logits(x[:, -1]), dim=-1)
+        return logp, hypothesis_states(caches, ys.size(0))
 
     def score(self, ys: Tensor, state: HypState, x: Tensor) -> Tuple[Tensor, HypState]:
         """ys (L,) prefix, state, x (S, D) -> log-probs (V,) of the next token, new state."""

@@ -8,8 +8,10 @@ the MLP. Positions come from the POSITION table (``learned`` as Whisper,
 
 Warm start (strict: any missing / unexpected key or shape mismatch fails, by name):
 
-- ``whisper_checkpoint: model.pt`` (openai-whisper format): the architecture comes from
-  the checkpoint's dims; the primary cross-attention takes Whisper's cross-attention.
+- ``whisper_checkpoint: model.pt`` (openai-whisper format; also CTranslate2 and transformers
+  Whisper weights): the architecture comes from the checkpoint's dims; the primary
+  cross-attention takes Whisper's cross-attention. From Python,
+  :meth:`DualCrossAttentionDecoder.from_whisper` also takes V and D from the checkpoint.
 - ``espnet_checkpoint: exp/.../valid.acc.ave.pth`` (+ ``espnet_prefix``, default
   ``decoder.``): an ESPnet TransformerDecoder; ``src_attn`` becomes the primary.
 
@@ -25,17 +27,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-import torch
-from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
 from echo_plugin.asr import espnet_ckpt, whisper_ckpt
-from echo_plugin.asr.decoder.beam_cache import CachedScorer, HypState, batch_caches, hypothesis_states
+from echo_plugin.asr.decoder.base import AttentionDecoder, DecoderDims, teacher_forcing_masks
 from echo_plugin.asr.warm_start import Converted, WarmStartError, load_strict
 from echo_plugin.catalog import ATTENTION, POSITION
-from echo_plugin.espnet_legacy import make_pad_mask
 from echo_plugin.nn.dual_layer import DualDecoderLayer, DualGate, drop_key_bias
 from echo_plugin.registry import Spec
 
@@ -57,6 +57,21 @@ class DualLayerExtras:
     gate: Tensor
 
 
+@dataclass(frozen=True)
+class WhisperWeights:
+    """Whisper weights as :func:`whisper_ckpt.read_whisper` returns them (dims, openai-whisper state
+    dict) and the path read; ``whisper_checkpoint`` takes one in place of a path (read once)."""
+
+    path: str
+    dims: Dict[str, int]
+    state: Dict[str, Tensor]
+
+    @classmethod
+    def read(cls, path: str | Path) -> WhisperWeights:
+        dims, state = whisper_ckpt.read_whisper(path)
+        return cls(str(path), dims, state)
+
+
 def _copy_primary(layer: DualDecoderLayer) -> None:
     layer.secondary_attn.load_state_dict(layer.cross_attn.state_dict())
 
@@ -67,8 +82,8 @@ SECONDARY_INIT: Dict[str, Callable[[DualDecoderLayer], None]] = {
 }
 
 
-class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
-    """Dual cross-attention decoder for ESPnet's joint CTC/attention ASR model.
+class DualCrossAttentionDecoder(AttentionDecoder):
+    """Dual cross-attention decoder for ESPnet's joint CTC/attention ASR model (the :mod:`.base` convention).
 
     Args:
         vocab_size: V (set by ESPnet).  encoder_output_size: D, the decoder width (set by ESPnet).
@@ -84,9 +99,12 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
         gate_hidden: gate MLP width (default D).  gate_init_bias: initial gate logit bias.
         gate_override: constant alpha instead of the gates (1.0 = primary only), or None.
         secondary_init: ``fresh`` or ``copy_primary`` (applied after any warm start).
-        whisper_checkpoint: openai-whisper checkpoint file; its dims set the architecture.
+        whisper_checkpoint: Whisper weights (any format :func:`whisper_ckpt.read_whisper` reads, or
+            :class:`WhisperWeights`); their dims set the architecture (see :meth:`from_whisper`).
         espnet_checkpoint: ESPnet model state dict holding a TransformerDecoder under ``espnet_prefix``.
     """
+
+    CACHE_PARTS = 3  # per layer: self-attention, primary and secondary cross-attention
 
     def __init__(
         self,
@@ -110,7 +128,7 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
         gate_init_bias: float = 0.0,
         gate_override: Optional[float] = None,
         secondary_init: str = "fresh",
-        whisper_checkpoint: Optional[str] = None,
+        whisper_checkpoint: Union[str, WhisperWeights, None] = None,
         espnet_checkpoint: Optional[str] = None,
         espnet_prefix: str = "decoder.",
     ) -> None:
@@ -126,12 +144,15 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
         if warm is not None:
             _take_arch(arch, warm[1], warm[2])
         d_model = encoder_output_size
+        dims = self.dims = DecoderDims(
+            vocab_size, d_model, arch["attention_heads"], arch["linear_units"], arch["num_blocks"]
+        )
         self.gate_override = gate_override
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.token_embedding.weight, std=d_model**-0.5)
         self.position = POSITION.build(arch["position"], d_model=d_model)
         self.embed_dropout = nn.Dropout(dropout_rate)
-        heads = arch["attention_heads"]
+        heads = dims.attention_heads
 
         def attention(spec: Spec, dropout: float, rotary: Spec) -> nn.Module:
             module = ATTENTION.build(spec, d_model=d_model, n_heads=heads, dropout=dropout, rotary=rotary)
@@ -144,12 +165,12 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
                 attention(cross_attention, src_attention_dropout_rate, "none"),
                 DualGate(d_model, gate_hidden or d_model, gate_init_bias),
                 d_model,
-                arch["linear_units"],
+                dims.linear_units,
                 arch["activation"],
                 dropout_rate,
                 arch["norm_eps"],
             )
-            for _ in range(arch["num_blocks"])
+            for _ in range(dims.num_blocks)
         )
         self.ln = nn.LayerNorm(d_model, eps=arch["norm_eps"])
         self.output_layer = nn.Linear(d_model, vocab_size, bias=arch["output_bias"])
@@ -160,6 +181,16 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
             logging.info("%s: %d tensors loaded; fresh: %s", warm[2], len(warm[0].state), ", ".join(fresh) or "none")
         for block in self.blocks:
             SECONDARY_INIT[secondary_init](block)
+
+    @classmethod
+    def from_whisper(cls, checkpoint: str | Path, **conf: Any) -> DualCrossAttentionDecoder:
+        """The decoder warm-started from Whisper weights, its vocabulary V and width D the checkpoint's.
+
+        ``checkpoint``: any format :func:`whisper_ckpt.read_whisper` reads (read once); ``conf``: the
+        other constructor arguments (``gate_override``, ``secondary_init``, dropout rates, ...).
+        """
+        weights = WhisperWeights.read(checkpoint)
+        return cls(weights.dims["n_vocab"], weights.dims["n_text_state"], whisper_checkpoint=weights, **conf)
 
     def set_gate_override(self, value: Optional[float]) -> None:
         """Use a constant alpha in every layer (1.0 = primary cross-attention only); None = learned gates."""
@@ -172,18 +203,8 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
     def _logits(self, x: Tensor) -> Tensor:
         return self.output_layer(self.ln(x))
 
-    def forward(
-        self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        """Teacher-forced pass.
-
-        hs_pad (B, T, D), hlens (B,), ys_in_pad (B, L), ys_in_lens (B,) -> logits (B, L, V), ys_in_lens.
-        """
-        memory_mask, target_mask, positions = self._masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
-        x = self._embed(ys_in_pad, positions)
-        for block in self.blocks:
-            x, _, _, _ = block(x, hs_pad, memory_mask, target_mask, positions, gate_override=self.gate_override)
-        return self._logits(x), ys_in_lens
+    def _block_options(self) -> Dict[str, Any]:
+        return {"gate_override": self.gate_override}
 
     def forward_extras(
         self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
@@ -192,7 +213,7 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
 
         Attention maps are computed explicitly (analysis only; :meth:`forward` stays on the fused kernel).
         """
-        memory_mask, target_mask, positions = self._masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
+        memory_mask, target_mask, positions = teacher_forcing_masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
         x = self._embed(ys_in_pad, positions)
         extras: List[DualLayerExtras] = []
         for block in self.blocks:
@@ -200,36 +221,9 @@ class DualCrossAttentionDecoder(AbsDecoder, CachedScorer):
             extras.append(DualLayerExtras(maps.primary, maps.secondary, maps.gate))
         return self._logits(x), extras
 
-    @staticmethod
-    def _masks(hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        memory_mask = ~make_pad_mask(hlens, maxlen=hs_pad.size(1)).to(hs_pad.device)
-        target_mask = ~make_pad_mask(ys_in_lens, maxlen=ys_in_pad.size(1)).to(hs_pad.device)
-        return memory_mask, target_mask, torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
-
-    def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
-        """Next-token log-probs for N prefixes of equal length.
-
-        Args:
-            ys: (N, L) prefixes.  states: N per-hypothesis states (None before the first step).
-            xs: (N, T, D) encoder output per hypothesis.
-
-        Returns:
-            log-probs (N, V) and the N new states (caches now covering all L tokens).
-        """
-        caches = batch_caches(states, xs, len(self.blocks), 3)  # per layer: self, primary, secondary
-        new_tokens = ys if states[0] is None else ys[:, -1:]
-        positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
-        x = self._embed(new_tokens, positions)
-        for i, block in enumerate(self.blocks):
-            x, *caches[i] = block(
-                x, xs, None, None, positions, *caches[i], gate_override=self.gate_override
-            )
-        logp = torch.log_softmax(self._logits(x[:, -1]), dim=-1)
-        return logp, hypothesis_states(caches, ys.size(0))
-
 
 def _read_warm_start(
-    whisper_checkpoint: Optional[str],
+    whisper_checkpoint: Union[str, WhisperWeights, None],
     espnet_checkpoint: Optional[str],
     espnet_prefix: str,
     vocab_size: int,
@@ -239,11 +233,13 @@ def _read_warm_start(
     if whisper_checkpoint and espnet_checkpoint:
         raise ValueError("give whisper_checkpoint or espnet_checkpoint, not both")
     if whisper_checkpoint:
-        dims, state = whisper_ckpt.read_whisper(whisper_checkpoint)
-        source = f"Whisper checkpoint {whisper_checkpoint}"
+        weights = whisper_checkpoint
+        if not isinstance(weights, WhisperWeights):
+            weights = WhisperWeights.read(weights)
+        dims, source = weights.dims, f"Whisper checkpoint {weights.path}"
         sizes = {"n_vocab": (dims["n_vocab"], vocab_size), "n_text_state": (dims["n_text_state"], d_model)}
         _check_sizes(source, sizes)
-        return whisper_ckpt.convert_decoder(state), whisper_ckpt.decoder_arch(dims), source
+        return whisper_ckpt.convert_decoder(weights.state), whisper_ckpt.decoder_arch(dims), source
     if espnet_checkpoint:
         state = espnet_ckpt.read_espnet_decoder(espnet_checkpoint, espnet_prefix)
         source = f"ESPnet checkpoint {espnet_checkpoint} ({espnet_prefix}*)"

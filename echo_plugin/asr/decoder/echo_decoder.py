@@ -6,14 +6,11 @@ encoder output, so each step runs only the newest token.
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence
 
-import torch
-from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import Tensor, nn
 
-from echo_plugin.asr.decoder.beam_cache import CachedScorer, HypState, batch_caches, hypothesis_states
-from echo_plugin.espnet_legacy import make_pad_mask
+from echo_plugin.asr.decoder.base import AttentionDecoder, DecoderDims
 from echo_plugin.nn.layer_builder import LayerBuilder
 from echo_plugin.nn.layers import layer_specs, make_norm
 
@@ -27,8 +24,8 @@ LAYER_DEFAULTS: Mapping[str, Any] = {
 }
 
 
-class EchoDecoder(AbsDecoder, CachedScorer):
-    """Attention decoder for ESPnet's joint CTC/attention ASR model.
+class EchoDecoder(AttentionDecoder):
+    """Attention decoder for ESPnet's joint CTC/attention ASR model (the :mod:`.base` convention).
 
     Args:
         vocab_size: V (set by ESPnet).
@@ -49,6 +46,8 @@ class EchoDecoder(AbsDecoder, CachedScorer):
             auxiliary stream of gates that read one (``c_gate``).
     """
 
+    CACHE_PARTS = 2  # per layer: self-attention, cross-attention
+
     def __init__(
         self,
         vocab_size: int,
@@ -65,6 +64,7 @@ class EchoDecoder(AbsDecoder, CachedScorer):
         layers: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> None:
         super().__init__()
+        self.dims = DecoderDims(vocab_size, encoder_output_size, attention_heads, linear_units, num_blocks)
         d_model = encoder_output_size
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=d_model**-0.5)
@@ -79,41 +79,9 @@ class EchoDecoder(AbsDecoder, CachedScorer):
         if tie_embeddings:
             self.output_layer.weight = self.embed.weight
 
-    def forward(
-        self, hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        """Teacher-forced training pass.
+    def _embed(self, tokens: Tensor, positions: Tensor) -> Tensor:
+        """tokens (B, L) -> (B, L, D); positions enter through the rotary self-attention."""
+        return self.embed_dropout(self.embed(tokens))
 
-        Args:
-            hs_pad: (B, S, D) encoder output.  hlens: (B,) its lengths.
-            ys_in_pad: (B, L) input tokens (<sos> + labels, padded).  ys_in_lens: (B,).
-
-        Returns:
-            logits (B, L, V) and ys_in_lens.
-        """
-        memory_mask = ~make_pad_mask(hlens, maxlen=hs_pad.size(1)).to(hs_pad.device)
-        target_mask = ~make_pad_mask(ys_in_lens, maxlen=ys_in_pad.size(1)).to(hs_pad.device)
-        positions = torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
-        x = self.embed_dropout(self.embed(ys_in_pad))
-        for block in self.blocks:
-            x, _, _ = block(x, hs_pad, memory_mask, target_mask, positions)
-        return self.output_layer(self.after_norm(x)), ys_in_lens
-
-    def batch_score(self, ys: Tensor, states: List[HypState], xs: Tensor) -> Tuple[Tensor, List[HypState]]:
-        """Next-token log-probs for N prefixes of equal length.
-
-        Args:
-            ys: (N, L) prefixes.  states: N per-hypothesis states (None before the first step).
-            xs: (N, S, D) encoder output per hypothesis.
-
-        Returns:
-            log-probs (N, V) and the N new states (caches now covering all L tokens).
-        """
-        caches = batch_caches(states, xs, len(self.blocks), 2)  # per layer: self, cross
-        new_tokens = ys if states[0] is None else ys[:, -1:]
-        positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
-        x = self.embed_dropout(self.embed(new_tokens))
-        for i, block in enumerate(self.blocks):
-            x, *caches[i] = block(x, xs, None, positions=positions, self_cache=caches[i][0], cross_cache=caches[i][1])
-        logp = torch.log_softmax(self.output_layer(self.after_norm(x[:, -1])), dim=-1)
-        return logp, hypothesis_states(caches, ys.size(0))
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.output_layer(self.after_norm(x))
