@@ -1,7 +1,8 @@
 """Pre-norm transformer blocks that receive ready-built submodules.
 
 The blocks never construct attention or gates themselves: the encoder/decoder
-build each from its spec (``echo_plugin.catalog``) and hand it in, so a new
+build each from its spec (``echo_plugin.catalog``, through
+:class:`~echo_plugin.nn.layer_builder.LayerBuilder`) and hand it in, so a new
 attention or gate variant needs no change here.
 """
 from __future__ import annotations
