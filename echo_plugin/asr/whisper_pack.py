@@ -117,7 +117,7 @@ def written_out(args: argparse.Namespace, dims: Mapping[str, int], tokens: str) 
 def pack_zero_shot(out: Path, checkpoint: str = BUNDLED, language: str = "en", task: str = "transcribe",
                    beam_size: int = 1, pad_seconds: float = 30.0, fs: int = 16000,
                    exp_dir: Optional[Path] = None) -> Path:
-    """Write config.yaml, model.pth and decode.yaml into ``exp_dir`` and pack them into ``out`` (returned)."""
+    """Write config.yaml, model.pth, tokens.txt and decode.yaml into ``exp_dir``, pack them into ``out`` (returned)."""
     import echo_plugin
     from echo_plugin.asr import whisper_ckpt
 
