@@ -6,8 +6,10 @@
   build the model from the config without weights (pretrained frontends skipping
   their own checkpoint), then loads the weights strictly
   (:meth:`echo_plugin.tasks.asr.EchoASRTask.load_weights`) into that model, which the
-  beam search's scorers already hold. The options that consume the weights while
-  Speech2Text is built (``quantize_asr_model``, ``hugging_face_decoder``) are refused.
+  beam search's scorers already hold. ``hugging_face_decoder``, which consumes the
+  weights while Speech2Text is built, is refused; ESPnet's quantization options
+  (``quantize_asr_model``, ``quantize_modules``, ``quantize_dtype``) are applied after
+  the weights are loaded (:mod:`echo_plugin.inference.quantize`).
 * Speaker statistics. ESPnet's decoding loop calls ``speech2text(**batch)`` with
   every data key of the batch; its Speech2Text takes ``speech`` alone. EchoSpeech2Text
   also takes ``spk_stats`` (2, D) and hands it to the model's SpeakerMVN for that call.
@@ -31,8 +33,9 @@ from espnet2.bin.asr_inference import Speech2Text
 
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.inference import whisper_decoding
+from echo_plugin.inference.quantize import QUANTIZE_OPTIONS, quantize_model
 
-WEIGHT_CONSUMING_OPTIONS = ("quantize_asr_model", "hugging_face_decoder")
+WEIGHT_CONSUMING_OPTIONS = ("hugging_face_decoder",)
 """Speech2Text options that use the weights while it is built, before they could be loaded strictly."""
 
 
@@ -49,6 +52,7 @@ class EchoSpeech2Text(Speech2Text):
     ) -> None:
         from echo_plugin.tasks.asr import EchoASRTask
 
+        quantize = {name: kwargs.pop(name) for name in QUANTIZE_OPTIONS if name in kwargs}
         refused = [name for name in WEIGHT_CONSUMING_OPTIONS if kwargs.get(name)]
         if refused:
             raise ValueError(f"{', '.join(refused)}: not with Echo's strict weight loading (Speech2Text uses the "
@@ -62,6 +66,9 @@ class EchoSpeech2Text(Speech2Text):
         whisper_decoding.add_suppression(self)
         if asr_model_file is not None:
             EchoASRTask.load_weights(self.asr_model, asr_model_file, device)
+        if quantize.get("quantize_asr_model"):
+            quantize_model(self.asr_model, quantize.get("quantize_modules", ["Linear"]),
+                           quantize.get("quantize_dtype", "qint8"))
 
     def _decode_single_sample(self, enc: torch.Tensor) -> list:
         """ESPnet's beam search on one encoder output (T, D); Whisper token types get their text rebuilt."""

@@ -82,8 +82,8 @@ def test_echo_speech2text_refuses_the_renamed_pack_and_espnets_class_stays_lenie
     with pytest.raises(WeightMismatchError, match=rf"missing \['{CURRENT}'\].*unexpected \['{OLD_NAME}'\]"):
         EchoSpeech2Text(config, model_file, beam_size=1)
     Speech2Text(config, model_file, beam_size=1)  # ESPnet's, strict=False: no error
-    with pytest.raises(ValueError, match="quantize_asr_model"):
-        EchoSpeech2Text(config, model_file, quantize_asr_model=True)
+    with pytest.raises(ValueError, match="hugging_face_decoder"):
+        EchoSpeech2Text(config, model_file, hugging_face_decoder=True)
 
 
 def test_espnets_own_loader_takes_the_renamed_pack_silently(packs, tmp_path: Path) -> None:
