@@ -137,6 +137,13 @@ def decode_pass(decode_dir: str) -> str:
     return "first"
 
 
+def decode_label(record: dict) -> str:
+    """The decode dir, and the scoring normaliser when there was one (``decode_x [whisper_digits]``): WERs
+    scored through different normalisers are kept apart."""
+    normalizer = record["decode"].get("normalizer") or "none"
+    return record["decode"]["dir"] + ("" if normalizer == "none" else f" [{normalizer}]")
+
+
 def build_records(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """One record per scored (decode dir, test set) of ``args.exp_dir``."""
     exp = args.exp_dir
@@ -169,7 +176,8 @@ def build_records(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 "env": env,
                 "decode": {"dir": decode_dir, "pass": decode_pass(decode_dir),
                            "config_path": args.inference_config and str(args.inference_config),
-                           "config": decoding, "config_hash": config_hash(decoding)},
+                           "config": decoding, "config_hash": config_hash(decoding),
+                           "normalizer": scores.get("normalizer", "none")},
                 "test_set": test_set,
                 "wer": scores["wer"]["error_rate"],
                 "cer": scores["cer"]["error_rate"],
@@ -181,8 +189,8 @@ def build_records(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 
 def record_key(record: dict) -> tuple:
-    """(name, fold, seed, decode dir, test set): one record each."""
-    return (record["name"], record["fold"]["name"], record["seed"], record["decode"]["dir"], record["test_set"])
+    """(name, fold, seed, decode dir and normaliser, test set): one record each."""
+    return (record["name"], record["fold"]["name"], record["seed"], decode_label(record), record["test_set"])
 
 
 def read_records(records_dir: Path) -> list[dict]:

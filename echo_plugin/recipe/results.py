@@ -35,7 +35,7 @@ from statistics import mean
 from espnet2.utils.types import str2bool
 
 from echo_plugin.recipe.io import atomic_write_text
-from echo_plugin.recipe.records import is_stale, read_records
+from echo_plugin.recipe.records import decode_label, is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
 
 DASH = "-"
@@ -103,7 +103,7 @@ def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         r = row.record
-        groups.setdefault((row.recipe, r["name"], r["decode"]["dir"], r["test_set"]), []).append(row)
+        groups.setdefault((row.recipe, r["name"], decode_label(r), r["test_set"]), []).append(row)
     out = []
     for (recipe, name, decode, test_set), group in sorted(groups.items()):
         records = [g.record for g in group]
@@ -131,7 +131,7 @@ def run_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     """Every record on its own row."""
     out = []
     for row in sorted(rows, key=lambda g: (g.recipe, g.record["name"], g.record["fold"]["name"], str(g.record["seed"]),
-                                           g.record["decode"]["dir"], g.record["test_set"])):
+                                           decode_label(g.record), g.record["test_set"])):
         r = row.record
         _, sub, dele, ins = row.counts
         git = r.get("git") or {}
@@ -139,7 +139,7 @@ def run_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
         out.append(([row.recipe] if with_recipe else []) + [
             r["name"] + (f" {STALE}" if row.stale else ""),
             r["fold"]["name"] + ("*" if r["fold"].get("tuned_on") else ""),
-            str(r["seed"]), r["decode"]["dir"], r["test_set"], f"{r['wer']:.2f}", f"{sub}/{dele}/{ins}",
+            str(r["seed"]), decode_label(r), r["test_set"], f"{r['wer']:.2f}", f"{sub}/{dele}/{ins}",
             f"{r['cer']:.2f}", DASH if r.get("rtf") is None else f"{r['rtf']:.4f}", commit, r.get("date") or DASH,
         ])
     return out
@@ -151,7 +151,7 @@ def snr_cells(rows: list[Row]) -> list[tuple[str, str, str, str]]:
     for row in rows:
         _, sub, dele, ins = row.counts
         r = row.record
-        cells.append((r["name"], r["decode"]["dir"], r["test_set"], f"{pooled_wer([row]):.2f} ({sub}/{dele}/{ins})"))
+        cells.append((r["name"], decode_label(r), r["test_set"], f"{pooled_wer([row]):.2f} ({sub}/{dele}/{ins})"))
     return cells
 
 

@@ -38,6 +38,7 @@ def test_a_record_holds_the_run_the_fold_and_every_utterance(tmp_path: Path) -> 
     run = (record["epochs"], record["params"], record["train_seconds"], record["peak_rss_mb"])
     assert run == (6, 2890000, 661.0, 812.5)
     assert record["decode"]["pass"] == "first" and record["decode"]["config"] == {"beam_size": 4, "ctc_weight": 0.8}
+    assert record["decode"]["normalizer"] == "none" and records.decode_label(record) == record["decode"]["dir"]
     assert record["rtf"] == 0.25 and record["env"]["torch"] == "2.12.1"
     assert set(record["git"]) == {"commit", "dirty"}
 
@@ -102,6 +103,16 @@ def test_write_without_run_info_is_a_one_line_error(tmp_path: Path, capsys: pyte
                        "--decode_dirs", "d", "--records_dir", str(root / "records")])
     assert rc == 1
     assert capsys.readouterr().err.strip().endswith("run.json: missing (written after training by stage 5)")
+
+
+def test_scorings_through_another_normalizer_are_other_records(tmp_path: Path) -> None:
+    """A rescoring with --normalizer whisper_digits is kept beside the plain one, never mixed with it."""
+    plain = {"name": "x", "fold": {"name": "test-lucas"}, "seed": 0, "test_set": "t",
+             "decode": {"dir": "decode_a", "normalizer": "none"}}
+    old = {**plain, "decode": {"dir": "decode_a"}}  # a record written before the field existed
+    whisper = {**plain, "decode": {"dir": "decode_a", "normalizer": "whisper_digits"}}
+    assert records.decode_label(whisper) == "decode_a [whisper_digits]"
+    assert records.record_key(plain) == records.record_key(old) != records.record_key(whisper)
 
 
 def test_decode_passes_are_named_by_their_dir() -> None:
