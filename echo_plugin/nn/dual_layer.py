@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from echo_plugin.catalog import ACTIVATION
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.standard import MultiHeadAttention
-from echo_plugin.nn.layers import causal_self_attention, unprojected_memory
+from echo_plugin.nn.layers import causal_self_attention, cross_attention
 
 
 class DualGate(nn.Module):
@@ -126,7 +126,8 @@ class DualDecoderLayer(nn.Module):
             target_mask: (B, L_total) True = real token, or None.
             positions: (L,) target positions; default: continue after ``self_cache``.
             self_cache: (k, v) of the earlier steps, each (B, H, L_cache, dh).
-            primary_cache, secondary_cache: projected memory (k, v) from an earlier call, reused.
+            primary_cache, secondary_cache: projected memory (k, v) from an earlier call, attended as
+                they are (:func:`~echo_plugin.nn.layers.cross_attention`).
             gate_override: a constant alpha instead of the gate (1.0 = primary path only).
 
         Returns:
@@ -135,12 +136,8 @@ class DualDecoderLayer(nn.Module):
         attended, self_cache = causal_self_attention(self.attn, self.attn_ln(x), target_mask, positions, self_cache)
         x = x + self.dropout(attended)
         h = self.cross_attn_ln(x)
-        primary, primary_cache = self.cross_attn(
-            h, unprojected_memory(memory, primary_cache), memory_mask, cache=primary_cache
-        )
-        secondary, secondary_cache = self.secondary_attn(
-            h, unprojected_memory(memory, secondary_cache), memory_mask, cache=secondary_cache
-        )
+        primary, primary_cache = cross_attention(self.cross_attn, h, memory, memory_mask, primary_cache)
+        secondary, secondary_cache = cross_attention(self.secondary_attn, h, memory, memory_mask, secondary_cache)
         x = x + self.dropout(self.fuse(h, primary, secondary, gate_override))
         x = x + self.dropout(self.mlp(self.mlp_ln(x)))
         return x, self_cache, primary_cache, secondary_cache

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from echo_plugin.catalog import ACTIVATION, NORM
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.memory import WorkingMemory
+from echo_plugin.nn.attention.standard import AttentionCall, MultiHeadAttention
 from echo_plugin.nn.capabilities import uses_aux_stream, uses_memory
 from echo_plugin.nn.gates.none import NoGate
 from echo_plugin.nn.rotary.pitch import F0Track
@@ -177,10 +178,23 @@ def causal_self_attention(
     return attn(x, key_padding_mask=target_mask, causal=True, q_positions=positions, k_positions=positions, cache=cache)
 
 
-def unprojected_memory(memory: Tensor, cache: Optional[KVCache]) -> Tensor:
-    """What a cross-attention still has to project of memory (B, S, D): all of it, or none (B, 0, D)
-    when ``cache`` already holds its keys/values."""
-    return memory if cache is None else memory[:, :0]
+def cross_attention(
+    attn: MultiHeadAttention, query: Tensor, memory: Tensor, memory_mask: Optional[Tensor], cache: Optional[KVCache]
+) -> Tuple[Tensor, KVCache]:
+    """A decoder's cross-attention from query (B, L, D), normalised, to the encoder memory (B, S, D);
+    memory_mask (B, S) True = real frame, or None -> (B, L, D) and the memory's keys/values.
+
+    Without ``cache`` the module projects the memory; its keys/values (each (B, H', S, dh)) come
+    back as the cache. With one (the memory projected once by an earlier call, shared: e.g. one
+    utterance's keys expanded over B hypotheses as a view), the module's attention step reads those
+    keys/values as they are and the cache comes back unchanged. (The module's ``forward`` would append
+    the memory's new keys, none here, to a copy of the cache: B x S keys copied on every call.)
+    """
+    if cache is None:
+        return attn(query, memory, key_padding_mask=memory_mask)
+    call = AttentionCall(attn, query, memory[:, :0], memory_mask, cache=cache)
+    call.k, call.v = cache  # what the call computes on first use: the cached keys/values followed by none
+    return attn.attention(call), cache
 
 
 class DecoderLayer(PreNormLayer):
@@ -230,7 +244,7 @@ class DecoderLayer(PreNormLayer):
             target_mask: (B, L_total) True = real token (cache + new), or None.
             positions: (L,) target positions; default: continue after ``self_cache``.
             self_cache: rotated self-attention (k, v), each (B, H, L_cache, dh).
-            cross_cache: memory (k, v) from an earlier call; reused instead of re-projecting.
+            cross_cache: memory (k, v) from an earlier call, attended as it is (see :func:`cross_attention`).
 
         Returns:
             (B, L, D) output, new self cache, cross cache.
@@ -238,8 +252,6 @@ class DecoderLayer(PreNormLayer):
         h = self.self_norm(x)
         attended, self_cache = causal_self_attention(self.self_attn, h, target_mask, positions, self_cache)
         x = self.residual(x, attended)
-        context, cross_cache = self.cross_attn(
-            self.cross_norm(x), unprojected_memory(memory, cross_cache), key_padding_mask=memory_mask, cache=cross_cache
-        )
+        context, cross_cache = cross_attention(self.cross_attn, self.cross_norm(x), memory, memory_mask, cross_cache)
         x = self.feed_forward_step(self.residual(x, context), context)
         return x, self_cache, cross_cache

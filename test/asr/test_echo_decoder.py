@@ -57,8 +57,9 @@ def test_incremental_batch_score_equals_full_forward():
             logp, states = decoder.batch_score(ys[:, :length], states, xs)  # newest token only
         logits, _ = decoder(xs, full_lens, ys[:, :length], torch.full((3,), length))
         torch.testing.assert_close(logp, logits[:, -1].log_softmax(-1), rtol=1e-4, atol=1e-5)
-        assert states[0][0][0][0].shape == (2, length, 8)
-        assert states[0][0][1][0].shape == (2, 9, 8)
+        projected, row, self_caches = states[0]
+        assert self_caches[0][0].shape == (2, length, 8) and row == 0
+        assert projected.caches[0][0][0].shape == (3, 2, 9, 8)  # the 3 memories' keys, projected at the first call
 
 
 def test_batch_score_reselects_states_like_beam_search():
@@ -84,7 +85,7 @@ def test_score_agrees_with_batch_score():
         logp, state = decoder.score(ys[b, :4], decoder.init_state(xs[b]), xs[b])
         logp, state = decoder.score(ys[b], state, xs[b])
         torch.testing.assert_close(logp, batch_logp[b], rtol=1e-4, atol=1e-5)
-        assert logp.shape == (VOCAB,) and len(state) == 2
+        assert logp.shape == (VOCAB,) and len(state[2]) == 2  # one self-attention cache per layer
 
 
 def test_layer_groups_and_cross_attention_has_no_rotary():
@@ -96,8 +97,8 @@ def test_layer_groups_and_cross_attention_has_no_rotary():
 
 def test_beam_states_survive_espnets_state_copy() -> None:
     """ESPnet 202611's batch beam search copies a finished hypothesis' state part by part with
-    type(part)(iterable): the states must be lists and tuples that allow it, and stay equal."""
-    from echo_plugin.asr.decoder.beam_cache import hypothesis_states
+    type(part)(iterable), cloning tensors: the states allow it, the copies score as the originals,
+    and the projected memory they share passes through as the same object."""
 
     def copy(obj):  # what that copy does, for any ESPnet release
         if torch.is_tensor(obj):
@@ -106,7 +107,11 @@ def test_beam_states_survive_espnets_state_copy() -> None:
             return type(obj)(copy(o) for o in obj)
         return obj
 
-    caches = [[(torch.randn(3, 2, 4, 8), torch.randn(3, 2, 4, 8)), (torch.randn(3, 2, 9, 8), torch.randn(3, 2, 9, 8))]]
-    states = hypothesis_states(caches, 3)
+    decoder = tiny_decoder()
+    xs = memory(3)
+    ys = torch.randint(0, VOCAB, (3, 4))
+    _, states = decoder.batch_score(ys[:, :3], [None] * 3, xs)
     copied = copy(states)
-    assert len(copied) == 3 and torch.equal(copied[2][0][1][1], caches[0][1][1][2])
+    assert all(c[0] is states[0][0] for c in copied)
+    expected, _ = decoder.batch_score(ys, states, xs)
+    torch.testing.assert_close(decoder.batch_score(ys, copied, xs)[0], expected, rtol=0, atol=0)

@@ -223,7 +223,7 @@ def test_inside_echo_encoder_and_decoder_built_through_espnet(tmp_path: Path) ->
             logp, states = decoder.batch_score(ys[:, :length], states, xs)
         logits, _ = decoder(xs, torch.full((3,), xs.size(1)), ys, torch.full((3,), 5))
     torch.testing.assert_close(logp, logits[:, -1].log_softmax(-1), rtol=1e-4, atol=1e-5)
-    assert states[0][0][0][0].shape == (4, 5, 8)
+    assert states[0][2][0][0].shape == (4, 5, 8)
 
 
 def test_pitch_aware_rotary_and_f0_reach_both_streams() -> None:

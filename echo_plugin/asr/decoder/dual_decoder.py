@@ -21,7 +21,8 @@ the secondary as a copy of the primary (``copy_primary``). ``gate_override: 1.0`
 pretrained decoder.
 
 Beam search state (one per hypothesis, :mod:`echo_plugin.asr.decoder.beam_cache`): per layer the
-self-attention, primary and secondary cross-attention keys/values.
+self-attention keys/values; the primary and secondary cross-attention keys/values of the encoder
+output are projected once per utterance and shared by every hypothesis.
 """
 from __future__ import annotations
 

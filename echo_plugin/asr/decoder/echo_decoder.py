@@ -1,8 +1,9 @@
 """EchoDecoder: token embedding, pre-norm causal transformer layers with rotary self-attention.
 
 Beam search state (one per hypothesis, :mod:`echo_plugin.asr.decoder.beam_cache`): per layer
-the rotated self-attention keys/values of the prefix and the cross-attention keys/values of the
-encoder output, so each step runs only the newest token.
+the rotated self-attention keys/values of the prefix, so each step runs only the newest token; the
+cross-attention keys/values of the encoder output are projected once per utterance and shared by
+every hypothesis.
 """
 from __future__ import annotations
 
