@@ -111,3 +111,19 @@ def test_beam_search_finds_what_the_full_pass_finds(kind, batched):
     assert [h.yseq.tolist() for h in nbest] == [h.yseq.tolist() for h in reference]
     for got, want in zip(nbest, reference):
         torch.testing.assert_close(torch.as_tensor(got.score), torch.as_tensor(want.score), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hypotheses_of_two_memories_scored_together(kind):
+    """States from two separate first calls (two projected memories) gathered into one batch."""
+    decoder = build(kind)
+    torch.manual_seed(2)
+    xs, ys = torch.randn(2, FRAMES, D), torch.randint(0, VOCAB, (2, 4))
+    with torch.no_grad():
+        _, first = decoder.batch_score(ys[:1, :3], [None], xs[:1])
+        _, second = decoder.batch_score(ys[1:, :3], [None], xs[1:])
+        assert first[0][0] is not second[0][0]
+        logp, states = decoder.batch_score(ys, first + second, xs)
+        logits, _ = decoder(xs, torch.full((2,), FRAMES), ys, torch.full((2,), 4))
+    torch.testing.assert_close(logp, logits[:, -1].log_softmax(-1), rtol=1e-4, atol=1e-5)
+    assert states[0][0] is states[1][0] and [s[1] for s in states] == [0, 1]
