@@ -97,7 +97,7 @@ def _rotary() -> Table:
         "learned": LearnedRotary,
         "mel": MelRotary,
         "pitch_aware": PitchAwareRotary,
-        "pitch_aware_doc": DocPitchAwareRotary,  # seed 04's rotary as written
+        "pitch_aware_doc": DocPitchAwareRotary,  # the design document's rotary as written
         "givens": GivensRotary,
         "quaternion": QuaternionRotary,
         "axial": AxialRotary,
@@ -137,7 +137,7 @@ def _gate() -> Table:
         "t_gate": TypeGate,
         "m_gate": MemoryGate,
         "c_gate": ContextGate,
-        "additive": AdditiveGate,  # seed 04's Residual: the gate value added, not multiplied
+        "additive": AdditiveGate,  # the design document's Residual: the gate value added, not multiplied
     }
 
 

@@ -61,7 +61,7 @@ class SEBlock(nn.Module):
         e   = sigmoid(W_2 ReLU(W_1 s + b_1) + b_2)        (B, C)   W_1: (C // reduction, C)
         out = x * e[:, :, None]
 
-    Seed 03's SEBlock averaged over every frame (``AdaptiveAvgPool1d``), so padding
+    A squeeze-excitation block averaged over every frame (``AdaptiveAvgPool1d``), so padding
     changed the channel weights of a shorter utterance in a batch; the mask fixes that.
     """
 
@@ -85,7 +85,7 @@ class SEBlock(nn.Module):
 
 
 class SEConvSubsampling(nn.Module):
-    """Seed 03's ``se`` conv stack with time strides, as an input layer: (B, T, idim) -> (B, T', odim).
+    """A squeeze-excitation conv stack with time strides, as an input layer: (B, T, idim) -> (B, T', odim).
 
         conv k3 -> GELU -> dilated conv k3 d2 (stride s1) -> depthwise conv k3 (stride s2)
         -> pointwise conv k1 -> SEBlock (masked mean) -> GELU -> dropout -> conv k3 -> pos_enc

@@ -9,7 +9,7 @@ Per layer group in YAML, ``gate: none`` (default) or e.g.
 - ``t_gate``: g = sum_k softmax(W_c x + b_c)_k sigmoid(W_k x + b_k).
 - ``m_gate``: g = (sigmoid(softmax(x K^T / sqrt(D)) V) + sigmoid(MLP(x))) / 2.
 - ``c_gate``: g = sigmoid(W_x x + W_a LN(aux) + b), or sigmoid(W_x x + b) without aux.
-- ``additive``: update + g (an inner gate's value added, not multiplied: seed 04's
+- ``additive``: update + g (an inner gate's value added, not multiplied: the design document's
   ``Residual`` as written, see :mod:`.additive`).
 """
 from echo_plugin.nn.gates.additive import AdditiveGate

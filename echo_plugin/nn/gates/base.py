@@ -9,11 +9,11 @@ Every GATE module is called as ``gate(x, update, aux=None) -> gated update``:
   (``c_gate``); the others ignore it.
 
 The layer adds the result to its residual stream: ``h + dropout(gate(x, ff(x)))``.
-A gate value ``g = value(x, aux)`` is (B, T, 1) (one scalar per frame, the seeds'
+A gate value ``g = value(x, aux)`` is (B, T, 1) (one scalar per frame, the design documents'
 ``Linear(dims, 1)`` gates, the default) or (B, T, D) (``per_channel: true``), and
 ``forward`` returns ``g * update``. Each ``g`` lies in (0, 1), so a gate can only
 shrink the update of a frame (or channel), never amplify or flip it. The one
-exception is ``additive`` (seed 04 as written), whose ``forward`` returns ``update + g``.
+exception is ``additive`` (the design document's form), whose ``forward`` returns ``update + g``.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ class ContextGate(Gate):
     ``aux`` is what the layer hands over: in EchoEncoder the input layer's output
     (the subsampled acoustic features at width D, the same for every layer), in
     EchoDecoder the cross-attention output of the layer (the acoustic context of
-    each token). This is seed 04's ``c_gate`` reduced to its gating: there, sigmoid
+    each token). This is the design document's ``c_gate`` reduced to its gating: there, sigmoid
     gates of x weighted feature streams (spectrogram, pitch, ...) that defaulted to
     x when absent; here the feature stream steers the gate of the update instead of
     being added to it (the frontend's ``gated`` FUSION already merges feature

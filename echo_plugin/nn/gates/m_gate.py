@@ -11,7 +11,7 @@ from echo_plugin.nn.gates.base import Gate, check_counts
 
 
 class MemoryGate(Gate):
-    """Attention of each frame over ``mem_size`` learned (key, value) slots, as in seed 04's ``m_gate``.
+    """A memory gate: each frame attends over ``mem_size`` learned (key, value) slots.
 
         a   = softmax(x K^T / sqrt(D))                    (B, T, M)   K: (M, D) memory keys
         g_m = sigmoid(a V)                                (B, T, G)   V: (M, G) memory values

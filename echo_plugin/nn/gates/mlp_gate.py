@@ -12,7 +12,7 @@ from echo_plugin.nn.gates.base import Gate
 class MLPGate(Gate):
     """g = sigmoid(W x + b);  out = g * update.
 
-    W is (1, D) (one gate per frame, seed 04's ``mlp_gate``) or (D, D) with
+    W is (1, D) (one gate per frame) or (D, D) with
     ``per_channel: true`` (a GLU-style channel gate).
     YAML: ``gate: mlp_gate`` or ``gate: {type: mlp_gate, conf: {per_channel: true}}``.
 

@@ -17,7 +17,7 @@ class TypeGate(Gate):
         g   = sum_k p_k g_k                     (B, T, G)   in (0, 1): a convex mix of gates
         out = g * update
 
-    G = 1 (seed 04's ``t_gate``: one scalar gate per type) or D with ``per_channel: true``.
+    G = 1 (one scalar gate per type) or D with ``per_channel: true``.
     The K gate projections are one Linear(D, K * G).
     YAML: ``gate: {type: t_gate, conf: {num_types: 4}}``.
 

@@ -39,7 +39,7 @@ class SoftMasking(KeyMasking):
         learned: learn ``eps`` (one scalar per attention module) inside ``(min_scale, max_scale)``.
         min_scale, max_scale: the learned range, ``0 < min_scale < scale < max_scale``
             (used only when learned).
-        padding: soften padding keys too (True, the seed's behaviour); False hides them
+        padding: soften padding keys too (True, the design document's behaviour); False hides them
             exactly and softens only ``zero_keys``.
     """
 
