@@ -34,13 +34,14 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from echo_plugin.data.cli import run_corpus_cli
 from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.io import Utterance, atomic_dir, fetch, is_current, replace_dir, write_data_dir, write_stamp
 
@@ -511,21 +512,23 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Prepare the data dirs and print utterances and hours per dir."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        root = args.fsdd_root if args.fsdd_root is not None else download_fsdd(args.download_dir)
-        dirs = prepare_fsdd(root, args.out_dir, cfg, args.wav_dir)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(1, f"error: {err}\n")
+def prepare_from_args(args: argparse.Namespace) -> dict[str, Path]:
+    """The data dirs of the parsed options (downloading FSDD when no ``--fsdd_root`` is given)."""
+    cfg = config_from_args(args)
+    root = args.fsdd_root if args.fsdd_root is not None else download_fsdd(args.download_dir)
+    return prepare_fsdd(root, args.out_dir, cfg, args.wav_dir)
+
+
+def summary(args: argparse.Namespace, dirs: dict[str, Path]) -> Iterator[str]:
+    """Utterances and hours per prepared dir."""
     for name, path in dirs.items():
         n_utts, hours = summarize(path)
-        print(f"{name}\t{n_utts} utterances\t{hours:.3f} h")
-    return 0
+        yield f"{name}\t{n_utts} utterances\t{hours:.3f} h"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prepare the data dirs and print utterances and hours per dir."""
+    return run_corpus_cli(build_parser(), argv, prepare_from_args, summary, (ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -464,3 +464,25 @@ def test_the_default_test_speaker_gives_way_to_a_fold_that_trains_on_it() -> Non
                   "--test_speakers", "nicolas").test_speakers == ("nicolas",)
     with pytest.raises(ValueError, match="'lucas' is listed for both train and test"):
         config("--train_speakers", "george", "lucas", "--dev_speakers", "jackson", "--test_speakers", "lucas")
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_the_command_prints_each_dir_and_names_a_missing_root(small_corpus: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from echo_plugin.data import fsdd
+
+    out = tmp_path / "data"
+    assert fsdd.main(["--fsdd_root", str(small_corpus), "--out_dir", str(out), "--n_connected_train", "12",
+                      "--n_connected_dev", "4", "--n_connected_test", "6"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split("\t")[0] for line in lines]
+    assert names and all((out / name / "wav.scp").is_file() for name in names)
+    counts = {line.split("\t")[0]: int(line.split("\t")[1].split()[0]) for line in lines}
+    assert all(counts[name] == len((out / name / "wav.scp").read_text().splitlines()) for name in names)
+    with pytest.raises(SystemExit) as exit_:
+        fsdd.main(["--fsdd_root", str(tmp_path / "nowhere"), "--out_dir", str(out)])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err and len(err.splitlines()) == 1, err
