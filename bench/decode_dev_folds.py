@@ -19,11 +19,13 @@ VARIANTS = {"beam4_ctc08": ({}, False), "ctc_greedy": ({"ctc_weight": 1.0, "beam
             "ctc_greedy_int8": ({"ctc_weight": 1.0, "beam_size": 1}, True), "beam4_ctc08_int8": ({}, True)}
 
 
-def packed_model(fold_dir: Path, config_stem: str, seed: int) -> Path:
-    """The fold's packed model of this config and seed (stage 8's zip)."""
-    found = sorted((fold_dir / "exp").glob(f"asr_{config_stem}*_seed{seed}/*seed{seed}.zip"))
-    if not found:
-        raise SystemExit(f"no packed {config_stem} seed {seed} model under {fold_dir / 'exp'}")
+def packed_model(fold_dir: Path, config_stem: str, seed: int, tags: dict[str, str]) -> Path:
+    """The fold's packed model of this config and seed (stage 8's zip): ``exp/asr_<stem>_seed<seed>/``, or the
+    experiment ``tags`` names for this fold (a run recorded under another tag)."""
+    exp = fold_dir / "exp" / tags.get(fold_dir.name, f"asr_{config_stem}_seed{seed}")
+    found = sorted(exp.glob("*.zip"))
+    if len(found) != 1:
+        raise SystemExit(f"{exp}: {len(found)} packed models (one expected; name the experiment with --tag)")
     return found[0]
 
 
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="the training config whose models to decode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--tag", nargs="*", default=[], metavar="FOLD=EXP",
+                        help="experiment dir of a fold whose run has another tag, e.g. "
+                             "test-lucas=asr_train_asr_echo_whisper_frontend_nosp_seed0")
     args = parser.parse_args(argv)
     import jiwer
     import torch
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     for fold_dir in sorted(p for p in args.folds_root.iterdir() if (p / "dump/raw/dev/wav.scp").is_file()):
-        model = packed_model(fold_dir, args.config.stem, args.seed)
+        model = packed_model(fold_dir, args.config.stem, args.seed, dict(t.split("=", 1) for t in args.tag))
         dev = fold_dir / "dump/raw/dev"
         scp = [line.split(maxsplit=1) for line in (dev / "wav.scp").read_text().splitlines()]
         refs = dict(line.split(maxsplit=1) for line in (dev / "text").read_text().splitlines())
