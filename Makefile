@@ -49,10 +49,17 @@ NEXT_STAMP := $(NEXT_VENV)/.installed
 NEXT_TESTS := test/bin/test_registration.py test/test_catalog.py test/asr/test_espnet_e2e.py \
 	test/asr/test_echo_decoder.py test/asr/test_dual_decoder.py
 
+# Python 3.12 has no torch on this disk, so pip downloads PyPI's CUDA build (about 3 GB of wheels): they are
+# unpacked beside the venv (TMPDIR on the checkout's disk, not a small /tmp), not cached twice (--no-cache-dir),
+# and a dropped download is retried.
+NEXT_PIP := TMPDIR=$(CURDIR)/$(NEXT_VENV)/.pip-tmp $(NEXT_VENV)/bin/python -m pip install -q --no-cache-dir --retries 10 --timeout 60
+
 $(NEXT_STAMP): setup.py
 	test -x $(NEXT_VENV)/bin/python || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
-	$(NEXT_VENV)/bin/python -m pip install -q "pip==23.2.1"
-	$(NEXT_VENV)/bin/python -m pip install -q "$(NEXT_ESPNET)" "pytest>=9,<10" -e .
+	mkdir -p $(NEXT_VENV)/.pip-tmp
+	$(NEXT_PIP) "pip==23.2.1"
+	$(NEXT_PIP) "$(NEXT_ESPNET)" "pytest>=9,<10" -e . || $(NEXT_PIP) "$(NEXT_ESPNET)" "pytest>=9,<10" -e .
+	rm -rf $(NEXT_VENV)/.pip-tmp
 	touch $(NEXT_STAMP)
 
 test-next: $(NEXT_STAMP)
