@@ -25,7 +25,13 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from echo_plugin.recipe.data_dir import DataDirError, fault, read_table_faults, read_text_lines, report_faults
+from echo_plugin.recipe.data_dir import (
+    DataDirError,
+    fault,
+    read_table_faults,
+    read_text_lines,
+    run_reporting_faults,
+)
 
 Tokenizer = Callable[[str], list[str]]
 UnkTest = Callable[[str], bool]
@@ -107,19 +113,19 @@ def make_tokenizer(args: argparse.Namespace) -> tuple[Tokenizer, UnkTest]:
     return char_tokenizer(read_symbols(args.non_linguistic_symbols)), (lambda token: False)
 
 
+def require_fit(args: argparse.Namespace) -> None:
+    """Check ``--text`` against ``--token_list``; DataDirError holding every fault."""
+    faults = check_text(args.text, args.token_list, *make_tokenizer(args))
+    if faults:
+        raise DataDirError(faults)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        tokenize, is_unk = make_tokenizer(args)
-        faults = check_text(args.text, args.token_list, tokenize, is_unk)
-    except DataDirError as e:
-        return report_faults("check_text", e.faults)
-    except (OSError, ValueError) as e:
-        return report_faults("check_text", [str(e)])
-    if faults:
-        return report_faults("check_text", faults)
-    print(f"check_text: {args.text}: every transcript fits {args.token_list}")
-    return 0
+    status = run_reporting_faults("check_text", lambda: require_fit(args), (OSError, ValueError))
+    if status == 0:
+        print(f"check_text: {args.text}: every transcript fits {args.token_list}")
+    return status
 
 
 if __name__ == "__main__":
