@@ -1,4 +1,4 @@
-"""Audio archives ESPnet reads natively, and the reader of any wav.scp entry (file or archive).
+"""Audio archives ESPnet reads natively: the formats of stage 2 and the writer (reading is the one reader's job).
 
 Stage 2's ``--audio_format`` (asr.sh, as ESPnet's):
 
@@ -8,22 +8,29 @@ Stage 2's ``--audio_format`` (asr.sh, as ESPnet's):
   ``format_wav_scp.py`` writes them (``kaldiio.save_ark(..., write_function="soundfile")``): each
   utterance is ``<uttid> AUDIO<length><a 16-bit PCM WAV or FLAC file>``, and wav.scp names it
   ``<uttid> <archive>:<byte offset>``. ESPnet's data loader reads such a wav.scp with the type
-  ``kaldi_ark`` (:func:`data_type`); ``kaldiio.load_mat("<archive>:<offset>")`` reads one entry.
+  ``kaldi_ark`` (:func:`data_type`). The project's one audio reader,
+  :func:`echo_plugin.inference.audio.load_audio`, reads such an entry as it reads a file, so every
+  stage that reads audio (speaker statistics, the feature cache, babble, SNR sets, the speaker-adaptive
+  pass, transcribe) works on archives too.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 import soundfile as sf
 
-from echo_plugin.inference.audio import AudioError, load_audio
+# The one reader reads archive entries as well as files; ``read_entry`` is its name for the stages that
+# read stage 2's wav.scp values (format_data, speed_perturb).
+from echo_plugin.inference.audio import is_archive_entry
+from echo_plugin.inference.audio import load_audio as read_entry
+
+__all__ = ["AUDIO_FORMATS", "ArchiveWriter", "check_format", "data_type", "is_archive_entry", "is_archive_format",
+           "read_entry", "write_audio_file"]
 
 # --audio_format -> the container libsndfile writes (one file, or one entry of an archive)
 AUDIO_FORMATS = {"wav": "WAV", "flac": "FLAC", "wav.ark": "WAV", "flac.ark": "FLAC"}
-ARCHIVE_ENTRY = re.compile(r"(?P<archive>.+\.ark):(?P<offset>\d+)")
 
 
 def is_archive_format(audio_format: str) -> bool:
@@ -41,41 +48,6 @@ def check_format(audio_format: str) -> str:
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"--audio_format {audio_format!r} is not one of {', '.join(AUDIO_FORMATS)}")
     return audio_format
-
-
-def is_archive_entry(value: str | Path) -> bool:
-    """Whether a wav.scp value names an archive entry (``<file>.ark:<offset>``)."""
-    return ARCHIVE_ENTRY.fullmatch(str(value)) is not None
-
-
-def read_archive_entry(value: str) -> tuple[np.ndarray, int]:
-    """Float32 samples (frames x channels) and the rate of the archive entry ``<file>.ark:<offset>``;
-    AudioError naming it when the archive is missing or the offset holds no audio."""
-    import kaldiio  # deferred: only archives need it
-
-    archive = ARCHIVE_ENTRY.fullmatch(value)["archive"]
-    if not Path(archive).is_file():
-        raise AudioError(f"missing audio archive {archive}")
-    try:
-        loaded = kaldiio.load_mat(value)
-    except Exception as e:  # kaldiio raises several types for bad offsets and data
-        raise AudioError(f"unreadable archive entry {value}: {e}") from None
-    if not (isinstance(loaded, tuple) and isinstance(loaded[0], int) and isinstance(loaded[1], np.ndarray)):
-        raise AudioError(f"archive entry {value} holds no audio (a {type(loaded).__name__})")
-    rate, samples = loaded
-    samples = np.asarray(samples, dtype=np.float32)
-    samples = samples[:, None] if samples.ndim == 1 else samples
-    if len(samples) == 0:
-        raise AudioError(f"empty archive entry {value} (0 samples)")
-    return samples, rate
-
-
-def read_entry(value: str | Path) -> tuple[np.ndarray, int]:
-    """Float32 samples (frames x channels) and the rate of a wav.scp value: an archive entry or an audio
-    file (:func:`echo_plugin.inference.audio.load_audio`); AudioError naming it when it cannot be used."""
-    if is_archive_entry(value):
-        return read_archive_entry(str(value))
-    return load_audio(value)
 
 
 class ArchiveWriter:

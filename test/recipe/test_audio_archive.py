@@ -143,25 +143,45 @@ def test_speed_perturbation_into_archives_that_stage_2_keeps_in_place(src: Path,
     assert sorted(espnet_read(dump)) == sorted(wav)
 
 
-def test_archive_entries_that_cannot_be_read_are_named(tmp_path: Path) -> None:
-    with ArchiveWriter(tmp_path / "a.ark", tmp_path / "a.ark", "flac.ark") as archive:
-        entry = archive.write("u1", np.zeros(800), 8000)
-    assert read_entry(entry)[0].shape == (800, 1)
-    with pytest.raises(AudioError, match="missing audio archive .*b.ark"):
-        read_entry(f"{tmp_path / 'b.ark'}:3")
-    with pytest.raises(AudioError, match="unreadable archive entry .*a.ark:0"):
-        read_entry(f"{tmp_path / 'a.ark'}:0")
+def test_archive_entries_read_with_kaldi_ranges_and_bad_ones_are_named(tmp_path: Path) -> None:
+    tone = (0.1 * np.sin(np.arange(800) / 3.0)).astype(np.float32)
+    archive = tmp_path / "a.ark"
+    with ArchiveWriter(archive, archive, "wav.ark") as writer:
+        first, second = writer.write("u1", tone, 8000), writer.write("u2", tone[:400], 8000)
+    samples, rate = read_entry(first)
+    assert samples.shape == (800, 1) and rate == 8000
+    assert np.allclose(samples[:, 0], tone, atol=1 / 32768)  # 16-bit PCM
+    assert np.array_equal(read_entry(f"{first}[10:19]")[0], samples[10:20])  # Kaldi's range: both ends included
+    assert np.array_equal(read_entry(Path(second))[0], read_entry(second)[0][:400])  # a Path of an entry too
+    for value, words in [
+        (f"{tmp_path / 'b.ark'}:3", f"missing audio archive {tmp_path / 'b.ark'} (entry {tmp_path / 'b.ark'}:3)"),
+        (f"{archive}:0", f"unreadable archive entry {archive}:0: "),
+        (f"{archive}:99999", f"archive entry {archive}:99999: offset 99999 is past the end of {archive} ("),
+        (f"{first}[790:800]", f"archive entry {first}[790:800]: range [790:800] is outside its 800 samples"),
+        (f"{first}[5]", f"archive entry {first}[5]: range [5] is not [<first sample>:<last sample>]"),
+    ]:
+        with pytest.raises(AudioError) as error:
+            read_entry(value)
+        assert str(error.value).startswith(words) and "\n" not in str(error.value), (value, str(error.value))
+    cut = tmp_path / "cut.ark"
+    cut.write_bytes(archive.read_bytes()[:-100])  # the second entry loses its last 100 bytes
+    assert read_entry(f"{cut}:{first.rpartition(':')[2]}")[0].shape == (800, 1)  # the first is whole
+    with pytest.raises(AudioError, match=rf"truncated archive entry {cut}:\d+: it declares \d+ bytes, the archive "
+                                         r"holds \d+"):
+        read_entry(f"{cut}:{second.rpartition(':')[2]}")
 
 
-def test_asr_sh_refuses_what_reads_audio_file_by_file(tmp_path: Path) -> None:
+def test_asr_sh_takes_an_archive_format_with_every_step(tmp_path: Path) -> None:
+    """The steps once refused with archives (they read stage 2's audio through the one reader, which reads
+    archive entries now) pass asr.sh's option checks; an unknown format is still refused."""
     root = copy_recipe(tmp_path)
     done = subprocess.run(["./asr.sh", "--asr_config", TINY_CONFIG, "--stage", "9", "--ngpu", "0", "--nj", "1",
                            "--inference_nj", "1", "--audio_format", "flac.ark", "--speaker_adapt", "true",
-                           "--feats_normalize", "speaker_mvn"], cwd=root, env=recipe_env(), capture_output=True,
-                          text=True)
-    assert done.returncode == 1
-    assert "--audio_format flac.ark: --feats_normalize speaker_mvn --speaker_adapt true read the audio file by " \
-           "file" in done.stderr
+                           "--feats_normalize", "speaker_mvn", "--feature_cache", "pitch", "--babble", "true",
+                           "--snr_test_sets", "clean 10", "--score_deployed", "true"],
+                          cwd=root, env=recipe_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Successfully finished stages 9-100" in done.stdout
     done = subprocess.run(["./asr.sh", "--asr_config", TINY_CONFIG, "--stage", "9", "--audio_format", "mp3"],
                           cwd=root, env=recipe_env(), capture_output=True, text=True)
     assert done.returncode == 1 and "--audio_format must be wav, flac, wav.ark or flac.ark: mp3" in done.stderr

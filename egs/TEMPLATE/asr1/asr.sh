@@ -137,18 +137,10 @@ for opt in nj inference_nj; do
 done
 log "Jobs: --ngpu ${ngpu} --nj ${nj} --inference_nj ${inference_nj} (cmd_backend=${cmd_backend})"
 
+# Every stage reads archives: ESPnet's loader (kaldi_ark) and the project's one audio reader
+# (echo_plugin.inference.audio: speaker statistics, feature cache, babble, SNR sets, speaker adaptation, transcribe).
 case "${audio_format}" in
-    wav|flac) ;;
-    wav.ark|flac.ark)   # ESPnet's loader reads archives (kaldi_ark); these steps read stage 2's audio file by file
-        per_file=()
-        case "${feats_normalize}" in speaker_mvn|speech_mvn) per_file+=("--feats_normalize ${feats_normalize}") ;; esac
-        [ -z "${feature_cache}" ] || per_file+=(--feature_cache)
-        [ "${babble}" != true ] || per_file+=("--babble true")
-        [ -z "${snr_test_sets}" ] || per_file+=(--snr_test_sets)
-        [ "${speaker_adapt}" != true ] || per_file+=("--speaker_adapt true")
-        [ "${score_deployed}" != true ] || per_file+=("--score_deployed true")
-        [ "${#per_file[@]}" -eq 0 ] || die "--audio_format ${audio_format}: ${per_file[*]} read the audio file by" \
-            "file (echo_plugin.inference.audio), not from archives; use --audio_format wav or flac with them" ;;
+    wav|flac|wav.ark|flac.ark) ;;
     *) die "--audio_format must be wav, flac, wav.ark or flac.ark: ${audio_format}" ;;
 esac
 
