@@ -41,7 +41,10 @@ setup(
     version="0.1.0",
     description="Echo attention models for ESPnet2 ASR",
     packages=find_packages(include=["echo_plugin", "echo_plugin.*"]),
-    package_data={"echo_plugin.recipe": ["slurm.conf"]},  # the Slurm job classes (launch.py)
+    package_data={
+        "echo_plugin.recipe": ["slurm.conf"],  # the Slurm job classes (launch.py)
+        "echo_plugin.data": ["fsdd_sha256.txt"],  # the FSDD recordings' SHA-256 (data/fsdd_manifest.py)
+    },
     python_requires=">=3.11,<3.13",
     install_requires=INSTALL_REQUIRES,
     # "test" includes "export" and "whisper" so that `make test` runs test/export and the real-weight tests

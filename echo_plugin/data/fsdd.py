@@ -20,6 +20,11 @@ ONE speaker of the split, joined with random silent gaps. Its composition
 its wavs. Everything is drawn from a seeded RNG: the same arguments give the
 same bytes on every run.
 
+The recordings are checked against the SHA-256 manifest shipped with the package
+(:mod:`echo_plugin.data.fsdd_manifest`): after a download, before the extracted copy
+is moved into place, and on the corpus root every time the command line prepares
+from it (stage 1), unless ``--skip_checksum`` (a copy changed on purpose).
+
 Run ``python -m echo_plugin.data.fsdd --help`` for the command line.
 """
 from __future__ import annotations
@@ -42,6 +47,7 @@ import numpy as np
 import soundfile as sf
 
 from echo_plugin.data.cli import run_corpus_cli
+from echo_plugin.data.fsdd_manifest import verify_recordings
 from echo_plugin.inference.audio import AudioError, load_audio
 from echo_plugin.recipe.io import Utterance, atomic_dir, fetch, is_current, replace_dir, write_data_dir, write_stamp
 
@@ -49,9 +55,9 @@ log = logging.getLogger(__name__)
 
 PINNED_COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
 URL_TEMPLATE = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{commit}.tar.gz"
-# No SHA-256 of the pinned archive is known here (GitHub builds archives on request, so their bytes
-# may change): the download is checked by its content instead (check_corpus: every speaker, digit
-# and take present, every file 8 kHz mono).
+# No SHA-256 of the pinned archive is known (GitHub builds archives on request, so their bytes may
+# change): the download is checked by its content instead, each recording against the shipped manifest
+# (fsdd_manifest) and every speaker, digit and take present, every file 8 kHz mono (check_corpus).
 PINNED_SHA256: str | None = None
 SAMPLE_RATE = 8000
 DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
@@ -411,13 +417,16 @@ def download_fsdd(
     n_speakers: int = 6,
     n_takes: int = 50,
     sha256: str | None = PINNED_SHA256,
+    manifest: dict[str, str] | None = None,
 ) -> Path:
     """Download and check the upstream archive of ``commit``; return the folder holding ``recordings/``.
 
     Skips the download when a checked copy is already in ``dest``. The archive (its
     SHA-256 verified when ``sha256`` is given) is extracted into a temporary folder
-    (members that would land outside it are refused), checked with :func:`check_corpus`,
-    and only then moved into place.
+    (members that would land outside it are refused), checked against the recordings'
+    SHA-256 manifest (default: the shipped one; ``{}`` checks none) and with
+    :func:`check_corpus`, and only then moved into place. The download and resume are
+    :func:`echo_plugin.recipe.io.fetch`'s.
     """
     dest = Path(dest).resolve()
     root = dest / f"free-spoken-digit-dataset-{commit}"
@@ -430,6 +439,7 @@ def download_fsdd(
     tmp = Path(tempfile.mkdtemp(prefix=".fsdd-extract-", dir=dest))
     try:
         extracted = _extract_single_root(archive, tmp)
+        verify_recordings(extracted, manifest)
         check_corpus(extracted, n_speakers=n_speakers, n_takes=n_takes)
         write_stamp(extracted / _CHECKED_STAMP, expected)
         replace_dir(extracted, root)
@@ -465,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--fsdd_root", type=Path, help="folder holding recordings/")
     src.add_argument("--download_dir", type=Path, help=f"download upstream commit {PINNED_COMMIT[:10]} here first")
+    p.add_argument("--skip_checksum", action="store_true",
+                   help="do not check the recordings against the package's SHA-256 manifest (a copy you changed)")
     p.add_argument("--out_dir", type=Path, default=Path("data"), help="where the data dirs go (%(default)s)")
     p.add_argument("--wav_dir", type=Path, help="connected-digit wavs (<out_dir>/local/connected_wav)")
     p.add_argument("--train_speakers", nargs="+", default=list(d.train_speakers), help="(%(default)s)")
@@ -513,9 +525,14 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
 
 
 def prepare_from_args(args: argparse.Namespace) -> dict[str, Path]:
-    """The data dirs of the parsed options (downloading FSDD when no ``--fsdd_root`` is given)."""
+    """The data dirs of the parsed options (downloading FSDD when no ``--fsdd_root`` is given); the corpus
+    root's recordings are checked against the SHA-256 manifest first unless ``--skip_checksum``."""
     cfg = config_from_args(args)
-    root = args.fsdd_root if args.fsdd_root is not None else download_fsdd(args.download_dir)
+    manifest = {} if args.skip_checksum else None  # {}: nothing to check
+    root = args.fsdd_root if args.fsdd_root is not None else download_fsdd(args.download_dir, manifest=manifest)
+    if not args.skip_checksum:
+        n = verify_recordings(root)
+        log.info("%s: %d recordings match the package's SHA-256 manifest", root, n)
     return prepare_fsdd(root, args.out_dir, cfg, args.wav_dir)
 
 

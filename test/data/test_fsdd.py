@@ -323,6 +323,9 @@ def test_wrong_sample_rate_names_utterance_and_file(small_corpus: Path, tmp_path
 # ----------------------------------------------------------------------------- download
 
 
+NO_MANIFEST: dict[str, str] = {}  # fake corpora: the shipped manifest lists the real recordings (test_fsdd_manifest)
+
+
 def make_archive(server: Path, commit: str, speakers: int, takes: int, *, drop: str = "", extra: str = "") -> str:
     """A fake upstream tar.gz for ``commit``; returns a file:// url template."""
     top = server / "src" / f"free-spoken-digit-dataset-{commit}"
@@ -345,27 +348,29 @@ def make_archive(server: Path, commit: str, speakers: int, takes: int, *, drop: 
 
 def test_download_extracts_checks_and_skips_when_present(tmp_path: Path) -> None:
     url = make_archive(tmp_path / "server", "c0ffee", speakers=2, takes=2)
-    root = download_fsdd(tmp_path / "dl", commit="c0ffee", url_template=url, n_speakers=2, n_takes=2)
+    root = download_fsdd(tmp_path / "dl", commit="c0ffee", url_template=url, n_speakers=2, n_takes=2,
+                         manifest=NO_MANIFEST)
     assert root == (tmp_path / "dl" / "free-spoken-digit-dataset-c0ffee").resolve()
     assert len(find_recordings(root)) == 2 * 10 * 2
     (tmp_path / "server" / "c0ffee.tar.gz").unlink()  # a second download would fail now
-    assert download_fsdd(tmp_path / "dl", commit="c0ffee", url_template=url, n_speakers=2, n_takes=2) == root
+    assert download_fsdd(tmp_path / "dl", commit="c0ffee", url_template=url, n_speakers=2, n_takes=2,
+                         manifest=NO_MANIFEST) == root
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [root.name]
 
 
 def test_download_rejects_wrong_counts(tmp_path: Path) -> None:
     url = make_archive(tmp_path / "server", "bad", speakers=2, takes=2, drop="3_spk1_1.wav")
     with pytest.raises(ValueError, match=r"expected 40 recordings .* found 39; missing \[\('spk1', 3, 1\)\]"):
-        download_fsdd(tmp_path / "dl", commit="bad", url_template=url, n_speakers=2, n_takes=2)
+        download_fsdd(tmp_path / "dl", commit="bad", url_template=url, n_speakers=2, n_takes=2, manifest=NO_MANIFEST)
     assert list((tmp_path / "dl").iterdir()) == []  # no archive, no half-extracted copy
     with pytest.raises(ValueError, match="expected 6 speakers, found 2"):
-        download_fsdd(tmp_path / "dl", commit="bad", url_template=url)
+        download_fsdd(tmp_path / "dl", commit="bad", url_template=url, manifest=NO_MANIFEST)
 
 
 def test_download_rejects_members_outside_dest(tmp_path: Path) -> None:
     url = make_archive(tmp_path / "server", "evil", speakers=1, takes=1, extra="../escaped.wav")
     with pytest.raises(ValueError, match="outside"):
-        download_fsdd(tmp_path / "dl", commit="evil", url_template=url, n_speakers=1, n_takes=1)
+        download_fsdd(tmp_path / "dl", commit="evil", url_template=url, n_speakers=1, n_takes=1, manifest=NO_MANIFEST)
     assert not (tmp_path / "escaped.wav").exists()
 
 
@@ -399,10 +404,10 @@ def count_lines(path: Path) -> int:
     return len(path.read_text().splitlines())
 
 
-def test_data_sh_prepares_the_recipe_data(small_corpus: Path, tmp_path: Path) -> None:
+def test_data_sh_prepares_the_recipe_data(tmp_path: Path) -> None:
     recipe = tmp_path / "asr1"
     script = copy_recipe_script(recipe)
-    args = ["--fsdd_root", str(small_corpus), "--max_takes", "2", "--n_connected_train", "6",
+    args = ["--fsdd_root", str(SHARED_FSDD), "--max_takes", "2", "--n_connected_train", "6",
             "--n_connected_dev", "3", "--n_connected_test", "4", "--seed", "1"]
     proc = run_data_sh(script, args, recipe)
     assert proc.returncode == 0, proc.stderr
@@ -416,10 +421,10 @@ def speakers_of(data_dir: Path) -> set[str]:
     return {line.split()[1] for line in (data_dir / "utt2spk").read_text().splitlines()}
 
 
-def test_data_sh_takes_another_dev_fold(small_corpus: Path, tmp_path: Path) -> None:
+def test_data_sh_takes_another_dev_fold(tmp_path: Path) -> None:
     recipe = tmp_path / "asr1"
     script = copy_recipe_script(recipe)
-    args = ["--fsdd_root", str(small_corpus), "--max_takes", "1", "--n_connected_train", "3",
+    args = ["--fsdd_root", str(SHARED_FSDD), "--max_takes", "1", "--n_connected_train", "3",
             "--n_connected_dev", "1", "--n_connected_test", "1",
             "--train_speakers", "jackson,yweweler,nicolas", "--dev_speakers", "george"]
     proc = run_data_sh(script, args, recipe)
@@ -432,16 +437,16 @@ def test_data_sh_takes_another_dev_fold(small_corpus: Path, tmp_path: Path) -> N
     assert stamp["config"]["dev_speakers"] == ["george"]
 
 
-def test_data_sh_finds_the_shared_copy_beside_the_repository(small_corpus: Path, tmp_path: Path) -> None:
+def test_data_sh_finds_the_shared_copy_beside_the_repository(tmp_path: Path) -> None:
     script = copy_recipe_script(tmp_path / "repo" / "egs" / "fsdd" / "asr1")
     (tmp_path / "shared" / "data").mkdir(parents=True)
-    (tmp_path / "shared" / "data" / "fsdd").symlink_to(small_corpus)
+    (tmp_path / "shared" / "data" / "fsdd").symlink_to(SHARED_FSDD)
     recipe = script.parent.parent
     proc = run_data_sh(script, ["--max_takes", "1", "--n_connected_train", "3",
                                 "--n_connected_dev", "1", "--n_connected_test", "1"], recipe)
     assert proc.returncode == 0, proc.stderr
     stamp = json.loads((recipe / "data" / "local" / "fsdd_prep.json").read_text())
-    assert stamp["fsdd_root"] == str(small_corpus.resolve())
+    assert stamp["fsdd_root"] == str(SHARED_FSDD.resolve())
 
 
 def test_data_sh_rejects_unknown_options(tmp_path: Path) -> None:
@@ -469,12 +474,13 @@ def test_the_default_test_speaker_gives_way_to_a_fold_that_trains_on_it() -> Non
 # ----------------------------------------------------------------------------- the command line
 
 
-def test_the_command_prints_each_dir_and_names_a_missing_root(small_corpus: Path, tmp_path: Path,
+def test_the_command_prints_each_dir_and_names_a_missing_root(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     from echo_plugin.data import fsdd
 
     out = tmp_path / "data"
-    assert fsdd.main(["--fsdd_root", str(small_corpus), "--out_dir", str(out), "--n_connected_train", "12",
+    assert fsdd.main(["--fsdd_root", str(SHARED_FSDD), "--max_takes", str(TAKES), "--out_dir", str(out),
+                      "--n_connected_train", "12",
                       "--n_connected_dev", "4", "--n_connected_test", "6"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split("\t")[0] for line in lines]

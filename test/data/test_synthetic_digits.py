@@ -13,6 +13,7 @@ import soundfile as sf
 from echo_plugin.data import synthetic_digits as sd
 from echo_plugin.data.fsdd import PrepConfig, find_recordings, prepare_fsdd
 from test.data.test_fsdd import (  # noqa: F401 (small_corpus is a fixture)
+    SHARED_FSDD,
     SMALL,
     copy_recipe_script,
     count_lines,
@@ -124,10 +125,10 @@ def test_extra_speaker_named_like_a_corpus_speaker_is_rejected(small_corpus: Pat
         PrepConfig(n_connected_extra_train=3)
 
 
-def test_data_sh_adds_synthetic_speakers_to_train(small_corpus: Path, tmp_path: Path) -> None:
+def test_data_sh_adds_synthetic_speakers_to_train(tmp_path: Path) -> None:
     recipe = tmp_path / "asr1"
     script = copy_recipe_script(recipe)
-    args = ["--fsdd_root", str(small_corpus), "--max_takes", "1", "--n_connected_train", "3",
+    args = ["--fsdd_root", str(SHARED_FSDD), "--max_takes", "1", "--n_connected_train", "3",
             "--n_connected_dev", "1", "--n_connected_test", "1",
             "--synth_voices", "2", "--synth_takes", "1", "--n_connected_synth", "4"]
     proc = run_data_sh(script, args, recipe)

@@ -13,6 +13,7 @@ import soundfile as sf
 from echo_plugin.data import world_voices as wv
 from echo_plugin.data.fsdd import find_recordings
 from test.data.test_fsdd import (  # noqa: F401 (small_corpus is a fixture)
+    SHARED_FSDD,
     TAKES,
     copy_recipe_script,
     count_lines,
@@ -130,10 +131,10 @@ def test_bad_configs_and_unknown_speakers_are_clear_errors(small_corpus: Path, t
     assert not (tmp_path / "x").exists()
 
 
-def test_data_sh_adds_world_voices_of_the_training_speakers_to_train(small_corpus: Path, tmp_path: Path) -> None:
+def test_data_sh_adds_world_voices_of_the_training_speakers_to_train(tmp_path: Path) -> None:
     recipe = tmp_path / "asr1"
     script = copy_recipe_script(recipe)
-    args = ["--fsdd_root", str(small_corpus), "--max_takes", "1", "--n_connected_train", "3",
+    args = ["--fsdd_root", str(SHARED_FSDD), "--max_takes", "1", "--n_connected_train", "3",
             "--n_connected_dev", "1", "--n_connected_test", "1",
             "--train_speakers", "jackson,yweweler,nicolas", "--dev_speakers", "george",
             "--world_voices", "2", "--n_connected_world", "4"]
