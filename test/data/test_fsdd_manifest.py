@@ -11,7 +11,7 @@ import pytest
 
 from echo_plugin.data import fsdd
 from echo_plugin.data.fsdd_manifest import ChecksumError, manifest_lines, read_manifest, verify_recordings
-from test.data.test_fsdd import SHARED_FSDD
+from test.data.test_fsdd import SHARED_FSDD, copy_recipe_script, run_data_sh
 
 # the recordings of the fake upstream archive: one speaker's first two takes
 FEW = [f"recordings/{digit}_jackson_{take}.wav" for digit in range(10) for take in range(2)]
@@ -74,6 +74,15 @@ def test_stage_1_checks_the_corpus_root_unless_told_not_to(tmp_path: Path, capsy
     assert not (tmp_path / "data").exists()
     assert fsdd.main([*options, "--out_dir", str(tmp_path / "data"), "--skip_checksum"]) == 0  # the user's own copy
     assert (tmp_path / "data" / "train" / "wav.scp").is_file()
+    # the recipe's local/data.sh: the same refusal, and --skip_checksum true passed through
+    recipe = tmp_path / "asr1"
+    script = copy_recipe_script(recipe)
+    refused = run_data_sh(script, options, recipe)
+    assert refused.returncode == 1 and "3_lucas_7.wav: SHA-256 " in refused.stderr, refused.stderr
+    assert not (recipe / "data" / "train").exists()
+    taken = run_data_sh(script, [*options, "--skip_checksum", "true"], recipe)
+    assert taken.returncode == 0, taken.stderr
+    assert (recipe / "data" / "train" / "wav.scp").is_file()
 
 
 def test_a_download_with_a_corrupted_recording_is_not_kept(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ synth_takes=5
 n_connected_synth=1000
 world_voices=0
 n_connected_world=3000
+skip_checksum=false
 
 usage() {
     cat <<EOF
@@ -42,6 +43,8 @@ Usage: $0 [options]
   --world_voices N         add N WORLD pseudo-speakers per training speaker to train only: its recordings
                            resynthesized with their own f0 scale and formant warp (default: ${world_voices} = none)
   --n_connected_world N    connected-digit utterances of the WORLD pseudo-speakers (default: ${n_connected_world})
+  --skip_checksum BOOL     true: do not check the recordings against the shipped SHA-256 manifest
+                           (echo_plugin/data/fsdd_sha256.txt), for a copy you changed on purpose (default: false)
 EOF
 }
 
@@ -50,7 +53,7 @@ while [ $# -gt 0 ]; do
         -h|--help) usage; exit 0 ;;
         --fsdd_root|--max_takes|--n_connected_train|--n_connected_dev|--n_connected_test|--seed|\
         --train_speakers|--dev_speakers|--test_speakers|--synth_voices|--synth_takes|--n_connected_synth|\
-        --world_voices|--n_connected_world)
+        --world_voices|--n_connected_world|--skip_checksum)
             if [ $# -lt 2 ]; then
                 echo "$0: option $1 needs a value" >&2; exit 1
             fi
@@ -85,16 +88,17 @@ if [ "${synth_voices}" -gt 0 ] && [ "${world_voices}" -gt 0 ]; then
     echo "$0: --synth_voices and --world_voices both add training speakers; choose one" >&2; exit 1
 fi
 extra_opts=()
+[ "${skip_checksum}" = true ] && extra_opts+=(--skip_checksum)
 if [ "${synth_voices}" -gt 0 ]; then
     python -m echo_plugin.data.synthetic_digits --out_dir data/local/synth \
         --n_voices "${synth_voices}" --n_takes "${synth_takes}" --seed "${seed}"
-    extra_opts=(--extra_train_root data/local/synth --n_connected_extra_train "${n_connected_synth}")
+    extra_opts+=(--extra_train_root data/local/synth --n_connected_extra_train "${n_connected_synth}")
 fi
 if [ "${world_voices}" -gt 0 ]; then
     python -m echo_plugin.data.world_voices "${source_opts[@]}" --out_dir data/local/world \
         ${train_speakers:+--speakers ${train_speakers//,/ }} --n_voices "${world_voices}" --seed "${seed}" --nj 2 \
         ${max_takes:+--max_takes "${max_takes}"}
-    extra_opts=(--extra_train_root data/local/world --n_connected_extra_train "${n_connected_world}")
+    extra_opts+=(--extra_train_root data/local/world --n_connected_extra_train "${n_connected_world}")
 fi
 
 python -m echo_plugin.data.fsdd "${source_opts[@]}" "${extra_opts[@]}" \
