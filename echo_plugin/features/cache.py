@@ -101,7 +101,11 @@ def _work(job: Tuple[int, List[Tuple[str, str]], Dict[str, Any], List[str], str]
     }
     try:
         for key, path in items:
-            arrays = extractor.utterance(read_audio(path, conf.fs))
+            try:
+                samples = read_audio(path, conf.fs)
+            except AudioError as err:
+                raise AudioError(f"utterance {key}: {err}") from None
+            arrays = extractor.utterance(samples)
             for name in features:
                 writers[name](key, arrays[name])
     finally:
@@ -193,7 +197,11 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         world_bands=args.world_bands, phase_bands=args.phase_bands, aperiodic_method=args.aperiodic_method,
         f0=f0 or None,
     )  # fmt: skip
-    scps = write_cache(args.wav_scp, args.out_dir, args.features, conf, args.nj)
+    try:
+        scps = write_cache(args.wav_scp, args.out_dir, args.features, conf, args.nj)
+    except AudioError as err:  # one line naming the utterance and its file, nothing half-written kept
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     for name, scp in scps.items():
         print(f"{name}: {scp}")
     return 0

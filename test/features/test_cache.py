@@ -60,3 +60,16 @@ def test_wrong_rate_or_frontend_is_an_error(wav_scp, tmp_path):
     config = tmp_path / "default.yaml"
     config.write_text("frontend: default\n")
     assert main(["--wav_scp", str(wav_scp), "--out_dir", str(tmp_path / "y"), "--config", str(config)]) == 1
+
+
+def test_a_bad_recording_is_one_line_naming_utterance_and_file(wav_scp, tmp_path, capsys):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes((FSDD / "7_lucas_1.wav").read_bytes()[:30])  # a header cut inside itself
+    wav_scp.write_text(wav_scp.read_text() + f"9_lucas_0 {broken}\n")
+    for nj in ("1", "2"):  # in this process and from a worker process
+        out = tmp_path / f"feats{nj}"
+        assert main(["--wav_scp", str(wav_scp), "--out_dir", str(out), "--features", "pitch", "--fs", "8000",
+                     "--nj", nj]) == 1  # fmt: skip
+        err = capsys.readouterr().err
+        assert err.startswith("error: utterance 9_lucas_0: ") and str(broken) in err and err.count("\n") == 1, err
+        assert not out.exists()  # nothing half-written
