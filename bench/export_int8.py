@@ -3,9 +3,12 @@
     OMP_NUM_THREADS=1 python -m bench.export_int8 --out bench/EXPORT.md
     OMP_NUM_THREADS=1 python -m bench.export_int8 --model exp/asr_train_asr_echo/train_asr_echo.zip \\
         --wav_scp data/test_isolated/wav.scp --out bench/EXPORT_trained.md   # references: text beside wav.scp
+    OMP_NUM_THREADS=1 python -m bench.export_int8 --no_coverage --repeats 3 --limit 100 \\
+        --model folds/test-lucas/exp/asr_train_asr_echo_whisper_frontend_nosp_seed0/...zip \\
+        --wav_scp folds/test-lucas/data/dev/wav.scp --out bench/EXPORT_whisper.md   # the Whisper default
 
 The model: a packed archive (``--model``, stage 8's zip) decoding the utterances of
-``--wav_scp``; else the FSDD default config (``--config``, an overlay is merged) with
+``--wav_scp`` (the first ``--limit`` of them); else the filterbank base config (``--config``, an overlay is merged) with
 random weights, as the recipe builds it (8 kHz, BPE 30, ``speaker_mvn`` with pooled
 statistics of the training speakers' recordings, used as for a file of an unknown
 speaker), decoding 50 real FSDD recordings: the recipe's test speaker (lucas), takes
@@ -38,6 +41,9 @@ Measured:
 ``--coverage`` (on by default, ``--no_coverage`` to skip) also exports every FSDD config of
 ``--coverage_glob`` at random weights and lists which export to ONNX, which only to
 TorchScript, which not at all, and why.
+
+When ``--out`` exists, whatever follows its line ``HAND_WRITTEN`` (a reading of the numbers,
+written by hand) is kept below the regenerated report.
 """
 from __future__ import annotations
 
@@ -64,6 +70,7 @@ FS = 8000
 NBPE = 30
 INT8 = "ONNX INT8 (default: MatMul)"
 INT8_CONV = "ONNX INT8, convolutions too"
+HAND_WRITTEN = "<!-- Written by hand below this line; kept when the report above is regenerated. -->"
 
 
 @dataclass
@@ -71,10 +78,11 @@ class Utterance:
     utt: str
     samples: np.ndarray
     text: str | None = None
+    fs: int = FS
 
     @property
     def seconds(self) -> float:
-        return len(self.samples) / FS
+        return len(self.samples) / self.fs
 
 
 @dataclass
@@ -139,7 +147,8 @@ def fsdd_utterances(root: Path, speaker: str = "lucas", takes: int = 5) -> list[
     return out
 
 
-def scp_utterances(wav_scp: Path, text: Path | None, fs: int) -> list[Utterance]:
+def scp_utterances(wav_scp: Path, text: Path | None, fs: int, limit: int | None = None) -> list[Utterance]:
+    """The utterances of a Kaldi ``wav.scp`` (the first ``limit``) read at ``fs``, references from ``text``."""
     from echo_plugin.inference.audio import read_audio
 
     refs = {}
@@ -151,7 +160,9 @@ def scp_utterances(wav_scp: Path, text: Path | None, fs: int) -> list[Utterance]
     for line in wav_scp.read_text(encoding="utf-8").splitlines():
         utt, _, path = line.strip().partition(" ")
         if utt:
-            out.append(Utterance(utt, read_audio(path.strip(), fs, utt_id=utt), refs.get(utt)))
+            out.append(Utterance(utt, read_audio(path.strip(), fs, utt_id=utt), refs.get(utt), fs))
+        if limit is not None and len(out) >= limit:
+            break
     return out
 
 
@@ -280,8 +291,62 @@ def measure(loaded, weights: Path, utts: list[Utterance], workdir: Path, repeats
                     run.texts.append(ctc_greedy_text(logp, loaded.token_list, loaded.bpemodel, loaded.token_type).text)
     kinds = sorted({type(model.get_submodule(n)).__name__ for n in report.swapped_layers if _has(model, n)})
     extra = {"export_seconds": export_seconds, "report": report, "ctc_path_bytes": ctc_path_bytes(model, workdir),
-             "swapped_kinds": kinds}
+             "swapped_kinds": kinds, "frontend": frontend_line(model, loaded.fs),
+             "rounding": logmel_rounding(model, loaded.fs)}
     return runs, extra
+
+
+def _float64_log_mel(self: torch.nn.Module, audio: torch.Tensor, ilens: torch.Tensor | None = None):
+    """ESPnet's ``WhisperFrontend.log_mel_spectrogram`` computed in float64, returned in float32."""
+    x = audio.double()
+    window = torch.hann_window(self.win_length, dtype=torch.float64)
+    power = torch.stft(x, self.n_fft, self.hop_length, window=window, return_complex=True)[..., :-1].abs() ** 2
+    log_spec = (self.mel_filters(x.device, self.n_mels).double() @ power).clamp(min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.flatten(1).max(dim=-1).values[:, None, None] - 8.0)
+    return ((log_spec + 4.0) / 4.0).float(), None if ilens is None else ilens // self.hop_length
+
+
+def logmel_rounding(model: torch.nn.Module, fs: int) -> dict[str, float] | None:
+    """For a Whisper frontend: how far PyTorch's own log-posteriors move on the export's parity inputs
+    when its log-mel is computed in float64 instead of float32 (``torch.stft``): the scale of the
+    differences any float32 reimplementation of the log-mel brings (input -> max abs difference)."""
+    import types
+
+    from echo_plugin.export.onnx_ctc import check_inputs, reference_logp
+    from echo_plugin.export.whisper_frontend import feature_cache_off, is_whisper_frontend
+
+    frontend = model.frontend
+    if not is_whisper_frontend(frontend):
+        return None
+    out = {}
+    with feature_cache_off(model):
+        for x in check_inputs(fs):
+            lengths = torch.tensor([x.shape[1]])
+            ref = reference_logp(model, x, lengths)
+            frontend.log_mel_spectrogram = types.MethodType(_float64_log_mel, frontend)
+            try:
+                exact = reference_logp(model, x, lengths)
+            finally:
+                del frontend.log_mel_spectrogram
+            out[f"{x.shape[1]} samples"] = float((exact - ref).abs().max())
+    return out
+
+
+def frontend_line(model: torch.nn.Module, fs: int) -> str:
+    """How the exported graph computes the model's features."""
+    from echo_plugin.export.whisper_frontend import WHISPER_RATE, is_whisper_frontend
+
+    frontend = model.frontend
+    if not is_whisper_frontend(frontend):
+        return f"{type(frontend).__name__}: ESPnet's log-mel with the STFT as a conv1d of the windowed DFT basis."
+    encoder = frontend.whisper.encoder
+    resample = (f"resampled {fs // 1000} -> {WHISPER_RATE // 1000} kHz in the graph (torchaudio's sinc / Hann filter, "
+                "its kernel precomputed), " if fs != WHISPER_RATE else "")
+    return (f"{type(frontend).__name__} (frozen Whisper encoder, {len(encoder.blocks)} blocks of width "
+            f"{encoder.ln_post.normalized_shape[0]}): {resample}Whisper's log-mel in real arithmetic (the STFT as a "
+            "conv1d of the windowed DFT basis; the floor at the maximum - 8 as Whisper's), then the encoder; "
+            "its feature cache off, in PyTorch too. INT8 quantizes the Whisper encoder's linear layers as the "
+            "encoder's; the resampling and log-mel stay float32.")
 
 
 def coverage(pattern: str, workdir: Path) -> list[tuple[str, str, str]]:
@@ -382,12 +447,19 @@ def report(args: argparse.Namespace, model_line: str, utts: list[Utterance], run
         "",
         f"Export: {rep.exporter}, opset {rep.opset}, {extra['export_seconds']:.1f} s including the parity check "
         f"(max |logp diff| on its two noise inputs: "
-        f"{', '.join(f'{k} {v:.1e}' for k, v in rep.parity_max_abs.items())}). "
+        f"{', '.join(f'{k} {v:.1e}' for k, v in rep.parity_max_abs.items())}; tolerance {rep.atol:g}). "
         f"Rewritten for export (instance only, same arithmetic in real ops): {len(rep.swapped_layers)} layers "
         f"({', '.join(extra['swapped_kinds']) or 'none'}): the rotary's complex multiplication as cos/sin "
         "arithmetic (ONNX has no complex type), ESPnet's 5000-frame sinusoid table computed per input "
         "instead of stored.",
         "",
+        f"Frontend: {extra['frontend']}",
+        "",
+        *([f"Rounding: on the same two parity inputs PyTorch's own log-posteriors move by "
+           f"{', '.join(f'{k} {v:.1e}' for k, v in extra['rounding'].items())} when its Whisper log-mel is "
+           "computed in float64 instead of float32 (`torch.stft`): the size of difference any float32 "
+           "reimplementation of the log-mel brings through Whisper's encoder, whence the Whisper tolerance.", ""]
+          if extra.get("rounding") else []),
         "## Size, speed, agreement with PyTorch",
         "",
         "RTF = decode seconds / audio seconds (forward + greedy decoding; loading excluded; median of "
@@ -457,11 +529,21 @@ def report(args: argparse.Namespace, model_line: str, utts: list[Utterance], run
     return "\n".join(lines) + "\n"
 
 
+def hand_written(path: Path) -> str:
+    """The part of an existing report from its ``HAND_WRITTEN`` line on ("" when none)."""
+    with contextlib.suppress(OSError):
+        old = path.read_text(encoding="utf-8")
+        if HAND_WRITTEN in old:
+            return "\n" + old[old.index(HAND_WRITTEN):]
+    return ""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=None, help="packed model archive (stage 8's zip); needs --wav_scp")
     p.add_argument("--wav_scp", type=Path, default=None, help="utterances to decode with --model")
     p.add_argument("--text", type=Path, default=None, help="references (Kaldi text; default: text beside wav.scp)")
+    p.add_argument("--limit", type=int, default=None, help="decode only the first N utterances of --wav_scp")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config of the random model (%(default)s)")
     p.add_argument("--fsdd_root", type=Path, default=DEFAULT_FSDD, help="FSDD folder holding recordings/")
     p.add_argument("--repeats", type=int, default=5, help="timed passes over the utterances (%(default)s)")
@@ -485,8 +567,11 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_model(args.model, cache_dir=workdir / "unpacked")
             weights = Path(loaded.model_file)
             text = args.text or args.wav_scp.with_name("text")
-            utts = scp_utterances(args.wav_scp, text, loaded.fs)
-            model_line = f"packed model `{args.model}` (weights {weights.name}), utterances of `{args.wav_scp}`."
+            utts = scp_utterances(args.wav_scp, text, loaded.fs, args.limit)
+            which = f"the first {len(utts)} utterances" if args.limit is not None else "the utterances"
+            params = sum(p.numel() for p in loaded.model.parameters())
+            model_line = (f"packed model `{args.model}` (weights {weights.name}, {params / 1e6:.2f} M parameters), "
+                          f"{which} of `{args.wav_scp}` at {loaded.fs} Hz.")
         else:
             loaded, weights = random_model(args.config, args.fsdd_root, workdir)
             utts = fsdd_utterances(args.fsdd_root)
@@ -505,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = coverage(args.coverage_glob, workdir) if args.coverage else None
         text = report(args, model_line, utts, runs, extra, rows)
     if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_text(text + hand_written(args.out), encoding="utf-8")
     print(text)
     return 0
 

@@ -13,9 +13,15 @@ It holds, as ESPnet's ``encode`` + ``ctc.log_softmax`` run them in eval mode:
   real arithmetic (:class:`LogMelFrontend`): ``torch.stft`` returns a complex tensor,
   and ONNX has no complex type (the TorchScript-based exporter stops with "STFT does
   not currently support complex types"); the STFT here is a strided ``conv1d`` with
-  the windowed DFT basis, the same numbers up to float rounding. Other frontends are
-  traced as they are; the Echo frontend (``frontend: echo``) is refused: its pitch,
-  harmonic and aperiodic features come from WORLD (numpy), outside any graph;
+  the windowed DFT basis, the same numbers up to float rounding. A Whisper frontend
+  (ESPnet's ``whisper``, Echo's ``whisper_pretrained``: the FSDD default) becomes
+  :class:`~echo_plugin.export.whisper_frontend.WhisperFrontendGraph`: resampling to
+  16 kHz in the graph, Whisper's log-mel in the same real arithmetic (its floor at the
+  maximum - 8 included), Whisper's encoder; its feature cache is off while exporting.
+  Its encoder amplifies float rounding, so its parity tolerance is ``WHISPER_PARITY_ATOL``.
+  Other frontends are traced as they are; the Echo frontend (``frontend: echo``) is
+  refused: its pitch, harmonic and aperiodic features come from WORLD (numpy), outside
+  any graph;
 * the normalization the model has: ESPnet's ``global_mvn`` / ``utterance_mvn``, or
   Echo's ``speech_mvn`` / ``speaker_mvn``. A single file has no speaker statistics,
   so ``speaker_mvn`` uses its pooled training statistics (``stats_file``), as
@@ -36,14 +42,15 @@ with ``GuardOnDataDependentSymNode`` on ESPnet's data-dependent checks: ``assert
 lengths.max()`` in ``make_pad_mask`` (called by the encoders), ``speech[:, :
 speech_lengths.max()]`` in ``ESPnetASRModel._extract_feats``; so it is not used. Every export is checked:
 onnxruntime's output on two inputs of different lengths must match PyTorch's within
-``atol`` (the second length shows a shape baked in at trace time). When ONNX fails
+``atol`` (:func:`parity_atol`; the second length shows a shape baked in at trace time). When ONNX fails
 (an error or a mismatch) each part is exported alone to name the ones that fail
 (:func:`diagnose_parts`, with the layer from the exporter's scope where it gives
 one), and the whole path is saved as TorchScript instead, reporting those parts.
 
 INT8: :func:`quantize_int8` (onnxruntime's dynamic quantization: int8 weights,
-activations quantized per call) of the MatMul / Gemm layers; the frontend, the
-normalization and convolutions stay float32 (see there why).
+activations quantized per call) of the MatMul / Gemm layers (a Whisper frontend's
+encoder included); the log-mel, the normalization and convolutions stay float32
+(see there why).
 :func:`ctc_greedy_text` decodes log-posteriors greedily (best token per frame,
 repeats collapsed, blanks dropped) into token ids, tokens and text.
 """
@@ -70,13 +77,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from echo_plugin.export.real_stft import dft_basis, power_spectrum
+
 DEFAULT_OPSET = 17
 PARITY_ATOL = 1e-4
+# A Whisper frontend's encoder amplifies float rounding of its log-mel: on the two parity inputs the trained
+# FSDD default's PyTorch log-posteriors move by 1.5e-4 and 1.3e-4 when its own log-mel (float32 torch.stft)
+# is computed in float64 instead, and the exported graph's differ from PyTorch's by 1.0e-4 and 1.3e-4
+# (bench/EXPORT_whisper.md): rounding, not a different computation; 1e-3 leaves room for other inputs
+WHISPER_PARITY_ATOL = 1e-3
 INPUT_NAMES = ["speech", "speech_lengths"]
 OUTPUT_NAMES = ["logp", "logp_lengths"]
 DYNAMIC_AXES = {"speech": {1: "samples"}, "logp": {1: "frames"}}
 PARTS = ("frontend", "normalize", "preencoder", "encoder", "postencoder", "ctc")
 FLOAT_PARTS = ("frontend", "normalize")  # kept float32 by quantize_int8
+QUANTIZED_SUBPARTS = ("frontend/whisper",)  # within FLOAT_PARTS, quantized all the same (see quantize_int8)
 INT8_OPS = ("MatMul", "Gemm")  # quantized by quantize_int8 (see there)
 ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.int8.onnx", "model.ts.pt"
 TOKENS_FILE, BPE_FILE, META_FILE = "tokens.txt", "bpe.model", "export.json"
@@ -148,7 +163,8 @@ def load_model(
     """Build a model from a packed archive (ESPnet's packer zip, stage 8) or from config + model file.
 
     Weights load strictly (:class:`echo_plugin.tasks.asr.EchoASRTask`): a renamed parameter is an
-    error naming the key, not a silently random layer.
+    error naming the key, not a silently random layer. A frontend's feature cache (``cache_mb``) is
+    turned off: each file is new to a deployed model, and timings must not reuse features.
     """
     import yaml
 
@@ -168,6 +184,9 @@ def load_model(
 
         model, args = EchoASRTask.build_model_from_file(str(config), str(model_file), "cpu")
     model.eval()
+    from echo_plugin.export.whisper_frontend import turn_feature_caches_off
+
+    turn_feature_caches_off(model)  # each file is new to a deployed model
     raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
     tokens = args.token_list
     if isinstance(tokens, (str, Path)):
@@ -190,7 +209,8 @@ class LogMelFrontend(nn.Module):
     takes frames every ``hop`` samples, windowed by the window zero-padded to ``n_fft``
     around its centre. Here each frame's DFT is a ``conv1d`` with kernels
     ``w[n] cos(2 pi k n / n_fft)`` and ``-w[n] sin(2 pi k n / n_fft)`` for the
-    ``n_fft // 2 + 1`` one-sided bins ``k``; then power, the same mel matrix, the clamp
+    ``n_fft // 2 + 1`` one-sided bins ``k`` (:mod:`echo_plugin.export.real_stft`);
+    then power, the same mel matrix, the clamp
     at 1e-10, the log and the zeroed padding frames as ESPnet's ``LogMel``.
     """
 
@@ -210,14 +230,8 @@ class LogMelFrontend(nn.Module):
             window = torch.ones(win_length, dtype=torch.float64)
         else:
             window = getattr(torch, f"{stft.window}_window")(win_length, dtype=torch.float64)
-        left = (self.n_fft - win_length) // 2
-        window = F.pad(window, (left, self.n_fft - win_length - left))
-        bins = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
-        angle = 2 * math.pi * bins[:, None] * torch.arange(self.n_fft, dtype=torch.float64)[None, :] / self.n_fft
-        basis = torch.cat([angle.cos() * window, -angle.sin() * window], dim=0)
-        if stft.normalized:
-            basis = basis / math.sqrt(self.n_fft)
-        self.register_buffer("basis", basis.to(torch.float32).unsqueeze(1), persistent=False)  # (2K, 1, n_fft)
+        basis = dft_basis(self.n_fft, window, normalized=bool(stft.normalized))
+        self.register_buffer("basis", basis, persistent=False)  # (2K, 1, n_fft)
         self.register_buffer("melmat", frontend.logmel.melmat.detach().clone(), persistent=False)  # (K, M)
         self.log_base = frontend.logmel.log_base
 
@@ -225,14 +239,8 @@ class LogMelFrontend(nn.Module):
         """speech (B, N), speech_lengths (B,) -> log-mel (B, T, M), frames (B,)."""
         from echo_plugin.espnet_legacy import make_pad_mask
 
-        x = speech.unsqueeze(1)
         pad = self.n_fft // 2 if self.center else 0
-        if pad:
-            x = F.pad(x, (pad, pad), mode="reflect")
-        spec = F.conv1d(x, self.basis, stride=self.hop)  # (B, 2K, T)
-        bins = self.basis.shape[0] // 2
-        real, imag = spec[:, :bins], spec[:, bins:]
-        power = (real * real + imag * imag).transpose(1, 2)  # (B, T, K)
+        power = power_spectrum(speech, self.basis, self.hop, self.center)  # (B, T, K)
         mel = torch.matmul(power, self.melmat).clamp(min=1e-10)
         if self.log_base is None:
             logmel = mel.log()
@@ -296,8 +304,15 @@ class CTCGraph(nn.Module):
         check_exportable(model)
         from espnet2.asr.frontend.default import DefaultFrontend
 
+        from echo_plugin.export.whisper_frontend import WhisperFrontendGraph, is_whisper_frontend
+
         frontend = model.frontend
-        self.frontend = LogMelFrontend(frontend) if isinstance(frontend, DefaultFrontend) else frontend
+        if isinstance(frontend, DefaultFrontend):
+            self.frontend = LogMelFrontend(frontend)
+        elif is_whisper_frontend(frontend):
+            self.frontend = WhisperFrontendGraph(frontend)
+        else:
+            self.frontend = frontend
         self.normalize = model.normalize
         self.preencoder = model.preencoder
         self.encoder = model.encoder
@@ -418,6 +433,7 @@ class ExportReport:
     path: str
     exporter: str
     opset: Optional[int]
+    atol: float = PARITY_ATOL  # the parity tolerance checked
     parity_max_abs: dict[str, float] = field(default_factory=dict)  # "<samples> samples" -> max |diff| of logp
     greedy_identical: bool = True
     failed_parts: dict[str, str] = field(default_factory=dict)  # part -> why ONNX failed for it
@@ -576,16 +592,35 @@ def _compare(logp: np.ndarray, ref: Tensor) -> Tuple[float, bool]:
     return diff, same
 
 
+def parity_atol(model: nn.Module) -> float:
+    """The default parity tolerance on log-posteriors: ``WHISPER_PARITY_ATOL`` for a Whisper frontend
+    (its encoder amplifies float rounding, see there), else ``PARITY_ATOL``."""
+    from echo_plugin.export.whisper_frontend import is_whisper_frontend
+
+    return WHISPER_PARITY_ATOL if is_whisper_frontend(getattr(model, "frontend", None)) else PARITY_ATOL
+
+
 def export_ctc(model: nn.Module, path: Union[str, Path], fs: int, *, opset: int = DEFAULT_OPSET,
-               atol: float = PARITY_ATOL, check_seconds: Sequence[float] = CHECK_SECONDS,
+               atol: Optional[float] = None, check_seconds: Sequence[float] = CHECK_SECONDS,
                torchscript_fallback: bool = True) -> ExportReport:
-    """Export ``model``'s CTC path to ONNX at ``path`` and check it (see the module docstring).
+    """Export ``model``'s CTC path to ONNX at ``path`` and check it (see the module docstring);
+    ``atol`` defaults to :func:`parity_atol`.
 
     On an ONNX failure the parts that fail are named (``ExportReport.failed_parts``) and, with
     ``torchscript_fallback``, the path is traced to TorchScript beside it (``model.ts.pt``);
-    otherwise, or when TorchScript fails too, :class:`ExportError` says why.
+    otherwise, or when TorchScript fails too, :class:`ExportError` says why. A frontend's feature
+    cache is off meanwhile (PyTorch's reference is computed, not looked up).
     """
     require_onnx()
+    from echo_plugin.export.whisper_frontend import feature_cache_off
+
+    atol = parity_atol(model) if atol is None else atol
+    with feature_cache_off(model):
+        return _export_ctc(model, path, fs, opset, atol, check_seconds, torchscript_fallback)
+
+
+def _export_ctc(model: nn.Module, path: Union[str, Path], fs: int, opset: int, atol: float,
+                check_seconds: Sequence[float], torchscript_fallback: bool) -> ExportReport:
     model.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -593,7 +628,7 @@ def export_ctc(model: nn.Module, path: Union[str, Path], fs: int, *, opset: int 
     inputs = check_inputs(fs, check_seconds)
     refs = [reference_logp(model, x, torch.tensor([x.shape[1]])) for x in inputs]
     example = (inputs[0], torch.tensor([inputs[0].shape[1]]))
-    report = ExportReport("onnx", str(path), "torch.onnx.export (TorchScript-based, dynamo=False)", opset)
+    report = ExportReport("onnx", str(path), "torch.onnx.export (TorchScript-based, dynamo=False)", opset, atol)
     try:
         with exportable_layers(graph) as swapped:
             report.swapped_layers = swapped
@@ -646,22 +681,27 @@ def export_ctc(model: nn.Module, path: Union[str, Path], fs: int, *, opset: int 
 
 
 def quantize_int8(onnx_path: Union[str, Path], out_path: Union[str, Path], op_types: Sequence[str] = INT8_OPS,
-                  float_parts: Sequence[str] = FLOAT_PARTS, per_channel: bool = False) -> Path:
+                  float_parts: Sequence[str] = FLOAT_PARTS, per_channel: bool = False,
+                  quantized_subparts: Sequence[str] = QUANTIZED_SUBPARTS) -> Path:
     """onnxruntime dynamic quantization: int8 weights of the ``op_types`` layers, activations quantized
-    per call (uint8), except the nodes of ``float_parts``.
+    per call (uint8), except the nodes of ``float_parts`` that are not in ``quantized_subparts``.
 
     Defaults: MatMul / Gemm only (every Linear: attention projections, feed-forward, CTC); the
     frontend (DFT and mel matrix: log-mel features are sensitive to rounding) and normalization stay
     float32, and so do convolutions (the conv2d subsampling): onnxruntime's ``ConvInteger`` ran
     about 2x slower than the float convolution on the 2-core AMD EPYC of bench/EXPORT.md,
     which made the whole INT8 graph slower than float32; ``op_types=("MatMul", "Gemm", "Conv")``
-    quantizes them too (smaller file)."""
+    quantizes them too (smaller file). A Whisper frontend's encoder (``frontend/whisper``: a
+    transformer like the encoder, most of the graph's weights and time) is quantized as the encoder
+    is; its resampling and log-mel stay float32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(onnx_path))
     prefixes = tuple(f"/{part}/" for part in float_parts)
-    excluded = [node.name for node in graph.graph.node if node.name.startswith(prefixes)]
+    kept = tuple(f"/{part}/" for part in quantized_subparts)
+    excluded = [node.name for node in graph.graph.node if node.name.startswith(prefixes)
+                and not node.name.startswith(kept)]
     out_path = Path(out_path)
     root = logging.getLogger()
     level = root.level
@@ -732,7 +772,7 @@ def ctc_greedy_text(logp: Union[np.ndarray, Tensor], token_list: Sequence[str], 
 
 def export_bundle(archive: Union[str, Path, None], out_dir: Union[str, Path], *, config: Union[str, Path, None] = None,
                   model_file: Union[str, Path, None] = None, int8: bool = True, opset: int = DEFAULT_OPSET,
-                  atol: float = PARITY_ATOL, torchscript_fallback: bool = True) -> dict[str, Any]:
+                  atol: Optional[float] = None, torchscript_fallback: bool = True) -> dict[str, Any]:
     """Export a packed model (or config + model file) into ``out_dir``: ``model.onnx`` (or
     ``model.ts.pt``), ``model.int8.onnx`` with ``int8``, ``tokens.txt``, ``bpe.model`` when the model
     has one, and ``export.json`` (rate, token type, the export report). Returns export.json's content."""
