@@ -22,7 +22,9 @@ Three runs of the same CTC path, one utterance at a time, greedy CTC decoding:
 * ONNX INT8: that graph through ``quantize_int8`` (onnxruntime dynamic quantization: int8 weights,
   activations quantized per call) as exported by default: MatMul / Gemm layers only (every Linear),
   the log-mel frontend, normalization and convolutions float32;
-* ONNX INT8 with the convolutions (the conv2d subsampling) quantized too, for comparison.
+* ONNX INT8 with the convolutions (the conv2d subsampling) quantized too, for comparison;
+* with a Whisper frontend, ONNX INT8 with the Whisper encoder left float32 (only the Echo encoder
+  and CTC quantized), to tell which part INT8's disagreement with float32 comes from.
 
 Measured:
 
@@ -70,6 +72,7 @@ FS = 8000
 NBPE = 30
 INT8 = "ONNX INT8 (default: MatMul)"
 INT8_CONV = "ONNX INT8, convolutions too"
+INT8_WHISPER_FLOAT = "ONNX INT8, Whisper encoder float32"
 HAND_WRITTEN = "<!-- Written by hand below this line; kept when the report above is regenerated. -->"
 
 
@@ -251,6 +254,7 @@ def measure(loaded, weights: Path, utts: list[Utterance], workdir: Path, repeats
         reference_logp,
         run_session,
     )
+    from echo_plugin.export.whisper_frontend import is_whisper_frontend
 
     model = loaded.model.eval()
     onnx_path, int8_path = workdir / "model.onnx", workdir / "model.int8.onnx"
@@ -260,8 +264,10 @@ def measure(loaded, weights: Path, utts: list[Utterance], workdir: Path, repeats
     conv_path = workdir / "model.int8conv.onnx"
     quantize_int8(onnx_path, int8_path)
     quantize_int8(onnx_path, conv_path, op_types=("MatMul", "Gemm", "Conv"))
-    sessions = {name: ort_session(path, threads=1)
-                for name, path in (("onnx", onnx_path), ("int8", int8_path), ("int8conv", conv_path))}
+    paths = {"onnx": onnx_path, "int8": int8_path, "int8conv": conv_path}
+    if is_whisper_frontend(model.frontend):  # where INT8's disagreement comes from: Whisper's encoder or the rest
+        paths["int8whisperfloat"] = quantize_int8(onnx_path, workdir / "model.int8wf.onnx", quantized_subparts=())
+    sessions = {name: ort_session(path, threads=1) for name, path in paths.items()}
 
     def torch_logp(x: np.ndarray) -> np.ndarray:
         speech = torch.from_numpy(x)[None]
@@ -274,6 +280,9 @@ def measure(loaded, weights: Path, utts: list[Utterance], workdir: Path, repeats
                INT8_CONV: onnx_logp("int8conv")}
     runs = [Run("PyTorch float32", weights.stat().st_size), Run("ONNX float32", onnx_path.stat().st_size),
             Run(INT8, int8_path.stat().st_size), Run(INT8_CONV, conv_path.stat().st_size)]
+    if "int8whisperfloat" in paths:
+        runners[INT8_WHISPER_FLOAT] = onnx_logp("int8whisperfloat")
+        runs.append(Run(INT8_WHISPER_FLOAT, paths["int8whisperfloat"].stat().st_size))
     for fn in runners.values():  # warm-up: first-call allocations are not decoding
         ctc_greedy_ids(fn(utts[0].samples))
     for number in range(repeats):
