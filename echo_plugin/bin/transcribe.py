@@ -14,6 +14,11 @@ model's. Decoding options: the recipe's decoding config packed with the model,
 else beam 8 and CTC weight 0.3; ``--decode_config`` overrides single options.
 The Python API is ``echo_plugin.inference.transcriber.load``.
 
+An exported bundle (``python -m echo_plugin.bin.export_onnx --model model.zip --out_dir exported/ --int8``)
+is taken as ``--model exported/`` (``--int8`` for its INT8 graph): the CTC path in onnxruntime, greedy, no
+PyTorch model (``echo_plugin.inference.onnx_transcriber``); decoding options, n-best and batching do not
+apply to it and are refused.
+
 Many files: ``--batch_size N`` encodes N files (or chunks) at once, grouped by
 length within windows of 4N files; ESPnet's beam search still runs on each one,
 and the output equals batch 1 (the default: each file decoded as read, exactly
@@ -51,6 +56,7 @@ import yaml
 from echo_plugin.inference.audio import AudioError
 from echo_plugin.inference.batch_transcribe import Recording, Result, transcribe_recordings
 from echo_plugin.inference.chunking import ChunkingConfig
+from echo_plugin.inference.onnx_transcriber import is_bundle
 from echo_plugin.inference.transcriber import Transcriber, load
 
 
@@ -173,9 +179,49 @@ def error_line(result: Result) -> str:
     return f"transcribe: error: {where}too short audio file {result.path}: {result.error}"
 
 
+def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | None) -> int:
+    """``--model`` an exported bundle: each input read, decoded greedily by onnxruntime and printed in order;
+    one stderr line for each that cannot be read or decoded."""
+    from echo_plugin.inference.onnx_transcriber import DecodeError, OnnxTranscriber
+
+    model = OnnxTranscriber(args.model, int8=args.int8, chunking=chunking)
+    pairs = list(inputs(args.audio, args.wav_scp))
+    console = Console(len(pairs), args.progress)
+    failed: list[str] = []
+    try:
+        for utt, path in pairs:
+            try:
+                result = model.transcribe(model.read(path, utt_id=utt if utt != path else None))
+            except AudioError as error:
+                console.err(f"transcribe: error: {error}")
+                failed.append(utt)
+            except DecodeError as error:
+                where = f"utterance '{utt}': " if utt != path else ""
+                console.err(f"transcribe: error: {where}cannot decode {path}: {error}")
+                failed.append(utt)
+            else:
+                if args.output != "jsonl":
+                    console.out(f"{utt} {result.text}")
+                else:
+                    record = {"id": utt, "file": path, "seconds": round(result.seconds, 3), "text": result.text}
+                    if result.chunks:
+                        record["chunks"] = [{"start": round(a, 3), "end": round(b, 3), "text": t}
+                                            for a, b, t in result.chunks]
+                    console.out(json.dumps(record, ensure_ascii=False))
+            console.done()
+    finally:
+        console.close()
+    if failed:
+        print(f"transcribe: {len(failed)} input(s) failed: {' '.join(failed[:20])}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="packed model archive (.zip/.tar.gz)")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="packed model archive (.zip/.tar.gz), or an exported bundle directory (export_onnx)")
+    parser.add_argument("--int8", action="store_true", help="exported bundle: decode with its INT8 graph")
     parser.add_argument("--decode_config", type=Path, default=None,
                         help="YAML of decoding options, over the packed ones")
     parser.add_argument("--wav_scp", type=Path, default=None)
@@ -198,11 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.audio and args.wav_scp is None:
         parser.error("give audio files and/or --wav_scp")
-    if not args.model.is_file():
-        parser.error(f"no model archive at {args.model}")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     chunking = ChunkingConfig.for_limit(args.max_chunk_seconds) if args.max_chunk_seconds > 0 else None
+    if is_bundle(args.model):
+        given = [flag for flag, used in (("--decode_config", args.decode_config is not None), ("--nbest", args.nbest
+                 != 1), ("--batch_size", args.batch_size != 1), ("--device", args.device != "cpu")) if used]
+        if given:
+            parser.error(f"{args.model} is an exported bundle (greedy CTC in onnxruntime on the CPU): "
+                         f"{', '.join(given)} do(es) not apply")
+        return transcribe_exported(args, chunking)
+    if args.int8:
+        parser.error("--int8 is for an exported bundle; for a packed model use a decoding config with "
+                     "quantize_asr_model: true (conf/decode_asr_ctc08_int8.yaml)")
+    if not args.model.is_file():
+        parser.error(f"no model archive at {args.model}")
     overrides = None
     if args.decode_config is not None:
         overrides = yaml.safe_load(args.decode_config.read_text(encoding="utf-8")) or {}
