@@ -14,7 +14,7 @@ model's. Decoding options: the recipe's decoding config packed with the model,
 else beam 8 and CTC weight 0.3; ``--decode_config`` overrides single options.
 The Python API is ``echo_plugin.inference.transcriber.load``.
 
-An exported bundle (``python -m echo_plugin.bin.export_onnx --model model.zip --out_dir exported/ --int8``)
+An exported bundle (``python -m echo_plugin.bin.export_onnx --model model.zip --out_dir exported/``, INT8 beside float32)
 is taken as ``--model exported/`` (``--int8`` for its INT8 graph): the CTC path in onnxruntime, greedy, no
 PyTorch model (``echo_plugin.inference.onnx_transcriber``); decoding options, n-best and batching do not
 apply to it and are refused.
