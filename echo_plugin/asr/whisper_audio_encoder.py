@@ -18,6 +18,16 @@ utterance's maximum, scaled ``(x + 4) / 4``; 100 frames per second). The frames 
 Whisper's weights and ``pad_seconds: 30`` the output is openai-whisper's encoder output.
 
 ESPnet's ``specaug`` would see the waveform here: leave it out (augment the audio instead).
+
+Frozen (``freeze_weights: true``, seed 05's warm start: the pretrained encoder fixed, the decoder
+fine-tuned): no parameter takes a gradient, the encoder stays in eval mode and runs without
+autograd, and each utterance is encoded alone at its own length, as one file given to
+``transcribe`` is. With ``cache_mb`` its output per clip is kept in memory
+(:class:`~echo_plugin.asr.audio_output_cache.AudioOutputCache`, keyed by the samples), so a
+training over fixed clips runs the encoder in its first epoch only::
+
+    encoder_conf: {fs: 8000, pad_seconds: 0.0, whisper_checkpoint: whisper-base, freeze_weights: true,
+                   cache_mb: 4096}
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ import humanfriendly
 import torch
 from torch import Tensor, nn
 
+from echo_plugin.asr.audio_output_cache import AudioOutputCache
 from echo_plugin.asr.encoder.whisper_style_encoder import WhisperStyleEncoder
 
 WHISPER_RATE = 16000
@@ -40,17 +51,32 @@ class WhisperAudioEncoder(WhisperStyleEncoder):
         input_size: ignored (ESPnet's ``input_size: 1`` for a model without frontend).
         n_mels: mel channels (80; 128 for large-v3).  fs: the audio's sample rate (resampled to 16 kHz).
         pad_seconds: zero-pad shorter audio to this length first (Whisper: 30.0; 0: no padding).
+        freeze_weights: no gradient, eval mode, each utterance encoded alone (see the module doc).
+        cache_mb: memory for the outputs of clips seen before (frozen only; 0: no cache).
         **kwargs: WhisperStyleEncoder's (``output_size``, ..., ``whisper_checkpoint``).
     """
 
     def __init__(self, input_size: int = 1, n_mels: int = 80, fs: Union[int, str] = WHISPER_RATE,
-                 pad_seconds: float = 30.0, **kwargs: Any) -> None:
+                 pad_seconds: float = 30.0, freeze_weights: bool = False, cache_mb: float = 0,
+                 **kwargs: Any) -> None:
         super().__init__(n_mels, **kwargs)
         if pad_seconds < 0:
             raise ValueError(f"pad_seconds must be 0 or more, got {pad_seconds}")
+        if cache_mb and not freeze_weights:
+            raise ValueError("cache_mb needs freeze_weights: true (a trained encoder's outputs change every step)")
         self.n_mels = n_mels
         self.fs = int(humanfriendly.parse_size(fs) if isinstance(fs, str) else fs)
         self.pad_samples = int(round(pad_seconds * WHISPER_RATE))
+        self.freeze_weights = freeze_weights
+        if freeze_weights:
+            for p in self.parameters():
+                p.requires_grad_(False)
+            super().train(False)
+        self.cache = AudioOutputCache(int(cache_mb * 2**20))
+
+    def train(self, mode: bool = True) -> WhisperAudioEncoder:
+        """A frozen encoder stays in eval mode (no dropout into the features it caches)."""
+        return super().train(mode and not self.freeze_weights)
 
     def log_mel(self, speech: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """speech (B, S) at ``fs``, lengths (B,) -> log-mel (B, T, n_mels) zero-padded, frames (B,)."""
@@ -76,5 +102,20 @@ class WhisperAudioEncoder(WhisperStyleEncoder):
             xs_pad = xs_pad.squeeze(-1)
         if xs_pad.dim() != 2:
             raise ValueError(f"whisper_style_audio takes audio (B, S) (frontend: null), got {tuple(xs_pad.shape)}")
-        feats, frames = self.log_mel(xs_pad, ilens)
-        return super().forward(feats, frames)
+        if not self.freeze_weights:
+            feats, frames = self.log_mel(xs_pad, ilens)
+            return super().forward(feats, frames)
+        with torch.no_grad():
+            outs = [self._encode_one(audio[:n]) for audio, n in zip(xs_pad, ilens.tolist())]
+        olens = torch.tensor([o.size(0) for o in outs], device=xs_pad.device)
+        return nn.utils.rnn.pad_sequence(outs, batch_first=True), olens, None
+
+    def _encode_one(self, clip: Tensor) -> Tensor:
+        """(S,) audio at ``fs`` -> (T', D) output of this clip alone (from the cache when seen before)."""
+        hit = self.cache.get(clip)
+        if hit is not None:
+            return hit
+        feats, frames = self.log_mel(clip[None], torch.tensor([clip.numel()], device=clip.device))
+        out = super().forward(feats, frames)[0][0]
+        self.cache.put(clip, out)
+        return out

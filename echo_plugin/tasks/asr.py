@@ -1,8 +1,11 @@
 """EchoASRTask: ESPnet's ASRTask with the Echo components registered and strict weight loading.
 
 Importing this module registers the Echo classes in ESPnet's ASR choice tables
-(:func:`echo_plugin.register`), so a process that unpickles the task (ESPnet's
-multi-GPU launcher spawns workers with ``cls.main_worker``) has them too.
+(:func:`echo_plugin.register`), and ``preprocessor: whisper``
+(:mod:`echo_plugin.text.whisper_preprocessor`: Whisper token ids as training targets), so a
+process that unpickles the task (ESPnet's multi-GPU launcher spawns workers with
+``cls.main_worker``) has them too. A Whisper token type with another preprocessor is refused
+by name (ESPnet's own Whisper tokenizer fails on today's openai-whisper).
 
 ESPnet's ``build_model_from_file`` loads weights with ``strict=False``: a renamed
 or missing parameter silently keeps its random initial value. Here the model is
@@ -23,7 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import ContextManager, Optional, Tuple, Union
+from typing import Callable, ContextManager, Optional, Tuple, Union
 
 import torch
 from espnet2.tasks.asr import ASRTask
@@ -31,8 +34,11 @@ from espnet2.tasks.asr import ASRTask
 from echo_plugin import register
 from echo_plugin.asr.frontend.pretrained_whisper import weights_from_model_file
 from echo_plugin.inference.strict_load import load_strict
+from echo_plugin.text import whisper_preprocessor
+from echo_plugin.text.whisper_tokens import MODEL_TYPES as WHISPER_TOKEN_TYPES
 
 register()
+whisper_preprocessor.register()
 
 PathLike = Union[Path, str]
 
@@ -55,6 +61,16 @@ class EchoASRTask(ASRTask):
         if model_file is not None:
             cls.load_weights(model, model_file, device)
         return model, args
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable[..., dict]]:
+        """ASRTask's; a Whisper token type must come with ``preprocessor: whisper``."""
+        preprocessor = getattr(args, "preprocessor", None) or "default"
+        whisper_tokens = args.use_preprocessor and args.token_type in WHISPER_TOKEN_TYPES
+        if whisper_tokens and preprocessor != whisper_preprocessor.NAME:
+            raise ValueError(f"token_type {args.token_type} needs preprocessor: {whisper_preprocessor.NAME} "
+                             f"(got {preprocessor}; ESPnet's own Whisper tokenizer needs the openai-whisper of 2023)")
+        return super().build_preprocess_fn(args, train)
 
     @staticmethod
     def weights_follow(model_file: Optional[PathLike]) -> ContextManager[None]:

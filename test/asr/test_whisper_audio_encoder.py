@@ -79,3 +79,37 @@ def test_espnet_builds_it_without_a_frontend() -> None:
     with torch.no_grad():
         encoded, lengths = model.encode(speech, torch.tensor([speech.size(1)]))
     assert encoded.shape == (1, 15, 16) and lengths.tolist() == [15]
+
+
+def test_frozen_encoder_encodes_each_clip_alone_and_caches_its_output() -> None:
+    torch.manual_seed(0)
+    encoder = WhisperAudioEncoder(fs=8000, pad_seconds=0.0, freeze_weights=True, cache_mb=1, **TINY)
+    assert not any(p.requires_grad for p in encoder.parameters())
+    assert not encoder.train().training  # a frozen encoder stays in eval mode
+    clips = [audio(0.4, 8000, 6), audio(0.25, 8000, 7)]
+    batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    lengths = torch.tensor([c.numel() for c in clips])
+    out, olens, _ = encoder(batch, lengths)
+    assert not out.requires_grad and olens.tolist() == [20, 13] and len(encoder.cache) == 2  # 50 per second
+    for i, c in enumerate(clips):  # each clip's output is that of the clip alone, the batch padding zero
+        alone, n, _ = WhisperStyleEncoder.forward(encoder, *encoder.log_mel(c[None], torch.tensor([c.numel()])))
+        assert torch.allclose(out[i, : olens[i]], alone[0, : n[0]], atol=1e-6)
+        assert not out[i, olens[i]:].any()
+    with torch.no_grad():  # a changed weight shows whether the second call reads the cache or encodes again
+        encoder.ln_post.bias.add_(1.0)
+    again, _, _ = encoder(batch.flip(0), lengths.flip(0))
+    assert torch.equal(again[1, :20], out[0, :20]) and torch.equal(again[0, :13], out[1, :13])
+    other = audio(0.4, 8000, 8)
+    fresh, _, _ = encoder(other[None], torch.tensor([other.numel()]))
+    assert len(encoder.cache) == 3
+    expected, _, _ = WhisperStyleEncoder.forward(encoder, *encoder.log_mel(other[None], torch.tensor([other.numel()])))
+    assert torch.allclose(fresh, expected, atol=1e-6)
+
+
+def test_cache_budget_and_cache_without_freezing() -> None:
+    encoder = WhisperAudioEncoder(fs=8000, pad_seconds=0.0, freeze_weights=True, cache_mb=1e-3, **TINY)
+    clip = audio(0.4, 8000, 9)  # 20 frames x 16 channels x 4 bytes = 1280 bytes > 1048 bytes of budget
+    encoder(clip[None], torch.tensor([clip.numel()]))
+    assert len(encoder.cache) == 0 and encoder.cache.used_bytes == 0
+    with pytest.raises(ValueError, match="cache_mb needs freeze_weights"):
+        WhisperAudioEncoder(cache_mb=1, **TINY)

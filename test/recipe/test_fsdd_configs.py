@@ -1,7 +1,9 @@
 """Every FSDD ablation config differs from the Echo default by its mechanism alone (same budget, same data).
 
 The ablations are overlays of the default (``base: train_asr_echo.yaml``), read through
-echo_plugin.recipe.overlay.load_config as the recipe reads them."""
+echo_plugin.recipe.overlay.load_config as the recipe reads them. The Whisper fine-tuning family
+(seed 05's experiment) is the same with its own base, ``train_asr_whisper_single.yaml``: the dual
+decoder and the widened single one change the decoder alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,6 +59,12 @@ ALLOWED: Dict[str, set] = {
     "train_asr_e_branchformer.yaml": ESPNET_MODEL,
 }
 
+WHISPER_BASE = "train_asr_whisper_single.yaml"
+WHISPER: Dict[str, set] = {
+    "train_asr_whisper_dual.yaml": {"decoder_conf", "freeze_param"},
+    "train_asr_whisper_single_wide.yaml": {"decoder_conf.extra_linear_units"},
+}
+
 
 def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     """Nested mappings -> {dotted path: leaf value}; lists are leaves."""
@@ -70,8 +78,8 @@ def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def changed_paths(name: str) -> set:
-    base = flatten(load_config(CONF / BASE))
+def changed_paths(name: str, base_name: str = BASE) -> set:
+    base = flatten(load_config(CONF / base_name))
     other = flatten(load_config(CONF / name))
     return {path for path in base.keys() | other.keys() if base.get(path, "<absent>") != other.get(path, "<absent>")}
 
@@ -81,7 +89,7 @@ def within(path: str, allowed: set) -> bool:
 
 
 def test_every_config_of_the_recipe_is_listed() -> None:
-    assert {p.name for p in CONF.glob("*.yaml")} == set(ALLOWED) | {BASE}
+    assert {p.name for p in CONF.glob("*.yaml")} == set(ALLOWED) | {BASE} | set(WHISPER) | {WHISPER_BASE}
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))
@@ -104,5 +112,14 @@ def test_every_ablation_is_an_overlay_of_the_default(name: str) -> None:
 
 
 def test_the_default_and_the_espnet_baselines_are_whole_configs() -> None:
-    for name in (BASE, *ESPNET_BASELINES):
+    for name in (BASE, *ESPNET_BASELINES, WHISPER_BASE):
         assert "base" not in read_yaml(CONF / name), name
+
+
+@pytest.mark.parametrize("name", sorted(WHISPER))
+def test_whisper_configs_change_only_the_decoder(name: str) -> None:
+    """Same data, noise, epochs, batches and optimizer as the single decoder: the recipe map included."""
+    assert read_yaml(CONF / name).get("base") == WHISPER_BASE
+    changed = changed_paths(name, WHISPER_BASE)
+    assert changed and {path for path in changed if not within(path, WHISPER[name])} == set(), name
+    assert "recipe" not in read_yaml(CONF / name), name

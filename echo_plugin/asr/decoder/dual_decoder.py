@@ -20,6 +20,12 @@ the secondary as a copy of the primary (``copy_primary``). ``gate_override: 1.0`
 (or :meth:`set_gate_override`) forces the primary path, which then reproduces the
 pretrained decoder.
 
+``extra_linear_units: N`` widens every layer's MLP by N hidden units beyond the checkpoint's
+(or ``linear_units``): a single-attention control with as many parameters as the dual one. The
+warm start fills the first units with the checkpoint's; the new units' input weights keep their
+random init and their output weights start at zero, so the widened decoder computes the
+pretrained one until training moves them.
+
 Beam search state (one per hypothesis, :mod:`echo_plugin.asr.decoder.beam_cache`): per layer the
 self-attention keys/values; the primary and secondary cross-attention keys/values of the encoder
 output are projected once per utterance and shared by every hypothesis.
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 
 from echo_plugin.asr import espnet_ckpt, whisper_ckpt
@@ -100,6 +107,7 @@ class DualCrossAttentionDecoder(AttentionDecoder):
         gate_hidden: gate MLP width (default D).  gate_init_bias: initial gate logit bias.
         gate_override: constant alpha instead of the gates (1.0 = primary only), or None.
         secondary_init: ``fresh`` or ``copy_primary`` (applied after any warm start).
+        extra_linear_units: MLP hidden units added to ``linear_units`` (or the checkpoint's), zero-output at start.
         whisper_checkpoint: Whisper weights (any format :func:`whisper_ckpt.read_whisper` reads, or
             :class:`WhisperWeights`); their dims set the architecture (see :meth:`from_whisper`).
         espnet_checkpoint: ESPnet model state dict holding a TransformerDecoder under ``espnet_prefix``.
@@ -129,6 +137,7 @@ class DualCrossAttentionDecoder(AttentionDecoder):
         gate_init_bias: float = 0.0,
         gate_override: Optional[float] = None,
         secondary_init: str = "fresh",
+        extra_linear_units: int = 0,
         whisper_checkpoint: Union[str, WhisperWeights, None] = None,
         espnet_checkpoint: Optional[str] = None,
         espnet_prefix: str = "decoder.",
@@ -136,6 +145,8 @@ class DualCrossAttentionDecoder(AttentionDecoder):
         super().__init__()
         if secondary_init not in SECONDARY_INIT:
             raise ValueError(f"secondary_init '{secondary_init}': known {', '.join(SECONDARY_INIT)}")
+        if extra_linear_units < 0:
+            raise ValueError(f"extra_linear_units must be 0 or more, got {extra_linear_units}")
         arch = dict(
             attention_heads=attention_heads, linear_units=linear_units, num_blocks=num_blocks, position=position,
             activation=activation, norm_eps=norm_eps, key_bias=key_bias, output_bias=output_bias,
@@ -146,7 +157,7 @@ class DualCrossAttentionDecoder(AttentionDecoder):
             _take_arch(arch, warm[1], warm[2])
         d_model = encoder_output_size
         dims = self.dims = DecoderDims(
-            vocab_size, d_model, arch["attention_heads"], arch["linear_units"], arch["num_blocks"]
+            vocab_size, d_model, arch["attention_heads"], arch["linear_units"] + extra_linear_units, arch["num_blocks"]
         )
         self.gate_override = gate_override
         self.token_embedding = nn.Embedding(vocab_size, d_model)
@@ -178,6 +189,8 @@ class DualCrossAttentionDecoder(AttentionDecoder):
         if arch["tie_embeddings"]:
             self.output_layer.weight = self.token_embedding.weight
         if warm is not None:
+            if extra_linear_units:
+                _widen_mlp(warm[0], self.state_dict())
             fresh = load_strict(self, warm[0], is_dual_addition, warm[2])
             logging.info("%s: %d tensors loaded; fresh: %s", warm[2], len(warm[0].state), ", ".join(fresh) or "none")
         for block in self.blocks:
@@ -248,6 +261,22 @@ def _read_warm_start(
         _check_sizes(source, {"vocabulary": (int(vocab), vocab_size), "width": (int(width), d_model)})
         return espnet_ckpt.convert_decoder(state), espnet_ckpt.decoder_arch(state), source
     return None
+
+
+def _widen_mlp(converted: Converted, target: Mapping[str, Tensor]) -> None:
+    """Pad the checkpoint's MLP tensors to the model's wider MLP, in place: the new hidden units' input
+    rows (``mlp.0``) keep the model's init, their output columns (``mlp.2.weight``) are zero."""
+    for key, value in list(converted.state.items()):
+        if key not in target or not key.endswith(("mlp.0.weight", "mlp.0.bias", "mlp.2.weight")):
+            continue
+        axis = 1 if key.endswith("mlp.2.weight") else 0  # the hidden-unit axis
+        have, want = list(value.shape), list(target[key].shape)
+        narrower = have[axis] < want[axis] and have[:axis] + have[axis + 1:] == want[:axis] + want[axis + 1:]
+        if not narrower:
+            continue  # equal, or a mismatch load_strict reports by name
+        fill = torch.zeros_like(target[key]) if axis == 1 else target[key].clone()
+        fill.narrow(axis, 0, have[axis]).copy_(value)
+        converted.state[key] = fill
 
 
 def _check_sizes(source: str, sizes: Mapping[str, Tuple[int, int]]) -> None:

@@ -27,6 +27,9 @@ help_message="Usage: $0 [options]
                                source where usable, else converted to wav; flac) or, for large corpora, --nj
                                archives per set written by --nj jobs (cmd.sh train_cmd), read by ESPnet as kaldi_ark
   --speed_perturb_factors \"0.9 1.0 1.1\"  stage 2 trains on data/<train_set>_sp (default: off)
+  --noisy_copies K             stage 2 trains on data/<train_set>_noisyK: every utterance and K stored noisy copies
+                               (echo_plugin.recipe.noisy_copies; a frozen encoder can cache them, on-the-fly noise not):
+                               --noisy_snr_range \"0 20\" (dB) --noisy_noise colored|white|pink|brown|babble|DIR
   --noise_dir DIR --babble true --colored_noise \"white pink brown\" --rir_dir DIR
                                noise augmentation at training (ESPnet's --noise_scp):
                                --noise_snr_range \"0 20\" (dB) --noise_apply_prob 0.5 --rir_apply_prob 0.5
@@ -35,6 +38,8 @@ help_message="Usage: $0 [options]
   --feature_cache \"pitch harmonic aperiodic\"  stage 5 computes these Echo frontend features once
                                per set (kaldiio ark/scp under exp/<tag>/feature_cache) and trains on them
   --token_type char|bpe --nbpe N --bpemode unigram|bpe
+  --token_type whisper_multilingual|whisper_en   a pretrained Whisper vocabulary (stage 3 writes its token list;
+                               the training config names preprocessor: whisper, echo_plugin.text.whisper_preprocessor)
   --feats_normalize global_mvn|utterance_mvn|speaker_mvn|speech_mvn|none   feature normalization
                                (speaker_mvn: per-speaker statistics from utt2spk, Kaldi's CMVN)
   --speaker_adapt true         stage 6 also decodes a speaker-adaptive second pass: the model adapted to each
@@ -75,6 +80,9 @@ audio_format=wav    # wav | flac: one file per utterance; wav.ark | flac.ark: ar
 max_duration=30
 min_duration=0.0
 speed_perturb_factors=   # e.g. "0.9 1.0 1.1": ESPnet-style sp<f>- copies of the training set
+noisy_copies=       # e.g. 2: the training set plus 2 stored noisy copies of every utterance (<train_set>_noisy2)
+noisy_snr_range="0 20"
+noisy_noise=colored
 # Tokens
 token_type=bpe
 nbpe=30
@@ -147,6 +155,12 @@ esac
 # With speed perturbation, stage 2 writes data/<train_set>_sp and every later stage trains on it.
 sp_source_set=${train_set}
 [ -z "${speed_perturb_factors}" ] || train_set=${train_set}_sp
+# With --noisy_copies K, stage 2 then writes data/<train_set>_noisyK from the formatted clean set.
+noisy_source_set=${train_set}
+if [ -n "${noisy_copies}" ]; then
+    [[ "${noisy_copies}" =~ ^[1-9][0-9]*$ ]] || die "--noisy_copies must be a positive number: ${noisy_copies}"
+    train_set=${train_set}_noisy${noisy_copies}
+fi
 
 [ -n "${asr_config}" ] || die "--asr_config is required"
 [ -f "${asr_config}" ] || die "no such config: ${asr_config}"
@@ -162,10 +176,15 @@ if grep -q -E '^(base|recipe):' "${asr_config}"; then
         || die "cannot merge the overlay ${asr_config_src}"
 fi
 stats_dir=${expdir}/asr_stats_${token_type}${nbpe}_fs${fs}
+case "${token_type}" in whisper_*) stats_dir=${expdir}/asr_stats_${token_type}_fs${fs} ;; esac
 [ -z "${speed_perturb_factors}" ] || stats_dir=${stats_dir}_sp   # its own shapes (ESPnet's naming)
+[ -z "${noisy_copies}" ] || stats_dir=${stats_dir}_noisy${noisy_copies}
 if [ "${token_type}" = bpe ]; then
     token_dir=data/token_list/bpe_${bpemode}${nbpe}
     bpemodel=${token_dir}/bpe.model
+elif [[ "${token_type}" == whisper_* ]]; then   # ESPnet's Whisper token types name their model in bpemodel
+    token_dir=data/token_list/${token_type}
+    bpemodel=${token_type}
 else
     token_dir=data/token_list/char
     bpemodel=none
@@ -276,6 +295,13 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             --factors ${speed_perturb_factors} --nj "${nj}" --audio_format "${audio_format}" --cmd "${train_cmd}" \
             --log_dir "${dumpdir}/log"
     fi
+    if [ -n "${noisy_copies}" ]; then
+        format_set "$(set_src "${noisy_source_set}")" "${dumpdir}/raw/$(set_name "${noisy_source_set}")" drop
+        log "  noisy copies (${noisy_copies}, ${noisy_noise}, ${noisy_snr_range} dB): ${dumpdir}/raw/${noisy_source_set} -> data/${train_set}"
+        ${python} -m echo_plugin.recipe.noisy_copies --src "${dumpdir}/raw/$(set_name "${noisy_source_set}")" \
+            --dst "data/${train_set}" --copies "${noisy_copies}" --fs "${fs}" --snr_range "${noisy_snr_range}" \
+            --noise "${noisy_noise}" || die "noisy copies of ${noisy_source_set} failed"
+    fi
     for dset in ${train_set} ${valid_set}; do
         format_set "$(set_src "${dset}")" "${dumpdir}/raw/$(set_name "${dset}")" drop
     done
@@ -286,13 +312,17 @@ fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: token list (${token_type}) -> ${token_dir}"
-    # trained on the original training text: speed perturbation repeats it (as ESPnet's bpe_train_text)
-    token_text=${dumpdir}/raw/${train_set}/text
+    # trained on the original training text: speed perturbation and noisy copies repeat it (as ESPnet's bpe_train_text)
+    token_text=${dumpdir}/raw/${noisy_source_set}/text
     [ -z "${speed_perturb_factors}" ] || token_text=data/${sp_source_set}/text
-    ${python} -m echo_plugin.recipe.tokens --text "${token_text}" \
-        --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" --out_dir "${token_dir}"
-    ${python} -m echo_plugin.recipe.check_text --text "${dumpdir}/raw/${valid_set}/text" \
-        --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}"
+    if [[ "${token_type}" == whisper_* ]]; then   # the pretrained vocabulary: nothing to train, any text fits
+        ${python} -m echo_plugin.recipe.whisper_token_list --token_type "${token_type}" --out_dir "${token_dir}"
+    else
+        ${python} -m echo_plugin.recipe.tokens --text "${token_text}" \
+            --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" --out_dir "${token_dir}"
+        ${python} -m echo_plugin.recipe.check_text --text "${dumpdir}/raw/${valid_set}/text" \
+            --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}"
+    fi
 fi
 
 # Options every ESPnet training/stats run shares.
@@ -426,6 +456,9 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
                feature_cache noise_dir babble colored_noise noise_snr_range noise_apply_prob rir_dir rir_apply_prob; do
         run_options+=(--option "${opt}=${!opt}")
     done
+    if [ -n "${noisy_copies}" ]; then   # only then: the hash of every run without them stays what it was
+        for opt in noisy_copies noisy_snr_range noisy_noise; do run_options+=(--option "${opt}=${!opt}"); done
+    fi
     ${python} -m echo_plugin.recipe.records run_info --exp_dir "${asr_exp}" --config "${asr_config_src}" \
         "${run_options[@]}" || die "cannot write ${asr_exp}/run.json"
     exec 9>&-   # the training is over: release the lock
@@ -440,7 +473,7 @@ if [ -n "${snr_test_sets}" ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 6 
         if [ "${stage}" -le 6 ]; then
             format_set "$(set_src "${dset}")" "${dumpdir}/raw/${name}"
             ${python} -m echo_plugin.recipe.snr_sets --src "${dumpdir}/raw/${name}" --name "${name}" --out_dir data \
-                --fs "${fs}" --bands "${snr_test_sets}" --noise "${snr_noise}" --babble_src "${dumpdir}/raw/${train_set}"
+                --fs "${fs}" --bands "${snr_test_sets}" --noise "${snr_noise}" --babble_src "${dumpdir}/raw/${noisy_source_set}"
         fi
         for band in ${snr_test_sets}; do
             case "${band}" in clean) snr_sets+=" ${name}_clean" ;; *) snr_sets+=" ${name}_snr${band}" ;; esac
