@@ -17,6 +17,10 @@ kind of job its own), which a Slurm config in the format of ESPnet's
 egs/TEMPLATE/asr1/conf/slurm.conf links to);
 ``--slurm_opts`` (default ``$ECHO_SLURM_OPTS``) adds sbatch options to every job.
 
+Requeued (``scontrol requeue``, preemption; ``--requeue`` asks Slurm for it, cmd.sh gives it to training), a job
+runs again from its start: its log holds that last attempt, the earlier ones rotated to ``LOG``'s ``.1``, ``.2``
+... (echo_plugin.recipe.slurm_requeue), and the launcher waits on through the rerun, reporting its end.
+
 It is also the ``--cmd`` of ESPnet's distributed launcher (``espnet2.bin.launch``,
 asr.sh stage 5), and takes the forms that launcher gives its cmd: one job without a
 JOB range (``--gpu N LOG COMMAND...``), ``--name`` and ``--num_threads`` (Slurm:
@@ -53,6 +57,8 @@ import threading
 import time
 from pathlib import Path
 from typing import IO
+
+from echo_plugin.recipe.slurm_requeue import RESTART_NOTE, restart_line
 
 JOB_RANGE = re.compile(r"^(?P<var>[A-Za-z_]+)=(?P<first>\d+):(?P<last>\d+)$")
 # the launcher words of ESPnet's multi-node forms
@@ -312,7 +318,8 @@ def run_task(var: str, index: int, words: list[str], time_pattern: str | None, n
     else:
         job = env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID", "?")
         task = f"_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in env else ""
-        print(f"# {command}\n# Started at {time.ctime()} on {host} (Slurm job {job}{task})", flush=True)
+        restart = f", restart {env['SLURM_RESTART_COUNT']}" if env.get("SLURM_RESTART_COUNT", "0") != "0" else ""
+        print(f"# {command}\n# Started at {time.ctime()} on {host} (Slurm job {job}{task}{restart})", flush=True)
     start = time.time()
     proc = subprocess.Popen(["bash", "-c", command])
     # scancel (or the time limit) signals the job: the command gets it too, and its end is still logged
@@ -382,6 +389,32 @@ def end_of(log: Path) -> tuple[int | None, str]:
     return (int(ends[-1][1]) if ends else None), (errors[-1].strip(" *") if errors else "")
 
 
+def fresh_logs(logs: list[Path], requeue: bool) -> list[str]:
+    """Make the logs' directories and remove old logs; the sbatch options that keep an attempt's log on a requeue.
+
+    Slurm appends to a job's log (--open-mode=append, or a rerun would start by emptying it, losing the earlier
+    attempt); the job's script rotates it on a restart (restart_line). --requeue where asked (else the cluster's
+    JobRequeue decides).
+    """
+    for log in logs:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.unlink(missing_ok=True)  # a new run's log starts empty, as Slurm's default (truncate) gives
+    return ["--open-mode=append", *(["--requeue"] if requeue else [])]
+
+
+def report_restarts(logs: list[Path]) -> None:
+    """One line for each job that Slurm requeued and ran again: how often, and where its earlier log went."""
+    for log in logs:
+        try:
+            notes = RESTART_NOTE.findall(log.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        if notes:
+            restart, job, earlier = notes[-1]
+            print(f"launch: Slurm job {job} was requeued and ran again (restart {restart}); "
+                  f"the earlier attempt's log is {earlier}", flush=True)
+
+
 def job_name(log_pattern: str, var: str) -> str:
     """A Slurm job name from the log's name: exp/.../stats.JOB.log -> stats."""
     name = re.sub(r"\.log$", "", Path(log_pattern).name)
@@ -389,30 +422,35 @@ def job_name(log_pattern: str, var: str) -> str:
 
 
 def run_slurm(var: str, indices: range, log_pattern: str, words: list[str], job_options: dict[str, str],
-              config: SlurmConfig, slurm_opts: str, time_pattern: str | None, max_jobs: int = 0) -> list[str]:
+              config: SlurmConfig, slurm_opts: str, time_pattern: str | None, max_jobs: int = 0,
+              requeue: bool = False) -> list[str]:
     """Submit the jobs as one sbatch job array (one plain job for one index) and wait for it.
 
     Each task runs ``launch --run_task ID`` (run_task), which logs its end line; returns one line per failed task
-    (its exit code, or why it has none, and its log), empty if all succeeded.
+    (its exit code, or why it has none, and its log), empty if all succeeded. A task Slurm requeued is judged
+    by its last attempt.
     """
     logs = {index: Path(os.path.abspath(substitute([log_pattern], var, index)[0])) for index in indices}
-    for log in logs.values():
-        log.parent.mkdir(parents=True, exist_ok=True)
     array = len(indices) > 1
     output = re.sub(rf"\b{re.escape(var)}\b", "%a" if array else str(indices.start),
                     os.path.abspath(log_pattern).replace("%", "%%"))
-    options = config.sbatch_options(job_options) + [f"--output={output}"]
+    options = config.sbatch_options(job_options) + [f"--output={output}"] + fresh_logs([*logs.values()], requeue)
     if array:
         options.append(f"--array={indices.start}-{indices.stop - 1}" + (f"%{max_jobs}" if max_jobs else ""))
     task = [sys.executable, "-m", "echo_plugin.recipe.launch"]
     rest = [*(["--time_file", os.path.abspath(time_pattern)] if time_pattern else []),
             f"{var}={indices.start}:{indices.stop - 1}", log_pattern, *words]
+    task_id = f'"${{SLURM_ARRAY_TASK_ID:-{indices.start}}}"'
+    log_words = task_id.join(shlex.quote(part) for part in re.split(rf"\b{re.escape(var)}\b",
+                                                                    os.path.abspath(log_pattern)))
     script = ("#!/usr/bin/env bash\n"
               f"cd {shlex.quote(os.getcwd())}\n"
-              f'exec {shlex.join(task)} --run_task "${{SLURM_ARRAY_TASK_ID:-{indices.start}}}" {shlex.join(rest)}\n')
+              + restart_line(log_words, words)
+              + f"exec {shlex.join(task)} --run_task {task_id} {shlex.join(rest)}\n")
     job_id, code = submit(config, options, slurm_opts, script)
     if job_id is None:
         return [f"sbatch failed (exit code {code}); nothing was submitted"]
+    report_restarts([*logs.values()])
     failures = []
     for index, log in logs.items():
         end, slurm_error = end_of(log)
@@ -430,7 +468,8 @@ def slurm_nodes_script(log: str, srun_opts: list[str], words: list[str], nodes: 
     """The batch script of a multi-node training: the command under srun, one task on each of M nodes.
 
     Each task runs through ``launch --run_task`` (its rank's accounting and end lines in the log); srun stops
-    the other ranks when one fails (--kill-on-bad-exit), as they would wait on it for ever.
+    the other ranks when one fails (--kill-on-bad-exit), as they would wait on it for ever. Requeued, the script
+    first rotates the log and removes the stopped attempt's rendezvous file (restart_line).
     """
     opts = list(srun_opts or ["--export=ALL"])
     if not any(o.startswith("--kill-on-bad-exit") or o == "-K" for o in opts):
@@ -439,21 +478,24 @@ def slurm_nodes_script(log: str, srun_opts: list[str], words: list[str], nodes: 
     header = shlex.join(["srun", *opts, *words])
     return ("#!/usr/bin/env bash\n"
             f"cd {shlex.quote(os.getcwd())}\n"
-            f"echo {shlex.quote('# ' + header)}\n"
-            f'echo "# Started at $(date) (Slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST)"\n'
+            + restart_line(shlex.quote(os.path.abspath(log)), words)
+            + f"echo {shlex.quote('# ' + header)}\n"
+            f'echo "# Started at $(date) (Slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST'
+            '${SLURM_RESTART_COUNT:+, restart $SLURM_RESTART_COUNT})"\n'
             f"exec {shlex.join(['srun', *opts, *task, *words])}\n")
 
 
 def run_slurm_nodes(log: str, srun_opts: list[str], words: list[str], nodes: int, job_options: dict[str, str],
-                    config: SlurmConfig, slurm_opts: str) -> list[str]:
+                    config: SlurmConfig, slurm_opts: str, requeue: bool = False) -> list[str]:
     """One sbatch job on M nodes, one task each (srun); one line per failure, empty if it succeeded."""
     path = Path(os.path.abspath(log))
-    path.parent.mkdir(parents=True, exist_ok=True)
     options = config.sbatch_options(job_options) + [f"--nodes={nodes}", "--ntasks-per-node=1",
                                                     f"--output={str(path).replace('%', '%%')}"]
+    options += fresh_logs([path], requeue)
     job_id, code = submit(config, options, slurm_opts, slurm_nodes_script(log, srun_opts, words, nodes))
     if job_id is None:
         return [f"sbatch failed (exit code {code}); nothing was submitted"]
+    report_restarts([path])
     if code == 0:
         return []
     try:
@@ -498,6 +540,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slurm_opts", default=os.environ.get("ECHO_SLURM_OPTS", ""),
                         help="sbatch options after the config's (default: $ECHO_SLURM_OPTS)")
     parser.add_argument("--time_file", default=None, help="write each job's seconds here (JOB substituted)")
+    parser.add_argument("--requeue", action="store_true",
+                        help="slurm: the job may be requeued (sbatch --requeue; preemption, scontrol requeue): it "
+                             "runs again, its earlier log rotated (cmd.sh gives it to training, which resumes)")
     parser.add_argument("--run_task", type=int, default=None, help=argparse.SUPPRESS)  # inside a Slurm job
     job = parser.add_argument_group(
         "job options", "a job's resources, turned into sbatch options by the Slurm config (its 'option NAME=' "
@@ -580,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
             else:
                 failures = run_slurm_nodes(log, launcher_opts if launcher == "srun" else [], command, nodes,
-                                           job_options, config, args.slurm_opts)
+                                           job_options, config, args.slurm_opts, args.requeue)
                 failed = bool(failures)
                 for line in failures:
                     print(f"launch: {line}", file=sys.stderr)
@@ -598,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     try:
         failures = run_slurm(var, indices, log_pattern, words, job_options, config, args.slurm_opts,
-                             args.time_file, args.max_jobs)
+                             args.time_file, args.max_jobs, args.requeue)
     except ValueError as error:
         print(f"launch: {error}", file=sys.stderr)
         return 1

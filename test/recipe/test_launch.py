@@ -145,7 +145,7 @@ def test_cmd_sh_job_classes_map_through_the_template_config(tmp_path: Path) -> N
                            check=True).stdout.splitlines()
     assert lines[0] == str(template / "conf" / "slurm.conf")
     config = launch.SlurmConfig.load(lines[0])
-    classes = []
+    classes, requeue = [], []
     for cmd in lines[1:]:
         words = cmd.split()
         assert words[:4] == ["python", "-m", "echo_plugin.recipe.launch", "--backend"] and words[4] == "slurm"
@@ -153,10 +153,12 @@ def test_cmd_sh_job_classes_map_through_the_template_config(tmp_path: Path) -> N
         args = launch.get_parser().parse_args(own)
         options = {k: str(getattr(args, k)) for k in launch.JOB_OPTIONS if getattr(args, k) is not None}
         classes.append(" ".join(config.sbatch_options(options)))
+        requeue.append(args.requeue)
         assert rest == ["log", "true"]
     assert classes == ["--time 4:00:00 --gres=gpu:1 --cpus-per-task 1 --mem-per-cpu 2G",
                        "--time 72:00:00 --gres=gpu:1 --cpus-per-task 3 --mem-per-cpu 4G",
                        "--time 8:00:00 --gres=gpu:1 --cpus-per-task 1 --mem-per-cpu 4G"]
+    assert requeue == [False, True, False]  # training may be requeued (it resumes from its checkpoint)
 
     # a class set in the environment; a recipe's own conf/slurm.conf; slurm_conf=FILE
     def sourced(prefix: str) -> list[str]:
@@ -165,6 +167,9 @@ def test_cmd_sh_job_classes_map_through_the_template_config(tmp_path: Path) -> N
                               cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
 
     assert sourced('decode_job_opts="--mem 8G";')[1].endswith(" --backend local --mem 8G")
+    cuda_cmd = subprocess.run(["bash", "-c", 'train_requeue=false; source ./cmd.sh; echo "$cuda_cmd"'], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout
+    assert "--requeue" not in cuda_cmd and "--time 72:00:00" in cuda_cmd
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "slurm.conf").write_text("command sbatch\n")
     assert sourced("")[0] == str(tmp_path / "conf" / "slurm.conf")

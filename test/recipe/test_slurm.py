@@ -1,8 +1,9 @@
 """The Slurm backend against a real Slurm (slurm_cluster: munged, slurmctld and two slurmd on this machine).
 
 Array jobs, a failing task named in one line, the job classes' options as Slurm sees them, cancellation of an
-interrupted launch, two nodes through ESPnet's launcher (srun, ESPnet's rank discovery, gloo), and the FSDD
-recipe through cmd_backend=slurm. Skipped where Slurm is not installed (``make sysdeps`` installs it).
+interrupted launch, two nodes through ESPnet's launcher (srun, ESPnet's rank discovery, gloo), the FSDD
+recipe through cmd_backend=slurm, and its training requeued, resuming from its checkpoint. Skipped where Slurm
+is not installed (``make sysdeps`` installs it).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import yaml
 
 from echo_plugin.recipe import launch
 from echo_plugin.recipe.records import peak_rss_mb
-from test.recipe.recipe_helpers import FSDD, REPO, copy_recipe, run_recipe
+from test.recipe.recipe_helpers import FSDD, REPO, TINY_CONFIG, copy_recipe, recipe_env, run_recipe
 from test.recipe.slurm_cluster import SlurmCluster, missing
 from test.recipe.test_launch import DIST_PROBE
 
@@ -256,3 +257,63 @@ def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypa
                      f"log {logdir}/asr_inference.{i}.log" for i in (1, 2)], failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr
     assert "TresPerNode=gres:gpu:1" in scontrol_job(job_id)
+
+
+def slurm_state(job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_requeued_training_resumes_from_its_checkpoint(slurm: SlurmCluster, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 5 through cmd_backend=slurm (cmd.sh's training class asks --requeue), requeued with scontrol once its
+    first epoch is saved: Slurm stops it and runs the job again, which resumes from checkpoint.pth (the epochs after
+    the saved ones only, in a fresh train.log; the first attempt's in train.1.log); the stage succeeds."""
+    root = copy_recipe(tmp_path)
+    run_recipe(root, "--stage", "1", "--stop_stage", "4", *RECIPE_OPTS, "--nj", "1",  # the data: one local job
+               "--local_data_opts", f"--fsdd_root {FSDD} {DATA_OPTS}")
+    monkeypatch.setenv("cmd_backend", "slurm")
+    if slurm.memory_mb < 9000:
+        monkeypatch.setenv("train_job_opts", "--num_threads 1 --mem 1G --time 1:00:00")
+    exp = root / "exp" / "asr_train_asr_echo_tiny"
+    # 3 short epochs of 8 iterations, seconds apart (the requeue lands in epoch 2 or 3, not after them); no plots
+    asr_args = "--max_epoch 3 --num_iters_per_epoch 8 --num_att_plot 0 --use_tensorboard false"
+    stage5 = subprocess.Popen(["./run.sh", "--asr_config", TINY_CONFIG, "--stage", "5", "--stop_stage", "5",
+                               *RECIPE_OPTS[:-1], asr_args], cwd=root,
+                              env=recipe_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (exp / "1epoch.pth").is_file():
+            if stage5.poll() is not None or time.time() > deadline:
+                log = exp / "train.log"
+                pytest.fail(f"no first epoch (run.sh: {stage5.poll()}):\n"
+                            + (log.read_text()[-3000:] if log.exists() else stage5.communicate()[1][-3000:]))
+            time.sleep(0.1)
+        job_id = re.search(r"\(Slurm job (\d+)\)", (exp / "train.log").read_text())[1]
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        # Slurm holds a requeued job for AuthInfo's cred_expire (120 s by default); start it sooner, though not
+        # within the second of the requeue (the job credentials revoked then: the rerun would be killed)
+        while slurm_state(job_id) != "PENDING":
+            assert time.time() < deadline, slurm_state(job_id)
+            time.sleep(0.2)
+        time.sleep(2)
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+        out, err = stage5.communicate(timeout=300)
+    finally:
+        if stage5.poll() is None:  # the launcher cancels its job on TERM
+            os.killpg(stage5.pid, signal.SIGTERM)
+            stage5.wait(timeout=60)
+    assert stage5.returncode == 0, out[-3000:] + err[-3000:]
+    first, rerun = (exp / "train.1.log").read_text(), (exp / "train.log").read_text()
+    earlier = f"the earlier attempt's log is {exp.resolve()}/train.1.log"  # the launcher's absolute path
+    assert f"launch: Slurm job {job_id} was requeued and ran again (restart 1); {earlier}\n" in out, out
+    assert re.search(rf"\*\*\* JOB {job_id} ON n[12] CANCELLED AT \S+ DUE TO JOB REQUEUE", first), first[-3000:]
+    assert re.findall(r"INFO: (\d+)/3epoch started", first)[0] == "1" and "training was finished" not in first
+    assert rerun.startswith(f"# Slurm restart 1 of job {job_id}: {earlier}\n"), rerun[:1000]
+    assert f"(Slurm job {job_id}, restart 1)" in rerun, rerun[:3000]
+    assert f"The training was resumed using {exp.relative_to(root)}/checkpoint.pth" in rerun, rerun[-3000:]
+    # the rerun trains the epochs after the saved ones (epoch 1, or 2 where it ended before the requeue), once each
+    epochs = [int(e) for e in re.findall(r"INFO: (\d+)/3epoch started", rerun)]
+    assert epochs in ([2, 3], [3]) and f"INFO: {epochs[0] - 1}epoch results" in first, (epochs, first[-3000:])
+    assert "The training was finished at 3 epochs" in rerun and "# Ended (code 0)" in rerun, rerun[-3000:]
+    assert int((exp / "epochs").read_text()) == 3 and (exp / "valid.acc.ave.pth").is_file()

@@ -20,10 +20,14 @@ fi
 cpu_job_opts=${cpu_job_opts:---num_threads 1 --mem 2G --time 4:00:00}      # data, feature statistics (train_cmd)
 train_job_opts=${train_job_opts:---num_threads ${train_threads:-1} --mem 4G --time 72:00:00}  # training (cuda_cmd)
 decode_job_opts=${decode_job_opts:---num_threads 1 --mem 4G --time 8:00:00}  # decoding, adaptation (decode_cmd)
+# Training may be requeued (sbatch --requeue): preempted or requeued (scontrol requeue JOBID), it runs again
+# from ESPnet's last checkpoint.pth (asr.sh's --resume true), its earlier log kept as train.1.log.
+train_requeue=${train_requeue:-true}
 
 export ECHO_SLURM_OPTS=${slurm_opts}   # read by the launcher (no quoting trouble)
 export ECHO_SLURM_CONF=${slurm_conf}
 _launch="python -m echo_plugin.recipe.launch --backend ${cmd_backend}"
 train_cmd="${_launch} ${cpu_job_opts}"     # CPU jobs (stats, data)
-cuda_cmd="${_launch} ${train_job_opts}"    # training; asr.sh adds --gpu N
+_requeue=; [ "${train_requeue}" != true ] || _requeue=" --requeue"
+cuda_cmd="${_launch}${_requeue} ${train_job_opts}"  # training; asr.sh adds --gpu N
 decode_cmd="${_launch} ${decode_job_opts}" # decoding; asr.sh adds --gpu 1 with --gpu_inference true
