@@ -321,6 +321,14 @@ def _decoder_choices() -> Table:
     return AbsDecoder, {"echo": EchoDecoder, "dual": DualCrossAttentionDecoder}
 
 
+def _preprocessor_choices() -> Table:
+    from espnet2.train.preprocessor import AbsPreprocessor
+
+    from echo_plugin.text.whisper_preprocessor import WhisperPreprocessor
+
+    return AbsPreprocessor, {"whisper": WhisperPreprocessor}
+
+
 ESPNET_CHOICES: Dict[str, Registry] = {
     "frontend_choices": _kind("espnet frontend_choices", "", _frontend_choices),
     "model_choices": _kind("espnet model_choices", "", _model_choices),
@@ -328,6 +336,7 @@ ESPNET_CHOICES: Dict[str, Registry] = {
     "normalize_choices": _kind("espnet normalize_choices", "", _normalize_choices),
     "encoder_choices": _kind("espnet encoder_choices", "", _encoder_choices),
     "decoder_choices": _kind("espnet decoder_choices", "", _decoder_choices),
+    "preprocessor_choices": _kind("espnet preprocessor_choices", "", _preprocessor_choices),
 }
 """``espnet2.tasks.asr`` choice-table name -> the Echo classes ``register()`` adds to it."""
 

@@ -40,6 +40,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 import yaml
 
+from echo_plugin import register
 from echo_plugin.asr import whisper_assets
 from echo_plugin.asr.whisper_assets import BUNDLED
 from echo_plugin.text import whisper_preprocessor
@@ -71,7 +72,7 @@ def model_args(path: Path, dims: Mapping[str, int], tokens: Path, language: str,
     """ESPnet's ASR arguments of the warm-started model (encoder and decoder read ``path``)."""
     from espnet2.tasks.asr import ASRTask
 
-    whisper_preprocessor.register()
+    register()  # Echo's ESPnet choices, preprocessor: whisper among them
     token_type = token_type_of(dims, path)
     args = ASRTask.get_parser().parse_args([
         "--token_type", token_type, "--bpemodel", token_type, "--token_list", str(tokens),

