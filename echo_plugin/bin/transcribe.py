@@ -14,10 +14,10 @@ model's. Decoding options: the recipe's decoding config packed with the model,
 else beam 8 and CTC weight 0.3; ``--decode_config`` overrides single options.
 The Python API is ``echo_plugin.inference.transcriber.load``.
 
-An exported bundle (``python -m echo_plugin.bin.export_onnx --model model.zip --out_dir exported/``, INT8 beside float32)
-is taken as ``--model exported/`` (``--int8`` for its INT8 graph): the CTC path in onnxruntime, greedy, no
-PyTorch model (``echo_plugin.inference.onnx_transcriber``); decoding options, n-best and batching do not
-apply to it and are refused.
+An exported bundle (``python -m echo_plugin.bin.export_onnx --model model.zip --out_dir exported/``, INT8
+beside float32) is taken as ``--model exported/`` (``--int8`` for its INT8 graph): the CTC path in
+onnxruntime, greedy, no PyTorch model (``echo_plugin.inference.onnx_transcriber``); decoding options,
+n-best and batching do not apply to it and are refused.
 
 Many files: ``--batch_size N`` encodes N files (or chunks) at once, grouped by
 length within windows of 4N files; ESPnet's beam search still runs on each one,
@@ -179,6 +179,14 @@ def error_line(result: Result) -> str:
     return f"transcribe: error: {where}too short audio file {result.path}: {result.error}"
 
 
+def exit_status(failed: list[str]) -> int:
+    """1 with a closing stderr line naming the inputs that failed (the first 20), else 0."""
+    if failed:
+        print(f"transcribe: {len(failed)} input(s) failed: {' '.join(failed[:20])}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | None) -> int:
     """``--model`` an exported bundle: each input read, decoded greedily by onnxruntime and printed in order;
     one stderr line for each that cannot be read or decoded."""
@@ -211,10 +219,7 @@ def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | Non
             console.done()
     finally:
         console.close()
-    if failed:
-        print(f"transcribe: {len(failed)} input(s) failed: {' '.join(failed[:20])}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(failed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             console.done()
     finally:
         console.close()
-    if failed:
-        print(f"transcribe: {len(failed)} input(s) failed: {' '.join(failed[:20])}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(failed)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,19 @@ from pathlib import Path
 import numpy as np
 
 from echo_plugin.inference.audio import AudioError
-from echo_plugin.recipe.data_dir import MAX_FAULTS, DataDirError, run_reporting_faults, spk2utt, write_table
+from echo_plugin.recipe.data_dir import DataDirError, run_reporting_faults, spk2utt, write_table
 from echo_plugin.recipe.format_data import write_wav
 from echo_plugin.recipe.io import atomic_dir, is_current, write_stamp
 from echo_plugin.recipe.noise import load_speakers
 from echo_plugin.recipe.noise_audio import COLOR_EXPONENTS, babble, mix_at_snr, utt_rng
-from echo_plugin.recipe.snr_sets import NoiseSource, SourceSet, colored_source, dir_source, read_source, read_utterance
+from echo_plugin.recipe.snr_sets import (
+    NoiseSource,
+    SourceSet,
+    colored_source,
+    dir_source,
+    read_source,
+    readable_utterances,
+)
 
 STAMP = "noisy_copies.json"
 
@@ -97,16 +104,7 @@ def make_noisy_copies(args: argparse.Namespace) -> Path:
     wav_scp, text, utt2spk, snrs = dict(source.wav_scp), dict(source.text), dict(source.utt2spk), {}
     faults: list[str] = []
     with atomic_dir(args.dst) as tmp:
-        for uttid in sorted(source.wav_scp):
-            try:
-                speech = read_utterance(scp, uttid, source.wav_scp[uttid], args.fs)
-            except AudioError as e:
-                faults.append(str(e))
-                if len(faults) >= MAX_FAULTS:
-                    break
-                continue
-            if faults:
-                continue  # keep checking the rest, write nothing
+        for uttid, speech in readable_utterances(scp, source.wav_scp, args.fs, faults):
             spk = source.utt2spk[uttid]
             for k in range(1, args.copies + 1):
                 cid = copy_id(uttid, k)

@@ -30,7 +30,7 @@ import argparse
 import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +144,23 @@ def read_utterance(scp: Path, uttid: str, path: str, fs: int) -> np.ndarray:
     return speech
 
 
+def readable_utterances(scp: Path, wav_scp: dict[str, str], fs: int,
+                        faults: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(uttid, samples) of ``wav_scp``'s utterances in sorted order (read by :func:`read_utterance`) while all read;
+    each one that does not is added to ``faults`` and from then on the rest are only checked (nothing more is
+    yielded), up to MAX_FAULTS, so that the caller writes nothing and raises them all at once."""
+    for uttid in sorted(wav_scp):
+        try:
+            speech = read_utterance(scp, uttid, wav_scp[uttid], fs)
+        except AudioError as e:
+            faults.append(str(e))
+            if len(faults) >= MAX_FAULTS:
+                return
+            continue
+        if not faults:
+            yield uttid, speech
+
+
 def band_name(name: str, band: str) -> str:
     """``<name>_clean`` or ``<name>_snr<band>``; ValueError for a band that is not a number."""
     if band == "clean":
@@ -185,17 +202,8 @@ def make_snr_sets(args: argparse.Namespace) -> list[Path]:
     with contextlib.ExitStack() as stack:
         tmps = {b: stack.enter_context(atomic_dir(dsts[b])) for b in todo}
         wav_scps: dict[str, dict[str, str]] = {b: {} for b in todo}
-        faults = []
-        for uttid in sorted(source.wav_scp):
-            try:
-                speech = read_utterance(scp, uttid, source.wav_scp[uttid], args.fs)
-            except AudioError as e:
-                faults.append(str(e))
-                if len(faults) >= MAX_FAULTS:
-                    break
-                continue
-            if faults:
-                continue  # keep checking the rest, write nothing
+        faults: list[str] = []
+        for uttid, speech in readable_utterances(scp, source.wav_scp, args.fs, faults):
             segment = noise(utt_rng(args.seed, uttid), len(speech)) if noise is not None else None
             for band in noisy:
                 write_wav(mix_at_snr(speech, segment, float(band)), args.fs, tmps[band] / "wav" / f"{uttid}.wav")
