@@ -124,11 +124,12 @@ def _paired(a: Mapping[str, Utts], b: Mapping[str, Utts]) -> tuple[list[np.ndarr
 
 
 def _replicate_sums(blocks: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, 3) sums of [e_a, e_b, n_ref] over two-level bootstrap replicates."""
+    """(n_boot, C) column sums of the speakers' (n_s, C) blocks (e.g. [e_a, e_b, n_ref]) over two-level
+    bootstrap replicates."""
     n_spk = len(blocks)
     # Times each speaker is drawn in each replicate: (n_boot, n_spk), rows sum to n_spk.
     mult = rng.multinomial(n_spk, np.full(n_spk, 1.0 / n_spk), size=n_boot)
-    totals = np.zeros((n_boot, 3))
+    totals = np.zeros((n_boot, blocks[0].shape[1]))
     for k, block in enumerate(blocks):
         n = block.shape[0]
         chunk = max(1, _CHUNK_CELLS // n)
@@ -185,6 +186,26 @@ def paired_bootstrap(a: Mapping[str, Utts], b: Mapping[str, Utts], n_boot: int =
         p_value=p_value, n_speakers=len(blocks), n_utts=int(sum(blk.shape[0] for blk in blocks)),
         n_boot=n_boot, n_unpaired_utts=unpaired,
     )
+
+
+def wer_interval(utts: Mapping[str, Utts], n_boot: int = 10000, seed: int = 0,
+                 level: float = 95.0) -> tuple[float, float, float]:
+    """One system's pooled WER and its ``level``% percentile interval from the same two-level (speaker, then
+    utterance) bootstrap as :func:`paired_bootstrap`: (WER, low, high) in %. With few speakers the interval is
+    wide on purpose: it is how far the WER could move on other speakers like these."""
+    if not utts:
+        raise ValueError("no speakers")
+    blocks = [np.stack([u.errors, u.n_ref.astype(float)], axis=1) for _, u in sorted(utts.items()) if len(u.ids)]
+    total = np.sum([blk.sum(axis=0) for blk in blocks], axis=0)
+    if total[1] <= 0:
+        raise ValueError("no reference words to score")
+    sums = _replicate_sums(blocks, n_boot, np.random.default_rng(seed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = _wer(sums[:, 0], sums[:, 1])
+    reps = reps[np.isfinite(reps)]
+    tail = (100.0 - level) / 2
+    low, high = np.percentile(reps, [tail, 100.0 - tail])
+    return float(_wer(total[0], total[1])), float(low), float(high)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

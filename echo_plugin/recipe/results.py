@@ -34,6 +34,8 @@ from statistics import mean
 
 from espnet2.utils.types import str2bool
 
+from echo_plugin.recipe.bootstrap import wer_interval
+from echo_plugin.recipe.compare import average_seeds, bootstrap_input
 from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.records import decode_label, is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
@@ -42,7 +44,7 @@ DASH = "-"
 STALE = "**stale**"
 SUMMARY_COLUMNS = [
     "experiment", "config", "params (M)", "epochs", "folds x seeds", "train time", "peak mem (MB)", "decode",
-    "test set", "WER %", "runs min-max", "word Sub/Del/Ins", "CER %", "RTF",
+    "test set", "WER %", "95% CI", "runs min-max", "word Sub/Del/Ins", "CER %", "RTF",
 ]
 RUN_COLUMNS = ["experiment", "fold", "seed", "decode", "test set", "WER %", "word Sub/Del/Ins", "CER %", "RTF",
                "commit", "date"]
@@ -98,6 +100,18 @@ def pooled_wer(rows: list[Row]) -> float:
     return 100 * sum(sum(r.counts[1:]) for r in rows) / words if words else 0.0
 
 
+def wer_ci(records: list[dict]) -> str:
+    """The 95% interval of a group's WER over its test speakers and their utterances (two-level bootstrap,
+    seeds averaged per utterance: echo_plugin.recipe.bootstrap.wer_interval); "-" for one test speaker, where
+    no interval over speakers exists (an anecdote, not evidence)."""
+    named = [{"config_name": r["name"], **r} for r in records]  # compare's key for the experiment
+    speakers = bootstrap_input(average_seeds(named).values())
+    if len(speakers) < 2:
+        return DASH
+    _, low, high = wer_interval(speakers)
+    return f"{low:.2f}-{high:.2f}"
+
+
 def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     """One row per (recipe, experiment, decode dir, test set), pooled over its runs."""
     groups: dict[tuple, list[Row]] = {}
@@ -119,7 +133,7 @@ def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
             f"{len(folds)}x{len(seeds)}" + (f" ({len(records)} runs)" if len(records) != len(folds) * len(seeds) else ""),
             mean_of([r["train_seconds"] for r in records], hms),
             mean_of([r["peak_rss_mb"] for r in records], lambda m: f"{m:.0f}"),
-            decode, test_set, f"{pooled_wer(group):.2f}", f"{min(wers):.2f}-{max(wers):.2f}",
+            decode, test_set, f"{pooled_wer(group):.2f}", wer_ci(records), f"{min(wers):.2f}-{max(wers):.2f}",
             "/".join(str(t) for t in totals),
             mean_of([r["cer"] for r in records], lambda c: f"{c:.2f}"),
             mean_of([r["rtf"] for r in records], lambda x: f"{x:.4f}"),
@@ -184,10 +198,12 @@ def render(command: str, env_line: str, rows: list[Row], with_recipe: bool) -> t
         "",
         env_line,
         "",
-        "WER is pooled over every run of a row (folds x seeds); `runs min-max` is the spread of the runs' WERs. "
-        f"A row marked {STALE} was trained from a config that has changed since (its hash differs): rerun it. "
-        "Folds marked * are the ones the recipe's choices were tuned on. `compare` and CLAIMS.md give "
-        "confidence intervals (python -m echo_plugin.recipe.compare).",
+        "WER is pooled over every run of a row (folds x seeds); `95% CI` is its interval over test speakers "
+        "and their utterances (two-level bootstrap, 10000 draws, seeds averaged per utterance), given only where "
+        "a row has two or more test speakers: a row of one speaker is an anecdote; `runs min-max` is the spread "
+        f"of the runs' WERs. A row marked {STALE} was trained from a config that has changed since (its hash "
+        "differs): rerun it. Folds marked * are the ones the recipe's choices were tuned on. `compare` and "
+        "CLAIMS.md give intervals of differences (python -m echo_plugin.recipe.compare).",
         "",
         "## Summary",
         "",

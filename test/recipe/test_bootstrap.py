@@ -17,6 +17,7 @@ from echo_plugin.recipe.bootstrap import (
     paired_bootstrap,
     spread,
     verdict,
+    wer_interval,
 )
 
 N_BOOT = 2000
@@ -172,3 +173,39 @@ def test_spread_one_seed_one_fold():
     s = spread({("f1", 0): 10.0, ("f2", 0): 14.0})
     assert s.seed_std is None and s.seed_range is None and s.fold_std == pytest.approx(math.sqrt(8))
     assert spread({("f1", 0): 10.0}).fold_std is None
+
+
+def naive_interval(utts: dict[str, Utts], n_boot: int, seed: int) -> tuple[float, float]:
+    """The two-level bootstrap written as its definition: draw speakers, then each drawn speaker's utterances."""
+    rng = np.random.default_rng(seed)
+    speakers = sorted(utts)
+    reps = []
+    for _ in range(n_boot):
+        errors = words = 0.0
+        for spk in rng.choice(speakers, size=len(speakers)):
+            u = utts[spk]
+            pick = rng.integers(0, len(u.ids), size=len(u.ids))
+            errors += u.errors[pick].sum()
+            words += u.n_ref[pick].sum()
+        reps.append(100 * errors / words)
+    low, high = np.percentile(reps, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_wer_interval_matches_the_definition_and_brackets_the_pooled_wer():
+    a, _ = random_pair(4, 60, [0.05, 0.1, 0.2, 0.4], 0.1, seed=3)  # speakers far apart
+    wer, low, high = wer_interval(a, n_boot=4000, seed=0)
+    pooled = 100 * sum(u.errors.sum() for u in a.values()) / sum(u.n_ref.sum() for u in a.values())
+    assert wer == pytest.approx(pooled) and low < wer < high
+    ref_low, ref_high = naive_interval(a, 4000, seed=1)
+    assert low == pytest.approx(ref_low, abs=1.0) and high == pytest.approx(ref_high, abs=1.0)
+    same, _ = random_pair(4, 60, 0.2, 0.1, seed=3)  # the same mean rate on every speaker: narrower
+    _, s_low, s_high = wer_interval(same, n_boot=4000, seed=0)
+    assert s_high - s_low < (high - low) / 2
+
+
+def test_wer_interval_of_a_perfect_system_is_zero_and_needs_words():
+    zero = system({"s0": [0, 0], "s1": [0]}, {"s0": [3, 2], "s1": [4]})
+    assert wer_interval(zero, n_boot=200) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="no reference words"):
+        wer_interval(system({"s0": [0]}, {"s0": [0]}), n_boot=10)

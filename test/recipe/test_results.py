@@ -41,8 +41,9 @@ def test_summary_pools_folds_and_seeds_with_cost_columns(recipe: Path, capsys: p
     assert rows[0] == "|" + "|".join(results.SUMMARY_COLUMNS) + "|"
     # the two folds are two test sets here (one per speaker), each pooled over its two seeds
     assert rows[2] == ("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|0:11:01|812|decode_a|test_connected_lucas"
-                       "|20.00|0.00-40.00|1/1/0|" + rows[2].split("|")[13] + "|0.2500|")
-    assert rows[3].startswith("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|") and "|16.67|0.00-33.33|0/1/0|" in rows[3]
+                       "|20.00|-|0.00-40.00|1/1/0|" + rows[2].split("|")[14] + "|0.2500|")  # one speaker: no CI
+    assert rows[3].startswith("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|")
+    assert "|16.67|-|0.00-33.33|0/1/0|" in rows[3]
     assert rows[4].startswith("|train_b|conf/tuning/train_b.yaml|")
     assert capsys.readouterr().out.splitlines()[0] == rows[0]
     runs = table(text, "## Runs")
@@ -110,3 +111,18 @@ def test_a_change_the_overlay_overrides_leaves_it_fresh(recipe: Path) -> None:
     assert results.main(["--recipe_dir", str(recipe)]) == 0
     summary = table((recipe / "RESULTS.md").read_text(), "## Summary")
     assert "**stale**" in summary[2] and "**stale**" not in summary[4]
+
+
+def test_a_row_of_several_test_speakers_gets_its_interval(tmp_path: Path) -> None:
+    """Two folds on one test set name (as the fold runner records them): the row pools both speakers and
+    shows the two-level bootstrap's interval, which holds the pooled WER."""
+    root = make_recipe(tmp_path / "egs" / "fsdd" / "asr1")
+    train_and_score(root, "asr_a_l", "conf/tuning/train_a.yaml", {"lucas-1": "ONE TOO", "lucas-2": "FOUR FIVE"},
+                    REFS, name="train_a", speaker_suffix=False)                               # 2 / 5
+    train_and_score(root, "asr_a_n", "conf/tuning/train_a.yaml", {"nicolas-1": "SIX", "nicolas-2": "EIGHT"},
+                    NIC, test="nicolas", name="train_a", speaker_suffix=False)                # 1 / 3
+    assert results.main(["--recipe_dir", str(root)]) == 0
+    row = table((root / "RESULTS.md").read_text(), "## Summary")[2].split("|")
+    assert row[5] == "2x1" and row[10] == "37.50"  # 3 errors / 8 words
+    low, high = (float(x) for x in row[11].split("-"))
+    assert 0.0 <= low < 37.5 < high <= 100.0
