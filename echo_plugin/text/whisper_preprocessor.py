@@ -25,8 +25,10 @@ Training and decoding configs name it::
     preprocessor: whisper
     preprocessor_conf: {whisper_language: en, whisper_task: transcribe}
 
-ESPnet looks it up in ``espnet2.tasks.asr.preprocessor_choices``; :func:`register` puts it there
-(importing :mod:`echo_plugin.tasks.asr` does, as the training and decoding entry points do).
+ESPnet looks it up in ``espnet2.tasks.asr.preprocessor_choices``. It is a catalog entry
+(``echo_plugin.catalog.ESPNET_CHOICES['preprocessor_choices']``) that :func:`echo_plugin.register`
+adds there with the other Echo choices; importing :mod:`echo_plugin.tasks.asr` calls it, as the
+training and decoding entry points do.
 """
 from __future__ import annotations
 
