@@ -59,6 +59,10 @@ ALLOWED: Dict[str, set] = {
     "train_asr_e_branchformer.yaml": ESPNET_MODEL,
 }
 
+# ESPnet's models over the default's frozen whisper-base front end: the model on top alone differs
+FRONTEND_BASE = "train_asr_echo_whisper_frontend.yaml"
+ON_FRONTEND: Dict[str, set] = {"train_asr_e_branchformer_whisper_frontend.yaml": ESPNET_MODEL}
+
 WHISPER_BASE = "train_asr_whisper_single.yaml"
 WHISPER: Dict[str, set] = {
     "train_asr_whisper_dual.yaml": {"decoder_conf", "freeze_param"},
@@ -89,7 +93,8 @@ def within(path: str, allowed: set) -> bool:
 
 
 def test_every_config_of_the_recipe_is_listed() -> None:
-    assert {p.name for p in CONF.glob("*.yaml")} == set(ALLOWED) | {BASE} | set(WHISPER) | {WHISPER_BASE}
+    assert {p.name for p in CONF.glob("*.yaml")} == (set(ALLOWED) | {BASE} | set(WHISPER) | {WHISPER_BASE}
+                                                     | set(ON_FRONTEND))
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))
@@ -122,4 +127,13 @@ def test_whisper_configs_change_only_the_decoder(name: str) -> None:
     assert read_yaml(CONF / name).get("base") == WHISPER_BASE
     changed = changed_paths(name, WHISPER_BASE)
     assert changed and {path for path in changed if not within(path, WHISPER[name])} == set(), name
+    assert "recipe" not in read_yaml(CONF / name), name
+
+
+@pytest.mark.parametrize("name", sorted(ON_FRONTEND))
+def test_baselines_on_the_pretrained_front_end_change_only_the_model_on_top(name: str) -> None:
+    """Same features, SpecAugment, projection, data (the recipe map), optimizer and epochs as the default."""
+    assert read_yaml(CONF / name).get("base") == FRONTEND_BASE
+    changed = changed_paths(name, FRONTEND_BASE)
+    assert changed and {path for path in changed if not within(path, ON_FRONTEND[name])} == set(), name
     assert "recipe" not in read_yaml(CONF / name), name
