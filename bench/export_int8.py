@@ -321,14 +321,15 @@ def logmel_rounding(model: torch.nn.Module, fs: int) -> dict[str, float] | None:
     differences any float32 reimplementation of the log-mel brings (input -> max abs difference)."""
     import types
 
+    from echo_plugin.asr.audio_output_cache import caches_turned_off
     from echo_plugin.export.onnx_ctc import check_inputs, reference_logp
-    from echo_plugin.export.whisper_frontend import feature_cache_off, is_whisper_frontend
+    from echo_plugin.export.whisper_frontend import is_whisper_frontend
 
     frontend = model.frontend
     if not is_whisper_frontend(frontend):
         return None
     out = {}
-    with feature_cache_off(model):
+    with caches_turned_off(model):
         for x in check_inputs(fs):
             lengths = torch.tensor([x.shape[1]])
             ref = reference_logp(model, x, lengths)

@@ -6,13 +6,18 @@ then pays for the encoder in its first epoch only. Keys are a 16-byte BLAKE2b ha
 clip's samples (dtype and length included, through the bytes); values live on the CPU and go
 back to the device of the clip asked about. Once the budget is spent new outputs are not kept
 (the ones kept stay: no eviction, every epoch sees the same clips).
+
+A deployed model sees each file once, so :func:`caches_off` turns every cache of a model off
+(``transcribe``'s ``load``, the exporter, the dev-set benchmark); :func:`caches_turned_off` does
+it for a block and restores the budgets after.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class AudioOutputCache:
@@ -52,3 +57,29 @@ class AudioOutputCache:
     def clear(self) -> None:
         self._store.clear()
         self.used_bytes = 0
+
+
+def caches_of(model: nn.Module) -> List[AudioOutputCache]:
+    """The AudioOutputCache (attribute ``cache``) of every submodule that has one."""
+    return [m.__dict__["cache"] for m in model.modules() if isinstance(m.__dict__.get("cache"), AudioOutputCache)]
+
+
+def caches_off(model: nn.Module) -> List[Tuple[AudioOutputCache, int]]:
+    """Every cache of ``model`` emptied and given no budget: outputs are computed from now on.
+    Returns (cache, its former budget) for those that had one."""
+    saved = [(cache, cache.max_bytes) for cache in caches_of(model) if cache.max_bytes]
+    for cache, _ in saved:
+        cache.clear()
+        cache.max_bytes = 0
+    return saved
+
+
+@contextlib.contextmanager
+def caches_turned_off(model: nn.Module) -> Iterator[None]:
+    """Within: :func:`caches_off`; the budgets restored on exit (the caches start empty)."""
+    saved = caches_off(model)
+    try:
+        yield
+    finally:
+        for cache, budget in saved:
+            cache.max_bytes = budget

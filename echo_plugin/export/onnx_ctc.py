@@ -184,9 +184,9 @@ def load_model(
 
         model, args = EchoASRTask.build_model_from_file(str(config), str(model_file), "cpu")
     model.eval()
-    from echo_plugin.export.whisper_frontend import turn_feature_caches_off
+    from echo_plugin.asr.audio_output_cache import caches_off
 
-    turn_feature_caches_off(model)  # each file is new to a deployed model
+    caches_off(model)  # each file is new to a deployed model
     raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
     tokens = args.token_list
     if isinstance(tokens, (str, Path)):
@@ -612,10 +612,10 @@ def export_ctc(model: nn.Module, path: Union[str, Path], fs: int, *, opset: int 
     cache is off meanwhile (PyTorch's reference is computed, not looked up).
     """
     require_onnx()
-    from echo_plugin.export.whisper_frontend import feature_cache_off
+    from echo_plugin.asr.audio_output_cache import caches_turned_off
 
     atol = parity_atol(model) if atol is None else atol
-    with feature_cache_off(model):
+    with caches_turned_off(model):
         return _export_ctc(model, path, fs, opset, atol, check_seconds, torchscript_fallback)
 
 

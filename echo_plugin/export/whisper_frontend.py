@@ -16,13 +16,13 @@
    freeze at the trace input's length).
 
 The feature cache of ``PretrainedWhisperFrontend`` (``cache_mb``) is not part of the graph; while
-exporting and checking it is turned off (:func:`feature_cache_off`), so PyTorch's reference is
+exporting and checking it is turned off
+(:func:`echo_plugin.asr.audio_output_cache.caches_turned_off`), so PyTorch's reference is
 computed, not looked up.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -133,23 +133,3 @@ def is_whisper_frontend(frontend: nn.Module) -> bool:
     return isinstance(frontend, WhisperFrontend)
 
 
-def turn_feature_caches_off(model: nn.Module) -> list[Tuple[nn.Module, int]]:
-    """Every layer with a feature cache (``cache_bytes``: PretrainedWhisperFrontend's ``cache_mb``)
-    computes its features from now on instead of reusing those of audio seen before (a deployed
-    model sees each file once; a benchmark's repeated passes must not read them from memory).
-    Returns (layer, its former cache_bytes) for the layers whose cache was on."""
-    saved = [(m, int(m.cache_bytes)) for m in model.modules() if getattr(m, "cache_bytes", 0)]
-    for module, _ in saved:
-        module.cache_bytes = 0
-    return saved
-
-
-@contextlib.contextmanager
-def feature_cache_off(model: nn.Module) -> Iterator[None]:
-    """Within: :func:`turn_feature_caches_off`; the caches' sizes restored on exit."""
-    saved = turn_feature_caches_off(model)
-    try:
-        yield
-    finally:
-        for module, size in saved:
-            module.cache_bytes = size

@@ -33,6 +33,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import yaml
 
+from echo_plugin.asr.audio_output_cache import caches_off
 from echo_plugin.inference.audio import AudioError, read_audio
 from echo_plugin.inference.batch_transcribe import Recording, transcribe_recordings
 from echo_plugin.inference.chunking import DEFAULT_CHUNKING, ChunkingConfig
@@ -180,4 +181,5 @@ def load(archive: str | Path, overrides: dict | None = None, device: str = "cpu"
         options = decoding_options(train_config, overrides)
         options["nbest"] = max(nbest, int(options.get("nbest", 1)))
         speech2text = EchoSpeech2Text(**files, device=device, **options)
+    caches_off(speech2text.asr_model)  # a frozen encoder's output cache: each file is new to a deployed model
     return Transcriber(speech2text, train_config, options, chunking)

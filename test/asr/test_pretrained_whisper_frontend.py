@@ -81,12 +81,12 @@ def test_the_cache_gives_the_same_features_and_stays_within_its_budget(tiny_chec
         got, got_lengths = cached(batch, lengths)
         torch.testing.assert_close(got, want, atol=0, rtol=0)
         assert got_lengths.tolist() == [50, 50, 25]
-    assert len(cached._cache) == 2 and cached._cached_bytes <= 1.5 * one_clip_mb * 2**20  # 1 s + 0.5 s clips
+    assert len(cached.cache) == 2 and cached.cache.used_bytes <= 1.5 * one_clip_mb * 2**20  # 1 s + 0.5 s clips
     other = batch.clone()
     other[0, 100] += 0.01  # other audio, another key: computed, not a stale hit
     torch.testing.assert_close(cached(other[:1], lengths[:1])[0], plain(other[:1], lengths[:1])[0], atol=0, rtol=0)
     trainable = PretrainedWhisperFrontend("tiny", str(tiny_checkpoint), layers=1, freeze_weights=False, cache_mb=10)
-    assert trainable.cache_bytes == 0  # features of an encoder that trains change: never cached
+    assert trainable.cache.max_bytes == 0  # features of an encoder that trains change: never cached
 
 
 def test_8khz_audio_is_resampled_to_16khz_first(tiny_checkpoint: Path) -> None:

@@ -78,10 +78,14 @@ def bundle(tmp_path_factory):
     pack(files={"asr_model_file": workdir / "model.pth"}, yaml_files={"asr_train_config": workdir / "config.yaml"},
          outpath=archive)
     report = onnx_ctc.export_ctc(model, workdir / "direct.onnx", FS)  # the cache is off meanwhile
-    assert report.format == "onnx" and model.frontend.cache_bytes == 64 * 2**20  # and on again
-    assert model.frontend._cached_bytes == 0  # nothing was cached: PyTorch's reference was computed
+    assert report.format == "onnx" and model.frontend.cache.max_bytes == 64 * 2**20  # and on again
+    assert model.frontend.cache.used_bytes == 0  # nothing was cached: PyTorch's reference was computed
     out = workdir / "exported"
     assert main(["--model", str(archive), "--out_dir", str(out)]) == 0
+    from echo_plugin.inference.transcriber import load
+
+    deployed = load(archive).model  # transcribe's model: each file once, so its packed cache is off
+    assert deployed.frontend.cache.max_bytes == 0 and model.frontend.cache.max_bytes == 64 * 2**20
     return model, out
 
 

