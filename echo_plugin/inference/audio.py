@@ -76,11 +76,12 @@ def entry_shortfall(handle: BinaryIO, offset: int, end: int) -> str | None:
     """Why the archive entry at ``offset`` holds fewer bytes than it declares (the archive ends at byte
     ``end``), or None. kaldiio reads what is there: a cut-off entry would come back short and silent."""
     handle.seek(offset)
-    head = handle.read(6)
-    if head[:5] == b"AUDIO" and len(head) == 6:  # kaldiio: AUDIO, n, length (n bytes, little-endian), the file
+    head = handle.read(8)
+    if head[:5] == b"AUDIO" and len(head) >= 6:  # kaldiio: AUDIO, n, length (n bytes, little-endian), the file
+        handle.seek(offset + 6)
         length = int.from_bytes(handle.read(head[5]), "little")
         declared, start = length, offset + 6 + head[5]
-    elif head[:4] == b"RIFF":  # a WAV written into the archive as it is
+    elif head[:4] == b"RIFF" and len(head) == 8:  # a WAV written into the archive as it is (Kaldi's wav-copy)
         declared, start = struct.unpack("<I", head[4:8])[0] + 8, offset
     else:
         return None
@@ -128,6 +129,8 @@ def load_archive_entry(value: str) -> tuple[np.ndarray, int]:
     if not (isinstance(loaded, tuple) and isinstance(loaded[0], int) and isinstance(loaded[1], np.ndarray)):
         raise AudioError(f"archive entry {value} holds no audio (a {type(loaded).__name__})")
     rate, samples = loaded
+    if np.issubdtype(samples.dtype, np.integer):  # a WAV entry comes back as its PCM integers: to [-1, 1)
+        samples = samples / float(np.iinfo(samples.dtype).max + 1)
     samples = np.asarray(samples, dtype=np.float32)
     samples = samples[:, None] if samples.ndim == 1 else samples
     if match["range"] is not None:

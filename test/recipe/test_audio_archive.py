@@ -186,3 +186,25 @@ def test_asr_sh_takes_an_archive_format_with_every_step(tmp_path: Path) -> None:
                           cwd=root, env=recipe_env(), capture_output=True, text=True)
     assert done.returncode == 1 and "--audio_format must be wav, flac, wav.ark or flac.ark: mp3" in done.stderr
     shutil.rmtree(root)
+
+
+def test_a_plain_wav_entry_reads_as_its_file_does(tmp_path: Path) -> None:
+    """Kaldi's wav-copy (and kaldiio's default writer of (rate, int16)) put the WAV file itself into the
+    archive: it reads to the samples the file gives, in [-1, 1), and a cut-off one is named."""
+    import kaldiio
+    import soundfile as sf
+
+    wav = FSDD / "recordings" / "3_lucas_7.wav"
+    pcm, rate = sf.read(wav, dtype="int16")
+    archive, scp = tmp_path / "k.ark", tmp_path / "k.scp"
+    with kaldiio.WriteHelper(f"ark,scp:{archive},{scp}") as writer:
+        writer("u1", (rate, pcm))
+    entry = scp.read_text().split()[1]
+    assert archive.read_bytes()[3:7] == b"RIFF"
+    samples, got_rate = read_entry(entry)
+    from_file, _ = sf.read(wav, dtype="float32", always_2d=True)
+    assert got_rate == rate and samples.dtype == np.float32 and np.array_equal(samples, from_file)
+    cut = tmp_path / "cut.ark"
+    cut.write_bytes(archive.read_bytes()[:-50])
+    with pytest.raises(AudioError, match=rf"truncated archive entry {cut}:3: it declares \d+ bytes"):
+        read_entry(f"{cut}:3")
