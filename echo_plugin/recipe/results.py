@@ -35,7 +35,7 @@ from statistics import mean
 from espnet2.utils.types import str2bool
 
 from echo_plugin.recipe.bootstrap import wer_interval
-from echo_plugin.recipe.compare import average_seeds, bootstrap_input
+from echo_plugin.recipe.compare import RecordError, average_seeds, bootstrap_input
 from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.records import decode_label, is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
@@ -105,7 +105,10 @@ def wer_ci(records: list[dict]) -> str:
     seeds averaged per utterance: echo_plugin.recipe.bootstrap.wer_interval); "-" for one test speaker, where
     no interval over speakers exists (an anecdote, not evidence)."""
     named = [{"config_name": r["name"], **r} for r in records]  # compare's key for the experiment
-    speakers = bootstrap_input(average_seeds(named).values())
+    try:
+        speakers = bootstrap_input(average_seeds(named).values())
+    except (RecordError, TypeError):  # seeds that decoded different utterances, an utterance with no speaker
+        return "n/a"  # the row is still pooled; CLAIMS.md / compare name the records at fault
     if len(speakers) < 2:
         return DASH
     _, low, high = wer_interval(speakers)
@@ -200,7 +203,8 @@ def render(command: str, env_line: str, rows: list[Row], with_recipe: bool) -> t
         "",
         "WER is pooled over every run of a row (folds x seeds); `95% CI` is its interval over test speakers "
         "and their utterances (two-level bootstrap, 10000 draws, seeds averaged per utterance), given only where "
-        "a row has two or more test speakers: a row of one speaker is an anecdote; `runs min-max` is the spread "
+        "a row has two or more test speakers: a row of one speaker is an anecdote (`n/a`: its seeds decoded "
+        "different utterances, see `compare`); `runs min-max` is the spread "
         f"of the runs' WERs. A row marked {STALE} was trained from a config that has changed since (its hash "
         "differs): rerun it. Folds marked * are the ones the recipe's choices were tuned on. `compare` and "
         "CLAIMS.md give intervals of differences (python -m echo_plugin.recipe.compare).",

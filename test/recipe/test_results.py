@@ -126,3 +126,17 @@ def test_a_row_of_several_test_speakers_gets_its_interval(tmp_path: Path) -> Non
     assert row[5] == "2x1" and row[10] == "37.50"  # 3 errors / 8 words
     low, high = (float(x) for x in row[11].split("-"))
     assert 0.0 <= low < 37.5 < high <= 100.0
+
+
+def test_seeds_that_decoded_different_utterances_still_render(tmp_path: Path) -> None:
+    """A seed rerun on changed data beside an old seed's record: the row is pooled, its interval 'n/a'."""
+    root = make_recipe(tmp_path / "egs" / "fsdd" / "asr1")
+    train_and_score(root, "asr_a_l", "conf/tuning/train_a.yaml", REFS, REFS, name="train_a", speaker_suffix=False)
+    fewer = {"lucas-1": REFS["lucas-1"]}
+    train_and_score(root, "asr_a_l1", "conf/tuning/train_a.yaml", fewer, fewer, seed=1, name="train_a",
+                    speaker_suffix=False)
+    train_and_score(root, "asr_a_n", "conf/tuning/train_a.yaml", NIC, NIC, test="nicolas", name="train_a",
+                    speaker_suffix=False)
+    assert results.main(["--recipe_dir", str(root)]) == 0
+    row = table((root / "RESULTS.md").read_text(), "## Summary")[2].split("|")
+    assert row[5] == "2x2 (3 runs)" and row[11] == "n/a"
