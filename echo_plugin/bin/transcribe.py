@@ -190,9 +190,14 @@ def exit_status(failed: list[str]) -> int:
 def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | None) -> int:
     """``--model`` an exported bundle: each input read, decoded greedily by onnxruntime and printed in order;
     one stderr line for each that cannot be read or decoded."""
+    from echo_plugin.export.onnx_ctc import ExportError
     from echo_plugin.inference.onnx_transcriber import DecodeError, OnnxTranscriber
 
-    model = OnnxTranscriber(args.model, int8=args.int8, chunking=chunking)
+    try:
+        model = OnnxTranscriber(args.model, int8=args.int8, chunking=chunking)
+    except (ExportError, ImportError) as error:  # a TorchScript or float-only bundle, no onnxruntime
+        print(f"transcribe: error: {error}", file=sys.stderr)
+        return 1
     pairs = list(inputs(args.audio, args.wav_scp))
     console = Console(len(pairs), args.progress)
     failed: list[str] = []
@@ -253,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     chunking = ChunkingConfig.for_limit(args.max_chunk_seconds) if args.max_chunk_seconds > 0 else None
     if is_bundle(args.model):
-        given = [flag for flag, used in (("--decode_config", args.decode_config is not None), ("--nbest", args.nbest
-                 != 1), ("--batch_size", args.batch_size != 1), ("--device", args.device != "cpu")) if used]
+        used = {"--decode_config": args.decode_config is not None, "--nbest": args.nbest != 1,
+                "--batch_size": args.batch_size != 1, "--device": args.device != "cpu",
+                "--speaker": args.speaker != "per_file", "--prior_frames": args.prior_frames != 0.0,
+                "--cache_dir": args.cache_dir is not None}  # the graph holds its normalization (export_onnx)
+        given = [flag for flag, on in used.items() if on]
         if given:
             parser.error(f"{args.model} is an exported bundle (greedy CTC in onnxruntime on the CPU): "
                          f"{', '.join(given)} do(es) not apply")

@@ -68,9 +68,25 @@ def test_int8_jsonl_and_a_long_recording_split(bundle, tmp_path, capsys):
     assert np.isfinite(int8.log_posteriors(samples)).all()
 
 
-@pytest.mark.parametrize("option", [["--nbest", "2"], ["--batch_size", "4"], ["--device", "cuda"]])
+@pytest.mark.parametrize("option", [["--nbest", "2"], ["--batch_size", "4"], ["--device", "cuda"],
+                                    ["--decode_config", "d.yaml"], ["--speaker", "pooled"], ["--prior_frames", "10"]])
 def test_options_that_do_not_apply_to_a_bundle_are_refused(bundle, tmp_path, option, capsys):
     wav = write(tmp_path / "a.wav", speechlike(0.8, 1))
     with pytest.raises(SystemExit) as exit_:
         main(["--model", str(bundle), *option, str(wav)])
     assert exit_.value.code == 2 and "exported bundle" in capsys.readouterr().err
+
+
+def test_a_bundle_without_the_asked_graph_is_one_line(bundle, tmp_path, capsys):
+    import json as json_
+    import shutil
+
+    float_only = tmp_path / "float_only"
+    shutil.copytree(bundle, float_only)
+    meta = json_.loads((float_only / "export.json").read_text())
+    del meta["int8_model"]  # as export_onnx --no_int8 leaves it
+    (float_only / "export.json").write_text(json_.dumps(meta))
+    wav = write(tmp_path / "a.wav", speechlike(0.8, 1))
+    assert main(["--model", str(float_only), "--int8", str(wav)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("transcribe: error: ") and "no INT8 ONNX model" in err and err.count("\n") == 1
