@@ -38,9 +38,11 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train(root: Path, *args: str) -> None:
-    run_recipe(root, "--stage", "5", "--stop_stage", "5", "--asr_tag", TAG, "--ngpu", "0", "--num_nodes", "2",
+def train(root: Path, *args: str) -> str:
+    """Stage 5 through asr.sh; its output (stdout and stderr)."""
+    result = run_recipe(root, "--stage", "5", "--stop_stage", "5", "--asr_tag", TAG, "--ngpu", "0", "--num_nodes", "2",
                "--speed_perturb_factors", "", "--feats_normalize", "global_mvn", *args)
+    return result.stdout + result.stderr
 
 
 def check_both_ranks_trained(log: str) -> dict[int, float]:
@@ -57,8 +59,11 @@ def check_both_ranks_trained(log: str) -> dict[int, float]:
 
 def test_two_nodes_over_gloo_train_and_resume(recipe: Path) -> None:
     exp = recipe / "exp" / f"asr_{TAG}"
-    train(recipe, "--asr_args", "--max_epoch 1")
+    out = train(recipe, "--resume", "false", "--asr_args", "--max_epoch 1")  # a fresh training
+    # a requeued rerun of it would start from epoch 1 over its own epochs: cmd.sh's --requeue is dropped
+    assert "--resume false: training is not requeueable" in out, out[-3000:]
     first = (exp / "train.log").read_text()
+    assert "--requeue" not in first.splitlines()[0], first.splitlines()[0]
     assert sorted(check_both_ranks_trained(first)) == [1]
     # rank 0 writes the checkpoints and the config (ESPnet's trainer: only dist_rank 0 saves); the config it
     # wrote is the one of a 2-process gloo run

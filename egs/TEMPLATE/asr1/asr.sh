@@ -383,6 +383,11 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     if [ "${resume}" != true ] && [ -f "${asr_exp}/checkpoint.pth" ]; then
         die "${asr_exp} holds a training already; use --resume true, or another --asr_tag"
     fi
+    if [ "${resume}" != true ] && [[ "${cuda_cmd}" == *" --requeue"* ]]; then
+        # a requeued rerun of a --resume false training would start again from epoch 1 over its own epochs
+        cuda_cmd=${cuda_cmd// --requeue/}
+        log "  --resume false: training is not requeueable (cmd.sh's train_requeue dropped for this run)"
+    fi
     [[ "${num_nodes}" =~ ^[1-9][0-9]*$ ]] || die "--num_nodes must be a positive number: ${num_nodes}"
     echo "${asr_config_src}" > "${asr_exp}/asr_config_path"
     norm_opts=(--normalize "${feats_normalize}")   # global_mvn | utterance_mvn | speaker_mvn | none
