@@ -10,10 +10,12 @@ config=conf/whisper_base_zero_shot.yaml
 exp=exp/asr_whisper_base_zero_shot
 . ./path.sh
 
-mapfile -t pack_args < <(python -c '
+# the whisper_pack: map as --key value lines (a failure here stops the script: no packing with defaults)
+pack_lines=$(python -c '
 import sys, yaml
 for key, value in yaml.safe_load(open(sys.argv[1]))["whisper_pack"].items():
     print(f"--{key}"); print(value)' "${config}")
+mapfile -t pack_args <<< "${pack_lines}"
 mkdir -p "${exp}"
 python -m echo_plugin.asr.whisper_pack --out "${exp}/whisper_base_zero_shot.zip" --exp_dir "${exp}" "${pack_args[@]}"
 # what stage 7's records read from a training: its config and options (none trained here)
