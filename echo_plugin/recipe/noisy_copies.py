@@ -29,23 +29,21 @@ unchanged ``--src`` is not rewritten.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from echo_plugin.inference.audio import AudioError
 from echo_plugin.recipe.data_dir import DataDirError, run_reporting_faults, spk2utt, write_table
 from echo_plugin.recipe.format_data import write_wav
 from echo_plugin.recipe.io import atomic_dir, is_current, write_stamp
 from echo_plugin.recipe.noise import load_speakers
-from echo_plugin.recipe.noise_audio import COLOR_EXPONENTS, babble, mix_at_snr, utt_rng
+from echo_plugin.recipe.noise_audio import mix_at_snr, utt_rng
 from echo_plugin.recipe.snr_sets import (
     NoiseSource,
     SourceSet,
-    colored_source,
-    dir_source,
+    babble_of,
+    build_source,
+    options_stamp,
     read_source,
     readable_utterances,
 )
@@ -58,37 +56,25 @@ def copy_id(uttid: str, k: int) -> str:
     return f"{uttid}-noise{k}"
 
 
-def babble_of(by_speaker: dict[str, list[np.ndarray]], rng: np.random.Generator, n: int) -> np.ndarray:
-    """Babble of the talkers of ``by_speaker`` (a NoiseSource once ``by_speaker`` is bound)."""
-    return babble(by_speaker, n, rng)[0]
-
-
 def noise_for(args: argparse.Namespace, source: SourceSet) -> dict[str, NoiseSource]:
     """A noise source per speaker of ``source`` (babble leaves the speaker out; the others are shared)."""
     speakers = sorted(set(source.utt2spk.values()))
-    if args.noise == "babble":
-        by_speaker = load_speakers(args.src, args.fs, args.seed)
-        sources = {}
-        for spk in speakers:
-            others = {s: utts for s, utts in by_speaker.items() if s != spk}
-            if not others:
-                raise ValueError(f"--noise babble: {args.src} has no speaker besides {spk}")
-            sources[spk] = functools.partial(babble_of, others)
-        return sources
-    if args.noise in COLOR_EXPONENTS or args.noise == "colored":
-        shared = colored_source([args.noise] if args.noise in COLOR_EXPONENTS else sorted(COLOR_EXPONENTS))
-    else:
-        shared = dir_source(Path(args.noise), args.fs)
-    return {spk: shared for spk in speakers}
+    if args.noise != "babble":
+        shared = build_source(args, set())
+        return {spk: shared for spk in speakers}
+    by_speaker = load_speakers(args.src, args.fs, args.seed)  # read once, shared by every speaker's babble
+    sources = {}
+    for spk in speakers:
+        others = {s: utts for s, utts in by_speaker.items() if s != spk}
+        if not others:
+            raise ValueError(f"--noise babble: {args.src} has no speaker besides {spk}")
+        sources[spk] = babble_of(others)
+    return sources
 
 
 def stamp_of(args: argparse.Namespace) -> dict[str, str]:
     """Options and source mtimes the copies were made from."""
-    stamp = {k: str(v) for k, v in sorted(vars(args).items()) if k != "dst"}
-    for table in ("wav.scp", "text", "utt2spk"):
-        path = args.src / table
-        stamp[table] = str(path.stat().st_mtime_ns) if path.is_file() else "-"
-    return stamp
+    return options_stamp(args, ("dst",))
 
 
 def make_noisy_copies(args: argparse.Namespace) -> Path:

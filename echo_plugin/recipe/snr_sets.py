@@ -89,16 +89,22 @@ def dir_source(root: Path, fs: int) -> NoiseSource:
     return segment
 
 
+def _babble_segment(by_speaker: dict[str, list[np.ndarray]], rng: np.random.Generator, n: int) -> np.ndarray:
+    return babble(by_speaker, n, rng)[0]
+
+
+def babble_of(by_speaker: dict[str, list[np.ndarray]]) -> NoiseSource:
+    """Babble of these talkers (speaker -> their utterances' samples); the partial's ``args[0]`` names them."""
+    return functools.partial(_babble_segment, by_speaker)
+
+
 def babble_source(babble_src: Path, test_speakers: set[str], fs: int, seed: int) -> NoiseSource:
     """Babble of the speakers of ``babble_src`` that are not test speakers."""
     by_speaker = {spk: utts for spk, utts in load_speakers(babble_src, fs, seed).items()
                   if spk not in test_speakers}
     if not by_speaker:
         raise ValueError(f"--babble_src {babble_src} has no speaker outside the test set")
-
-    def segment(rng: np.random.Generator, n: int) -> np.ndarray:
-        return babble(by_speaker, n, rng)[0]
-    return segment
+    return babble_of(by_speaker)
 
 
 def build_source(args: argparse.Namespace, test_speakers: set[str]) -> NoiseSource:
@@ -177,14 +183,19 @@ def write_tables(out: Path, source: SourceSet, wav_scp: dict[str, str]) -> None:
     write_table(out / "spk2utt", spk2utt(source.utt2spk))
 
 
-def stamp_of(args: argparse.Namespace, band: str) -> dict[str, str]:
-    """Options and source mtimes a band dir was made from."""
-    stamp = {k: str(v) for k, v in vars(args).items() if k not in ("bands", "out_dir")}
-    stamp["band"] = band
+def options_stamp(args: argparse.Namespace, skip: tuple[str, ...]) -> dict[str, str]:
+    """What a dir made from ``args.src`` was made from: the options (but ``skip``) and the source tables'
+    modification times (for is_current)."""
+    stamp = {k: str(v) for k, v in sorted(vars(args).items()) if k not in skip}
     for table in ("wav.scp", "text", "utt2spk"):
         path = args.src / table
         stamp[table] = str(path.stat().st_mtime_ns) if path.is_file() else "-"
     return stamp
+
+
+def stamp_of(args: argparse.Namespace, band: str) -> dict[str, str]:
+    """Options and source mtimes a band dir was made from."""
+    return {**options_stamp(args, ("bands", "out_dir")), "band": band}
 
 
 def make_snr_sets(args: argparse.Namespace) -> list[Path]:
