@@ -3,7 +3,7 @@
 A frozen pretrained encoder gives the same output for the same samples every epoch; a
 training over fixed clips (noise augmentation as stored noisy copies, not drawn on the fly)
 then pays for the encoder in its first epoch only. Keys are a 16-byte BLAKE2b hash of the
-clip's samples (dtype and length included, through the bytes); values live on the CPU and go
+clip's dtype and samples (so the length too); values live on the CPU and go
 back to the device of the clip asked about. Once the budget is spent new outputs are not kept
 (the ones kept stay: no eviction, every epoch sees the same clips).
 
@@ -36,7 +36,10 @@ class AudioOutputCache:
     @staticmethod
     def key(clip: Tensor) -> bytes:
         """The hash of the clip's samples (S,), as stored in memory on the CPU."""
-        return hashlib.blake2b(clip.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+        samples = clip.detach().cpu().contiguous()
+        digest = hashlib.blake2b(str(samples.dtype).encode(), digest_size=16)  # the dtype, then the samples
+        digest.update(samples.numpy().tobytes())
+        return digest.digest()
 
     def get(self, clip: Tensor) -> Optional[Tensor]:
         """The output kept for these samples, on the clip's device; None when not kept (or no budget)."""

@@ -113,3 +113,12 @@ def test_cache_budget_and_cache_without_freezing() -> None:
     assert len(encoder.cache) == 0 and encoder.cache.used_bytes == 0
     with pytest.raises(ValueError, match="cache_mb needs freeze_weights"):
         WhisperAudioEncoder(cache_mb=1, **TINY)
+
+
+def test_the_cache_key_tells_dtypes_apart() -> None:
+    """The same bytes as float32 and as int32 are different clips."""
+    from echo_plugin.asr.audio_output_cache import AudioOutputCache
+
+    floats = torch.tensor([0.5, -0.25], dtype=torch.float32)
+    assert AudioOutputCache.key(floats) != AudioOutputCache.key(floats.view(torch.int32))
+    assert AudioOutputCache.key(floats) == AudioOutputCache.key(floats.clone())
