@@ -161,15 +161,20 @@ def output_line(result: Result, output: str, nbest: int, fs: int) -> str:
     best = result.hyps[0]
     if output != "jsonl":
         return f"{result.utt} {best.text}"
-    record = {"id": result.utt, "file": result.path, "seconds": round(result.seconds, 3), "text": best.text,
-              "score": best.score}
+    fields = {"score": best.score}
     if nbest > 1:
-        record["nbest"] = hypotheses_json(result.hyps)
+        fields["nbest"] = hypotheses_json(result.hyps)
     if result.chunks:
-        record["chunks"] = [
+        fields["chunks"] = [
             {"start": round(c.chunk.start / fs, 3), "end": round(c.chunk.end / fs, 3), "text": c.hyps[0].text,
              "score": c.hyps[0].score, **({"nbest": hypotheses_json(c.hyps)} if nbest > 1 else {})}
             for c in result.chunks]
+    return json_line(result.utt, result.path, result.seconds, best.text, fields)
+
+
+def json_line(utt: str, path: str, seconds: float, text: str, fields: dict) -> str:
+    """One input's ``--output jsonl`` line: id, file, seconds, text, then ``fields`` (score, nbest, chunks)."""
+    record = {"id": utt, "file": path, "seconds": round(seconds, 3), "text": text, **fields}
     return json.dumps(record, ensure_ascii=False)
 
 
@@ -216,11 +221,9 @@ def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | Non
                 if args.output != "jsonl":
                     console.out(f"{utt} {result.text}")
                 else:
-                    record = {"id": utt, "file": path, "seconds": round(result.seconds, 3), "text": result.text}
-                    if result.chunks:
-                        record["chunks"] = [{"start": round(a, 3), "end": round(b, 3), "text": t}
-                                            for a, b, t in result.chunks]
-                    console.out(json.dumps(record, ensure_ascii=False))
+                    chunks = [{"start": round(a, 3), "end": round(b, 3), "text": t} for a, b, t in result.chunks]
+                    console.out(json_line(utt, path, result.seconds, result.text,
+                                          {"chunks": chunks} if chunks else {}))
             console.done()
     finally:
         console.close()
