@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echo_plugin.export.onnx_ctc import META_FILE, OnnxCTC, ctc_greedy_text
+from echo_plugin.export.onnx_ctc import META_FILE, OnnxCTC
 from echo_plugin.inference.audio import read_audio
 from echo_plugin.inference.chunking import ChunkingConfig, split
 
@@ -56,10 +56,9 @@ class OnnxTranscriber:
     def decode(self, samples: np.ndarray) -> str:
         """samples (N,) -> the greedy transcript; DecodeError when the graph cannot take them."""
         try:
-            logp = self.ctc.log_posteriors(np.asarray(samples, dtype=np.float32))
+            return self.ctc.transcribe(np.asarray(samples, dtype=np.float32)).text  # OnnxCTC's greedy text
         except Exception as error:  # onnxruntime's own error types (a shape the subsampling cannot take)
             raise DecodeError(f"{len(samples) / self.fs:.3f} s: {str(error).splitlines()[0]}") from None
-        return ctc_greedy_text(logp, self.ctc.token_list, self.ctc.bpemodel, self.ctc.meta.get("token_type")).text
 
     def transcribe(self, samples: np.ndarray) -> OnnxResult:
         """samples (N,) at the model's rate -> the transcript, split at pauses when longer than the limit."""
