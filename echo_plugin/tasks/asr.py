@@ -14,7 +14,8 @@ built from the config without weights, then the weights load strictly
 missing and unexpected key). A frontend with a pretrained checkpoint of its own
 (``pretrained_whisper``) is built without reading it, its weights being in the
 model file (:func:`~echo_plugin.asr.frontend.pretrained_whisper.weights_from_model_file`).
-Everything else is ASRTask's: ``EchoASRTask.main`` trains as ``espnet2.bin.asr_train`` does.
+Everything else is ASRTask's: ``EchoASRTask.main`` trains as ``espnet2.bin.asr_train`` does, and a
+distributed worker leaves its process group before it exits.
 
 ESPnet's ``Speech2Text`` builds its model with ``ASRTask.build_model_from_file`` by
 name and takes neither a task nor a model; Echo's subclass
@@ -36,6 +37,7 @@ from echo_plugin.asr.frontend.pretrained_whisper import weights_from_model_file
 from echo_plugin.inference.strict_load import load_strict
 from echo_plugin.text import whisper_preprocessor
 from echo_plugin.text.whisper_tokens import MODEL_TYPES as WHISPER_TOKEN_TYPES
+from echo_plugin.train.process_group import leave_process_group
 
 register()
 
@@ -60,6 +62,13 @@ class EchoASRTask(ASRTask):
         if model_file is not None:
             cls.load_weights(model, model_file, device)
         return model, args
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace) -> None:
+        """ASRTask's training worker; a distributed one then leaves its process group with every rank
+        (:func:`~echo_plugin.train.process_group.leave_process_group`: gloo otherwise aborts an exit now and then)."""
+        super().main_worker(args)
+        leave_process_group()
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable[..., dict]]:
