@@ -221,13 +221,16 @@ def test_fsdd_spec_names_existing_configs():
         "pitch_doc", "additive_gate", "curiosity_features",  # seed 04 as written, beside our readings
         "whisper_frontend",  # a pretrained front end
     )} | {"train_asr_conformer", "train_asr_e_branchformer", "train_asr_transformer",
-          "train_asr_e_branchformer_whisper_frontend"}  # ESPnet's model on the default's front end
+          "train_asr_e_branchformer_whisper_frontend",  # ESPnet's models on the default's front end
+          "train_asr_conformer_whisper_frontend"}
     assert set(by_config) == expected
     # Direction: "rotary helps" and "Echo beats ESPnet's X" hold when the compared config is worse.
     worse = {c.config for c in claims if c.expect == WORSE}
     assert worse == {"train_asr_echo_rope_none", "train_asr_conformer", "train_asr_e_branchformer",
-                     "train_asr_transformer", "train_asr_e_branchformer_whisper_frontend"}
-    [on_frontend] = by_config["train_asr_e_branchformer_whisper_frontend"]
-    assert on_frontend.baseline == "train_asr_echo_whisper_frontend"
+                     "train_asr_transformer", "train_asr_e_branchformer_whisper_frontend",
+                     "train_asr_conformer_whisper_frontend"}
+    for espnet_model in ("train_asr_e_branchformer_whisper_frontend", "train_asr_conformer_whisper_frontend"):
+        [on_frontend] = by_config[espnet_model]
+        assert on_frontend.baseline == "train_asr_echo_whisper_frontend"
     assert sorted(c.baseline for c in by_config["train_asr_echo_dual"]) == [BASE, "train_asr_echo_single_wide"]
     assert all(c.source for c in claims)

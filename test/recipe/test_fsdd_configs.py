@@ -61,7 +61,8 @@ ALLOWED: Dict[str, set] = {
 
 # ESPnet's models over the default's frozen whisper-base front end: the model on top alone differs
 FRONTEND_BASE = "train_asr_echo_whisper_frontend.yaml"
-ON_FRONTEND: Dict[str, set] = {"train_asr_e_branchformer_whisper_frontend.yaml": ESPNET_MODEL}
+ON_FRONTEND: Dict[str, set] = {"train_asr_e_branchformer_whisper_frontend.yaml": ESPNET_MODEL,
+                               "train_asr_conformer_whisper_frontend.yaml": ESPNET_MODEL}
 
 WHISPER_BASE = "train_asr_whisper_single.yaml"
 WHISPER: Dict[str, set] = {
