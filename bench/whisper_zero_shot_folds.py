@@ -90,6 +90,9 @@ def read_test_set(data_dir: Path, max_utts: int | None) -> list[tuple[str, str, 
                for u in sorted(wavs) if u not in table]
     if missing:
         raise DataDirError(missing[:5])
+    piped = [u for u in sorted(wavs) if wavs[u].rstrip().endswith("|")]
+    if piped:
+        raise ValueError(f"{data_dir / 'wav.scp'}: utterance '{piped[0]}': a command, not a file (not supported)")
     return [(u, spks[u], wavs[u], texts[u]) for u in sorted(wavs)][:max_utts]
 
 
@@ -101,14 +104,10 @@ def score_utts(uttids: list[str], refs: list[str], hyps: list[str], ref_path: Pa
     return [(s + d + i, n) for _u, n, s, d, i in utterance_errors(uttids, words)]
 
 
-def decode_set(data_dir: Path, fold: str, transcribe: Transcriber, max_utts: int | None) -> list[Row]:
-    """Transcribe and score one test set of one fold."""
+def decode_set(data_dir: Path, fold: str, utts: list[tuple[str, str, str, str]], transcribe: Transcriber) -> list[Row]:
+    """Transcribe and score one test set of one fold (``utts``: :func:`read_test_set`'s)."""
     from bench.whisper_zero_shot import load_16k
 
-    utts = read_test_set(data_dir, max_utts)
-    piped = [u for u, _s, wav, _r in utts if wav.rstrip().endswith("|")]
-    if piped:
-        raise ValueError(f"{data_dir / 'wav.scp'}: utterance '{piped[0]}': a command, not a file (not supported)")
     audios = [load_16k(Path(wav)) for _u, _s, wav, _r in utts]
     result = transcribe(audios)
     texts = [normalize(t) for t in result["texts"]]
@@ -201,6 +200,7 @@ def render(meta: dict[str, str], rows: Sequence[Row], default: dict[str, dict[st
     folds = sorted({r.fold for r in rows})
     speaker = {r.fold: r.speaker for r in rows}
     tuned = sorted({f for t in TEST_SETS for f, run in default[t].items() if f in folds and run.tuned_on})
+    seeds = sorted({len(run.seed_wer) for t in TEST_SETS for f, run in default[t].items() if f in folds})
     lines = [
         "# Zero-shot whisper-base on the FSDD cross-validation test speakers, against the default",
         "",
@@ -224,7 +224,8 @@ def render(meta: dict[str, str], rows: Sequence[Row], default: dict[str, dict[st
         "No prompt, no vocabulary restriction: it may write any English.",
         "",
         f"Default: `{config}`, first decoding pass ({', '.join(f'`{d}`' for d in decode_dirs)}), each "
-        "utterance's errors averaged over the seeds of its fold (run records), restricted to the utterances "
+        f"utterance's errors averaged over the seeds of its fold ({'/'.join(map(str, seeds)) or 'no'} per fold; "
+        "run records), restricted to the utterances "
         "decoded here. Scoring: the recipe's (`echo_plugin.recipe.score`, `--normalizer whisper_digits`: "
         "openai-whisper's EnglishTextNormalizer, digit strings spelled per digit, jiwer word alignment); the "
         "default's reference word counts agree utterance by utterance (the paired bootstrap checks them).",
@@ -342,19 +343,21 @@ def faster_whisper_transcriber(compute_type: str, threads: int) -> tuple[Transcr
 
 
 def decode_all(args: argparse.Namespace, transcribe: Transcriber) -> list[Row]:
-    """Every test set of every selected fold; the TSV is rewritten after each (a partial run leaves its rows)."""
+    """Every test set of every selected fold, all read (checked) first; the TSV is rewritten after each set
+    (a partial run leaves its rows)."""
     folds = sorted(p for p in args.folds_root.glob("test-*") if p.is_dir())
     if args.speakers:
         folds = [p for p in folds if p.name.removeprefix("test-") in args.speakers]
     if not folds:
         which = f" of {' '.join(args.speakers)}" if args.speakers else ""
         raise ValueError(f"{args.folds_root}: no test-<speaker> fold dirs{which}")
+    sets = [(fold.name, fold / "data" / t) for fold in folds for t in TEST_SETS]
+    utts = [read_test_set(data_dir, args.max_utts) for _f, data_dir in sets]
     rows: list[Row] = []
-    for fold in folds:
-        for test_set in TEST_SETS:
-            rows += decode_set(fold / "data" / test_set, fold.name, transcribe, args.max_utts)
-            write_tsv(args.tsv, {"partial": "true"}, rows)
-            print(f"{PROG}: {fold.name} {test_set} done ({len(rows)} rows)", file=sys.stderr, flush=True)
+    for (fold, data_dir), set_utts in zip(sets, utts):
+        rows += decode_set(data_dir, fold, set_utts, transcribe)
+        write_tsv(args.tsv, {"partial": "true"}, rows)
+        print(f"{PROG}: {fold} {data_dir.name} done ({len(rows)} rows)", file=sys.stderr, flush=True)
     return rows
 
 
