@@ -108,10 +108,35 @@ def token_list(model_type: str = "whisper_multilingual", language: Optional[str]
     return [strings.string(i).replace("Ġ", " ") for i in range(strings.n_vocab)]
 
 
+class PromptTokenizer:
+    """openai-whisper's tokenizer plus the two Hugging Face calls ESPnet's ``Speech2Text`` makes on its
+    ``.tokenizer`` when a decoding config rewrites the start-of-transcript prompt (``lang_prompt_token:
+    "<|az|> <|transcribe|>"``, ``nlp_prompt_token``, ``lid_prompt``): ``convert_ids_to_tokens`` and
+    ``convert_tokens_to_ids`` over this module's token strings. Every other attribute is openai-whisper's."""
+
+    def __init__(self, whisper: Any, strings: _Strings) -> None:
+        self.whisper = whisper
+        self.strings = strings
+        self.tokenizer = self  # ESPnet reaches the Hugging Face calls as converter.tokenizer.tokenizer
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("whisper", "strings", "tokenizer"):  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self.whisper, name)
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> List[str]:
+        return [self.strings.string(int(i)) for i in ids]
+
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> List[int]:
+        """Ids of token strings; an unknown one (a misspelt ``<|az|>``) is a KeyError naming it."""
+        return [self.strings.id(t) for t in tokens]
+
+
 class WhisperTokenIDConverter:
     """ESPnet's ``OpenAIWhisperTokenIDConverter`` on tiktoken (see the module docstring).
 
-    ``tokenizer`` is openai-whisper's (``sot_sequence_including_notimestamps`` is the prompt).
+    ``tokenizer`` is openai-whisper's (``sot_sequence_including_notimestamps`` is the prompt), with the
+    calls ESPnet makes to change the prompt from a decoding config (:class:`PromptTokenizer`).
     """
 
     def __init__(self, model_type: str, language: Optional[str] = "en", task: str = "transcribe",
@@ -121,8 +146,8 @@ class WhisperTokenIDConverter:
             raise ValueError("Whisper tokens: added tokens (prompt_token_file) and speaker-change symbols are not "
                              "supported on tiktoken-based openai-whisper")
         self.model_type = model_type
-        self.tokenizer = whisper_tokenizer(model_type, language, task)
         self._strings = _strings(model_type, language, task)
+        self.tokenizer = PromptTokenizer(whisper_tokenizer(model_type, language, task), self._strings)
 
     def get_num_vocabulary_size(self) -> int:
         return self._strings.n_vocab

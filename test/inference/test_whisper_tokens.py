@@ -102,3 +102,16 @@ def test_espnet_builds_these_within_the_context_only() -> None:
         out = processor("utt", {"text": "Five."})
         assert out["text"].tolist() == PROMPT[1:] + processor.token_id_converter.tokenizer.encode("Five.")
     assert (inference.OpenAIWhisperTokenIDConverter, inference.build_tokenizer, preprocessor.build_tokenizer) == before
+
+
+def test_the_prompt_can_be_rewritten_as_espnets_decoding_options_do() -> None:
+    """ESPnet's ``lang_prompt_token`` path: ids -> token strings, replace language and task, strings -> ids."""
+    converter = WhisperTokenIDConverter("whisper_multilingual", language="az")
+    prompt = list(converter.tokenizer.sot_sequence_including_notimestamps)  # openai-whisper's, passed through
+    names = converter.tokenizer.tokenizer.convert_ids_to_tokens(prompt)
+    assert names == ["<|startoftranscript|>", "<|az|>", "<|transcribe|>", "<|notimestamps|>"]
+    rewritten = names[:1] + "<|en|> <|transcribe|>".split() + names[3:]
+    assert converter.tokenizer.tokenizer.convert_tokens_to_ids(rewritten) == PROMPT
+    assert converter.tokenizer.eot == 50257  # every other attribute is openai-whisper's
+    with pytest.raises(KeyError, match="<|azz|>"):
+        converter.tokenizer.tokenizer.convert_tokens_to_ids(["<|azz|>"])

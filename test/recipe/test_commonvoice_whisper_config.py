@@ -71,7 +71,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
         speech2text = EchoSpeech2Text(asr_train_config=config, asr_model_file=None, **decode)
     finally:
         torch.set_num_threads(threads)
-    return {"args": args, "speech2text": speech2text, "tokens": tokens.read_text(encoding="utf-8").splitlines()}
+    return {"args": args, "speech2text": speech2text, "tokens": tokens.read_text(encoding="utf-8").splitlines(),
+            "config": config}
 
 
 def targets(built: Dict[str, Any], text: str) -> List[int]:
@@ -126,3 +127,14 @@ def test_decoding_is_primed_with_az(built) -> None:
     finally:
         speech2text.maxlenratio = saved
     assert [built["tokens"][i] for i in ids[:3]] == PROMPT[1:]
+
+
+def test_a_decoding_config_can_change_the_language(built) -> None:
+    """ESPnet's ``lang_prompt_token`` (a decoding option) replaces the trained model's language and task."""
+    from echo_plugin.inference.speaker_speech2text import EchoSpeech2Text
+
+    decode = yaml.safe_load(DECODE.read_text(encoding="utf-8"))
+    speech2text = EchoSpeech2Text(asr_train_config=built["config"], asr_model_file=None,
+                                  lang_prompt_token="<|tr|> <|transcribe|>", **decode)
+    assert [built["tokens"][i] for i in speech2text.beam_search.hyp_primer] == [
+        "<|startoftranscript|>", "<|tr|>", "<|transcribe|>", "<|notimestamps|>"]
