@@ -59,6 +59,7 @@ from echo_plugin.recipe.score import Pairs, apply_normalizer, measures, normaliz
 PROG = "whisper_zero_shot_folds"
 TEST_SETS = ("test_connected", "test_isolated")
 SYSTEM = "whisper_base_zero_shot"
+RUNAWAY = 20  # inserted words from which a hypothesis counts as running on (a repetition loop)
 COLUMNS = ("fold", "speaker", "test_set", "utt_id", "ref", "hyp", "errors", "ref_words", "audio_s", "transcribe_s")
 Transcriber = Callable[[list[np.ndarray]], dict]
 """16 kHz float32 clips -> {"texts": [str], "clip_s": [seconds]} (bench.whisper_zero_shot.run_faster_whisper)."""
@@ -275,7 +276,8 @@ def render(meta: dict[str, str], rows: Sequence[Row], default: dict[str, dict[st
         if set(zs[t]) - set(default[t]):
             notes.append(f"- {t}: no default records for {', '.join(sorted(set(zs[t]) - set(default[t])))}, left out.")
     lines += ["", *notes] if notes else []
-    lines += ["", *_times(rows, meta), "", *_frequent_errors(rows)]
+    lines += ["", "## Where the zero-shot errors are", "", *_runaways(rows), "", *_frequent_errors(rows)]
+    lines += ["", *_times(rows, meta)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -300,6 +302,25 @@ def _times(rows: Sequence[Row], meta: dict[str, str]) -> list[str]:
         audio = sum(r.audio_s for r in rows if r.test_set == t)
         lines.append(md_row([t, str(len(secs)), f"{audio:.0f} s", f"{sum(secs):.0f} s", f"{np.mean(secs):.2f} s",
                              f"{np.median(secs):.2f} s", f"{sum(secs) / audio:.3f}"]))
+    return lines
+
+
+def _runaways(rows: Sequence[Row], extra: int = RUNAWAY) -> list[str]:
+    """Per test set, the utterances whose hypothesis runs on: errors >= reference words + ``extra``, so at least
+    ``extra`` inserted words (S + D <= reference words). Greedy decoding without faster-whisper's
+    compression-ratio fallback can repeat a token up to its 448-token limit."""
+    lines = []
+    for t in TEST_SETS:
+        mine = [r for r in rows if r.test_set == t]
+        errors = sum(r.errors for r in mine)
+        if not errors:
+            continue
+        runaway = [r for r in mine if r.errors >= r.ref_words + extra]
+        rest = [r for r in mine if r.errors < r.ref_words + extra]
+        rest_wer = 100.0 * sum(r.errors for r in rest) / max(1, sum(r.ref_words for r in rest))
+        lines.append(f"- {t}: {len(runaway)} of {len(mine)} hypotheses run on ({extra} or more inserted words, "
+                     f"mostly one digit repeated); they hold {sum(r.errors for r in runaway)} of the {errors} "
+                     f"errors. WER over the other {len(rest)} utterances: {rest_wer:.2f}%.")
     return lines
 
 

@@ -26,7 +26,8 @@ FAKE = {
                           ("aa-iso-2", "TWO", "Too.", 1, 1), ("aa-iso-3", "ZERO", "See you.", 2, 1)],
     },
     "test-bb": {
-        "test_connected": [("bb-conn-0", "NINE NINE", "99", 0, 2), ("bb-conn-1", "THREE FOUR", "", 2, 2)],
+        "test_connected": [("bb-conn-0", "NINE NINE", "99", 0, 2), ("bb-conn-1", "THREE FOUR", "", 2, 2),
+                           ("bb-conn-2", "ONE TWO", "1, 2" + ", 2" * 22, 22, 2)],  # runs on: 22 insertions
         "test_isolated": [("bb-iso-0", "EIGHT", "8.", 0, 1), ("bb-iso-1", "FIVE", "Five!", 0, 1)],
     },
 }
@@ -108,14 +109,16 @@ def test_identical_systems_differ_by_zero_and_tsv_rerenders_the_same_report(setu
     assert [(r.fold, r.test_set, r.utt_id, r.ref, r.hyp, r.errors, r.ref_words) for r in rows] == [
         (f, t, u, ref, " ".join(hyp.split()), e, n) for f, t, u, ref, hyp, e, n in all_utts()]
     assert meta["compute_type"] == "int8" and float(meta["load_s"]) == 0.25
-    # connected: aa 2 / 9, bb 2 / 4, pooled 4 / 13; isolated: aa 3 / 4, bb 0 / 2, pooled 3 / 6
+    # connected: aa 2 / 9, bb 24 / 6, pooled 26 / 15; isolated: aa 3 / 4, bb 0 / 2, pooled 3 / 6
     aa, bb, pooled = (table_row(report, c) for c in ("test-aa (aa)", "test-bb (bb)", "**pooled**"))
     assert [c.split()[0] for c in aa[1:]] == ["22.22", "22.22", "75.00", "75.00"]
-    assert [c.split()[0] for c in bb[1:]] == ["50.00", "50.00", "0.00", "0.00"]
-    assert [c.split()[0] for c in pooled[1:]] == ["30.77", "30.77", "50.00", "50.00"]
+    assert [c.split()[0] for c in bb[1:]] == ["400.00", "400.00", "0.00", "0.00"]
+    assert [c.split()[0] for c in pooled[1:]] == ["173.33", "173.33", "50.00", "50.00"]
     low, high = map(float, re.findall(r"[\d.]+", pooled[1])[1:])
-    assert low < 30.77 < high                                   # the two-level interval has width
-    for test_set, wer in (("test_connected", "30.77"), ("test_isolated", "50.00")):
+    assert low < 173.33 < high                                  # the two-level interval has width
+    assert ("test_connected: 1 of 6 hypotheses run on (20 or more inserted words, mostly one digit repeated); "
+            "they hold 22 of the 26 errors. WER over the other 5 utterances: 30.77%.") in report
+    for test_set, wer in (("test_connected", "173.33"), ("test_isolated", "50.00")):
         row = table_row(report, test_set)
         assert row[1:5] == ["2", str(len(FAKE["test-aa"][test_set]) + len(FAKE["test-bb"][test_set])), wer, wer]
         assert row[5] == "+0.00 [+0.00, +0.00]" and row[7] == "1.000"
@@ -131,7 +134,7 @@ def test_a_perfect_default_is_better_by_the_zero_shot_wer(setup):
     tmp_path, make = setup
     report = run(tmp_path, make, "perfect", "--speakers", "aa", "bb")
     row = table_row(report, "test_connected")
-    assert row[3:5] == ["0.00", "30.77"] and row[5].startswith("-30.77 [")
+    assert row[3:5] == ["0.00", "173.33"] and row[5].startswith("-173.33 [")
     assert row[6].startswith("-100.0%")
     assert "test-aa (aa) *" in report and "tuned on these folds" in report
 
@@ -141,7 +144,7 @@ def test_max_utts_and_speakers_select_and_leave_the_rest_unpaired(setup):
     report = run(tmp_path, make, "same", "--speakers", "bb", "--max_utts", "1")
     _meta, rows = zsf.read_tsv(tmp_path / "report.tsv")
     assert [r.utt_id for r in rows] == ["bb-conn-0", "bb-iso-0"]
-    assert "test_connected: 1 utterances decoded by only one of the two" in report
+    assert "test_connected: 2 utterances decoded by only one of the two" in report
 
 
 def test_bad_input_is_one_line_naming_the_file(setup, capsys):
