@@ -15,9 +15,12 @@ and each recipe's own ``RESULTS.md`` is rewritten with its rows alone (unless
 The file: a header naming this command, the environment, a summary with one
 row per (experiment, decode dir, test set) pooled over its folds and seeds,
 with the cost columns (parameters, training time, peak training memory,
-decoding real-time factor); a WER-by-SNR-band table when some decodes are
-SNR-stratified (echo_plugin.recipe.snr_table); then every run (fold x seed) on
-its own row. A record whose config no longer gives its hash (the config or the
+decoding real-time factor); the deployed model against the recipe's decode
+(per experiment, first-pass decode dir and test set: the recipe's first-pass
+WER, the WER of its ``<dir>_deployed`` decode, i.e. the packed model run file by
+file through ``transcribe``, both pooled over the runs that have both, and their
+ratio); a WER-by-SNR-band table when some decodes are SNR-stratified
+(echo_plugin.recipe.snr_table); then every run (fold x seed) on its own row. A record whose config no longer gives its hash (the config or the
 default it overlays changed since) is marked **stale**, in both tables.
 """
 from __future__ import annotations
@@ -35,9 +38,9 @@ from statistics import mean
 from espnet2.utils.types import str2bool
 
 from echo_plugin.recipe.bootstrap import wer_interval
-from echo_plugin.recipe.compare import RecordError, average_seeds, bootstrap_input
+from echo_plugin.recipe.compare import FIRST_PASS, RecordError, average_seeds, bootstrap_input
 from echo_plugin.recipe.io import atomic_write_text
-from echo_plugin.recipe.records import decode_label, is_stale, read_records
+from echo_plugin.recipe.records import decode_label, decode_pass, is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
 
 DASH = "-"
@@ -46,6 +49,10 @@ SUMMARY_COLUMNS = [
     "experiment", "config", "params (M)", "epochs", "folds x seeds", "train time", "peak mem (MB)", "decode",
     "test set", "WER %", "95% CI", "runs min-max", "word Sub/Del/Ins", "CER %", "RTF",
 ]
+DEPLOYED_PASS = "deployed"  # records.decode_pass of a ``<dir>_deployed`` decode dir
+DEPLOYED_TARGET = 1.15      # issue 19: the deployed WER at most 1.15x the recipe's first pass
+DEPLOYED_COLUMNS = ["experiment", "decode", "test set", "paired runs", "recipe WER % (errors/words)",
+                    "deployed WER % (errors/words)", "deployed/recipe", f"<= {DEPLOYED_TARGET:g}x"]
 RUN_COLUMNS = ["experiment", "fold", "seed", "decode", "test set", "WER %", "word Sub/Del/Ins", "CER %", "RTF",
                "commit", "date"]
 
@@ -144,6 +151,60 @@ def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     return out
 
 
+def wer_cell(rows: list[Row]) -> str:
+    """``WER % (errors/words)`` pooled over the rows, or a dash for none."""
+    if not rows:
+        return DASH
+    words = sum(r.counts[0] for r in rows)
+    return f"{pooled_wer(rows):.2f} ({sum(sum(r.counts[1:]) for r in rows)}/{words})"
+
+
+def wer_ratio(deployed: list[Row], recipe: list[Row]) -> float | None:
+    """Pooled deployed WER over pooled recipe WER; 1.0 when both are 0 (the same WER), ``inf`` when only the
+    recipe's is 0 (any deployed error misses the target); None when either side has no rows."""
+    if not deployed or not recipe:
+        return None
+    dep, rec = pooled_wer(deployed), pooled_wer(recipe)
+    if rec == 0:
+        return 1.0 if dep == 0 else float("inf")
+    return dep / rec
+
+
+def deployed_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
+    """One row per (recipe, experiment, first-pass decode dir, test set): its first-pass WER, the WER of its
+    ``_deployed`` decode and their ratio, both pooled over the runs (fold, seed) that have both; where no run
+    has both, each side is pooled over its own runs and the ratio is a dash."""
+    # (recipe, experiment, first-pass decode label, test set) -> (fold, seed) -> pass -> rows
+    groups: dict[tuple, dict[tuple, dict[str, list[Row]]]] = {}
+    for row in rows:
+        r = row.record
+        pass_ = decode_pass(r["decode"]["dir"])
+        if pass_ not in (FIRST_PASS, DEPLOYED_PASS):
+            continue  # e.g. the speaker-adaptive second pass
+        # the deployed decode of dir X is X_deployed, scored through the same normaliser
+        first_dir = r["decode"]["dir"].removesuffix(f"_{DEPLOYED_PASS}")
+        label = decode_label({**r, "decode": {**r["decode"], "dir": first_dir}})
+        run = (r["fold"]["name"], str(r["seed"]))
+        (groups.setdefault((row.recipe, r["name"], label, r["test_set"]), {})
+         .setdefault(run, {FIRST_PASS: [], DEPLOYED_PASS: []})[pass_].append(row))
+    out = []
+    for (recipe, name, label, test_set), runs in sorted(groups.items()):
+        paired = [by_pass for by_pass in runs.values() if all(by_pass.values())]
+        n_recipe = sum(1 for by_pass in runs.values() if by_pass[FIRST_PASS])
+        chosen = paired or list(runs.values())
+        recipe_rows = [g for by_pass in chosen for g in by_pass[FIRST_PASS]]
+        deployed = [g for by_pass in chosen for g in by_pass[DEPLOYED_PASS]]
+        ratio = wer_ratio(deployed, recipe_rows) if paired else None
+        stale = any(g.stale for by_pass in runs.values() for group in by_pass.values() for g in group)
+        out.append(([recipe] if with_recipe else []) + [
+            name + (f" {STALE}" if stale else ""), label, test_set, f"{len(paired)} of {n_recipe}",
+            wer_cell(recipe_rows), wer_cell(deployed),
+            DASH if ratio is None else f"{ratio:.2f}",
+            DASH if ratio is None else ("yes" if ratio <= DEPLOYED_TARGET else "no"),
+        ])
+    return out
+
+
 def run_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     """Every record on its own row."""
     out = []
@@ -216,6 +277,21 @@ def render(command: str, env_line: str, rows: list[Row], with_recipe: bool) -> t
     ]
     if not rows:
         lines += ["No run records found.", ""]
+    else:
+        lines += [
+            "## Deployed model against the recipe's decode",
+            "",
+            "The packed model run on each file alone through `transcribe` (decode dir `<dir>_deployed`) against "
+            "the recipe's first-pass decode `<dir>`, per experiment and test set. Both WERs are pooled over the "
+            "`paired runs` (fold x seed decoded both ways, of the runs with a first-pass decode); where none is "
+            "paired, each side is pooled over its own runs and the ratio is `-`. `deployed/recipe` divides the "
+            "two WERs: 1.00 when both are 0, `inf` when only the recipe's is 0. The target (issue 19) is a "
+            f"deployed WER at most {DEPLOYED_TARGET:g}x the first pass's; with few errors the ratio is noisy "
+            "(read the error counts).",
+            "",
+            *markdown_table(head + DEPLOYED_COLUMNS, deployed_rows(rows, with_recipe)),
+            "",
+        ]
     lines += snr_section(snr_cells(rows))
     if rows:
         lines += ["## Runs", "", *markdown_table(head + RUN_COLUMNS, run_rows(rows, with_recipe)), ""]

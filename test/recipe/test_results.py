@@ -20,6 +20,13 @@ def table(text: str, title: str) -> list[str]:
     return lines[start : lines.index("", start)]
 
 
+def deployed_table(text: str) -> list[str]:
+    """The deployed-against-recipe table: after its title, a blank line, its paragraph and a blank line."""
+    lines = text.splitlines() + [""]
+    start = lines.index("## Deployed model against the recipe's decode") + 4
+    return lines[start : lines.index("", start)]
+
+
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
     """Two folds x two seeds of train_a, one run of the overlay train_b."""
@@ -140,3 +147,43 @@ def test_seeds_that_decoded_different_utterances_still_render(tmp_path: Path) ->
     assert results.main(["--recipe_dir", str(root)]) == 0
     row = table((root / "RESULTS.md").read_text(), "## Summary")[2].split("|")
     assert row[5] == "2x2 (3 runs)" and row[11] == "n/a"
+
+
+def test_deployed_rows_sit_next_to_the_recipe_rows_with_their_ratio(recipe: Path) -> None:
+    """The `_deployed` decode of a run against its first pass: pooled over the runs that have both, the ratio
+    of the two WERs (1.00 for 0 against 0, inf for errors against 0); the second pass is left out."""
+    train_and_score(recipe, "asr_a_s0", "conf/tuning/train_a.yaml", {"lucas-1": "ONE", "lucas-2": "FOUR FIVE SIX"},
+                    REFS, name="train_a", decode_dir="decode_a_deployed")                  # 3 errors / 5
+    train_and_score(recipe, "asr_a_n1", "conf/tuning/train_a.yaml", {"nicolas-1": "SIX SEVEN", "nicolas-2": "EIGHT X"},
+                    NIC, test="nicolas", seed=1, name="train_a", decode_dir="decode_a_deployed")  # 1 / 3
+    train_and_score(recipe, "asr_train_b", "conf/tuning/train_b.yaml", REFS, REFS, decode_dir="decode_a_deployed")
+    train_and_score(recipe, "asr_a_s1", "conf/tuning/train_a.yaml", REFS, REFS, seed=1, name="train_a",
+                    decode_dir="decode_a_spkadapt")                                           # not a deployed row
+    assert results.main(["--recipe_dir", str(recipe)]) == 0
+    rows = deployed_table((recipe / "RESULTS.md").read_text())
+    assert rows[0] == "|" + "|".join(results.DEPLOYED_COLUMNS) + "|"
+    assert rows[2:] == [
+        # seed 0 alone is paired: its first pass 2/5 (seed 1's 0/5 is left out), deployed 3/5
+        "|train_a|decode_a|test_connected_lucas|1 of 2|40.00 (2/5)|60.00 (3/5)|1.50|no|",
+        # seed 1's first pass made no error, its deployed decode one: any error misses the target
+        "|train_a|decode_a|test_connected_nicolas|1 of 2|0.00 (0/3)|33.33 (1/3)|inf|no|",
+        "|train_b|decode_a|test_connected_lucas|1 of 1|0.00 (0/5)|0.00 (0/5)|1.00|yes|",
+    ]
+
+
+def test_a_config_without_a_deployed_decode_shows_dashes(recipe: Path) -> None:
+    """No run decoded the packed model: the first pass pooled over all its runs, the deployed side a dash."""
+    assert results.main(["--recipe_dir", str(recipe)]) == 0
+    rows = deployed_table((recipe / "RESULTS.md").read_text())
+    assert rows[2] == "|train_a|decode_a|test_connected_lucas|0 of 2|20.00 (2/10)|-|-|-|"
+    assert len(rows) == 2 + 3
+
+
+def test_the_ratio_divides_pooled_wers() -> None:
+    def row(words: int, errors: int) -> results.Row:
+        return results.Row("fsdd/asr1", {"utts": [["u", "s", words, errors, 0, 0]]}, False)
+
+    assert results.wer_ratio([row(10, 3)], [row(10, 2)]) == pytest.approx(1.5)
+    assert results.wer_ratio([row(10, 0)], [row(10, 0)]) == 1.0
+    assert results.wer_ratio([row(10, 1)], [row(10, 0)]) == float("inf")
+    assert results.wer_ratio([], [row(10, 2)]) is None
