@@ -17,7 +17,9 @@ It is asked only for the options the user did not give.
 ``slurm`` (the jobs run on the cluster; this host may have no GPU and few cores):
 
 * ngpu: the training job class's GPUs: ``--gpu N`` in cmd.sh's ``train_job_opts``, else the
-  Slurm config's ``default gpu=N``, else 0.
+  Slurm config's ``default gpu=N`` where N > 0 (every job gets GPUs), else 1, as ESPnet's asr.sh
+  (``ngpu=1``): the config's ``default gpu=0`` is the CPU job classes' default, not a choice of CPU
+  training; ``--ngpu 0`` trains on CPU.
 * nj, inference_nj: MAX_JOBS, ESPnet's own defaults for cluster runs (each job is one array task).
 """
 from __future__ import annotations
@@ -90,17 +92,18 @@ def count(text: str, what: str) -> int:
 
 
 def job_class_gpus(train_job_opts: str, config: SlurmConfig) -> tuple[int, str]:
-    """(GPUs of the training job class, why): its ``--gpu N``, else the config's ``default gpu=N``, else 0."""
+    """(GPUs of the training job class, why): its ``--gpu N``, else the config's ``default gpu=N`` above 0,
+    else 1 (ESPnet's asr.sh default)."""
     words = shlex.split(train_job_opts)
     given = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--gpu"]
     given += [w.partition("=")[2] for w in words if w.startswith("--gpu=")]
     if given:
         return count(given[-1], "cmd.sh train_job_opts --gpu"), \
             f"the training job class (cmd.sh train_job_opts) asks for --gpu {given[-1]}"
-    if "gpu" in config.defaults:
-        return count(config.defaults["gpu"], f"{config.source}: default gpu"), \
-            f"{config.source}: default gpu={config.defaults['gpu']}"
-    return 0, f"neither the training job class (cmd.sh train_job_opts) nor {config.source} gives a GPU"
+    if "gpu" in config.defaults and count(config.defaults["gpu"], f"{config.source}: default gpu") > 0:
+        return int(config.defaults["gpu"]), f"{config.source}: default gpu={config.defaults['gpu']}"
+    return 1, ("Slurm: training asks for one GPU, as ESPnet's asr.sh (the training job class, cmd.sh "
+               "train_job_opts, gives no --gpu); --ngpu 0 trains on CPU")
 
 
 def job_defaults(names: list[str], backend: str, config: SlurmConfig, train_job_opts: str,

@@ -86,7 +86,20 @@ def test_under_slurm_the_job_class_not_this_host(recipe: Path, tmp_path: Path) -
                     "option mem=* --mem-per-cpu $0\noption time=* --time $0\noption name=* -J $0\n")
     log = asr_log(recipe, machine, cmd_backend="slurm", slurm_conf=str(conf))
     assert used(log)[0] == 1 and f"{conf}: default gpu=1" in log
-    assert used(asr_log(recipe, machine, cmd_backend="slurm"))[0] == 0  # the template's conf: default gpu=0
+
+
+def test_under_slurm_training_gets_one_gpu_unless_told(recipe: Path, tmp_path: Path) -> None:
+    """As ESPnet's asr.sh (ngpu=1): with the template's conf (default gpu=0, the CPU jobs' default) and no --gpu in
+    the training job class, training asks for one GPU, logged in one line that says how to train on CPU; an
+    explicit --ngpu, 0 included, wins."""
+    machine = fake_machine(tmp_path, gpus=0, cores=2)  # a head node without GPUs
+    log = asr_log(recipe, machine, cmd_backend="slurm")
+    assert used(log)[0] == 1
+    [line] = [line for line in log.splitlines() if "--ngpu 1 (default:" in line]
+    assert "one GPU" in line and "--ngpu 0" in line, line
+    log = asr_log(recipe, machine, "--ngpu", "0", cmd_backend="slurm")
+    assert used(log)[0] == 0 and "--ngpu 0 (default" not in log
+    assert used(asr_log(recipe, machine, cmd_backend="slurm", train_job_opts="--num_threads 1 --gpu 0"))[0] == 0
 
 
 def test_visible_entries_reads_as_cuda_does() -> None:

@@ -203,7 +203,9 @@ def test_a_failing_rank_stops_the_other_node(slurm: SlurmCluster, tmp_path: Path
 # FSDD through cmd_backend=slurm: two training speakers, one take per digit, one test speaker
 DATA_OPTS = ("--max_takes 1 --train_speakers george,jackson --dev_speakers nicolas --n_connected_train 4 "
              "--n_connected_dev 4 --n_connected_test 2")
-RECIPE_OPTS = ("--nj", "2", "--inference_nj", "2", "--speed_perturb_factors", "", "--feats_normalize", "global_mvn",
+# --ngpu 0: under Slurm training asks for one GPU unless told, and the test nodes' GPU is a fake one
+RECIPE_OPTS = ("--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--speed_perturb_factors", "",
+               "--feats_normalize", "global_mvn",
                "--speaker_adapt", "false", "--asr_args", "--max_epoch 1")
 
 

@@ -14,7 +14,8 @@ help_message="Usage: $0 [options]
                                (default: this machine's cores, at most 32; cmd_backend=slurm: 32)
   --ngpu N                     GPUs for training, per node (>1: ESPnet's multiprocess DDP; default: the GPUs
                                this machine shows (nvidia-smi -L, CUDA_VISIBLE_DEVICES); cmd_backend=slurm:
-                               the training job class's --gpu in cmd.sh, else slurm.conf's default gpu=)
+                               the training job class's --gpu in cmd.sh, else slurm.conf's default gpu=N
+                               above 0, else 1 as ESPnet's asr.sh; --ngpu 0 trains on CPU)
   --num_nodes N                training nodes (default 1): ESPnet's launcher, one process per node (cmd.sh backend)
   --train_threads N            CPU threads of the training process (OMP_NUM_THREADS; default 1,
                                the other stages use 1 per job)
