@@ -74,7 +74,7 @@ from echo_plugin.recipe.data_dir import (
     write_table,
 )
 from echo_plugin.recipe.io import atomic_dir
-from echo_plugin.recipe.shards import ShardError, run_shards, split
+from echo_plugin.recipe.shards import ShardError, local_pool_size, run_shards, split
 
 IN_PLACE_SUFFIXES = {".wav", ".flac"}
 
@@ -320,12 +320,13 @@ def archive_all(jobs: list[AudioJob], nj: int, max_faults: int, cmd: str | None,
 
 
 def check_audio(jobs: list[AudioJob], nj: int, max_faults: int) -> tuple[list[AudioEntry | Dropped], list[str]]:
-    """Run process_audio over ``nj`` processes; stops once ``max_faults`` faults are found."""
+    """Run process_audio over ``nj`` local processes (at most this machine's cores: shards.local_pool_size);
+    stops once ``max_faults`` faults are found."""
     entries: list[AudioEntry | Dropped] = []
     faults: list[str] = []
     if not jobs or max_faults <= 0:
         return entries, faults
-    nj = max(1, min(nj, len(jobs)))
+    nj = local_pool_size(nj, len(jobs), "format_data")
     with ProcessPoolExecutor(max_workers=nj) as pool:
         try:
             for result in pool.map(process_audio, jobs, chunksize=max(1, len(jobs) // (4 * nj))):

@@ -12,6 +12,11 @@ task's function (its module and name, written into the task file by :func:`run_s
 itself), calls it with the task and writes what it returns (JSON) to ``task.<j>.out.json``, renamed into
 place when complete. :func:`run_shards` returns those results in shard order; when a job fails it raises
 ShardError naming the job's log (the launcher has printed its tail).
+
+The per-file work of stage 2 (format_data's checks and speed perturbation with one file per utterance) stays on
+this machine in a process pool instead, sized by :func:`local_pool_size`: ``--nj``, but at most this machine's
+cores (under cmd_backend=slurm ``--nj`` counts the cluster's array tasks, 32 by default, and this is the head
+node). The archive formats, the large-corpus path, send that work through ``cmd`` as above.
 """
 from __future__ import annotations
 
@@ -37,6 +42,20 @@ def split(items: Sequence[Item], n: int) -> list[list[Item]]:
     """``items`` in at most ``n`` contiguous shards of near-equal size (none empty), as asr.sh splits keys."""
     n = max(1, min(n, len(items)))
     return [list(items[len(items) * j // n: len(items) * (j + 1) // n]) for j in range(n)]
+
+
+def local_pool_size(nj: int, items: int, who: str) -> int:
+    """Processes of a local pool for ``items`` work items, ``nj`` asked for: at most the items and the cores this
+    process may use (os.sched_getaffinity); a cap by the cores is logged on stdout, as ``who``."""
+    wanted = max(1, min(nj, items))
+    cores = len(os.sched_getaffinity(0))
+    if cores >= wanted:
+        return wanted
+    processes, core_s = ("process", "core") if cores == 1 else ("processes", "cores")
+    print(f"{who}: {cores} local {processes} (this machine's {cores} {core_s}), not --nj {nj}: the "
+          "per-file audio is worked on here; --audio_format wav.ark or flac.ark sends it to cmd.sh's jobs",
+          flush=True)  # flushed before the pool forks: a child would print a buffered line again
+    return cores
 
 
 def importable_module(function: Callable) -> str:

@@ -44,7 +44,7 @@ from echo_plugin.recipe.cli import report
 from echo_plugin.recipe.data_dir import DataDirError, fault, spk2utt, write_table
 from echo_plugin.recipe.format_data import read_source
 from echo_plugin.recipe.io import atomic_dir
-from echo_plugin.recipe.shards import ShardError, run_shards, split
+from echo_plugin.recipe.shards import ShardError, local_pool_size, run_shards, split
 
 FACTORS_FILE = "speed_perturb_factors"
 FORMAT_FILE = "audio_format"  # flac (files) or the archive format
@@ -129,11 +129,13 @@ def perturb_shard(task: dict) -> list[dict]:
 
 
 def perturb_files(jobs: list[PerturbJob], nj: int) -> list[str]:
-    """Write each job's FLAC file over ``nj`` local processes; the fault lines."""
+    """Write each job's FLAC file over ``nj`` local processes (at most this machine's cores:
+    shards.local_pool_size); the fault lines."""
     if not jobs:
         return []
-    with ProcessPoolExecutor(max_workers=max(1, min(nj, len(jobs)))) as pool:
-        return [f for f in pool.map(perturb_one, jobs, chunksize=max(1, len(jobs) // (4 * max(1, nj)))) if f]
+    nj = local_pool_size(nj, len(jobs), "speed_perturb")
+    with ProcessPoolExecutor(max_workers=nj) as pool:
+        return [f for f in pool.map(perturb_one, jobs, chunksize=max(1, len(jobs) // (4 * nj))) if f]
 
 
 def perturb_archives(jobs: list[PerturbJob], stage: Path, final: Path, options: ArchiveOptions) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """format_data on a small real FSDD subset, and every kind of bad input."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -276,3 +277,24 @@ def test_keep_scores_every_test_utterance_whatever_its_length(src: Path, tmp_pat
     assert not (out / "dropped").exists()
     durations = dict(line.split() for line in (out / "utt2dur").read_text().splitlines())
     assert sorted(durations) == sorted(UTTS) and durations[UTTS[0]] == "35.000"
+
+
+def test_the_local_pool_is_at_most_this_machines_cores(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture):
+    """The per-file formats check audio in a local pool, on the head node under cmd_backend=slurm (--nj 32 there):
+    at most the cores this process may use, logged; an --nj within them is used as given; the output is the same."""
+    pools: list[int] = []
+    real = format_data.ProcessPoolExecutor
+
+    def recorded(max_workers: int) -> format_data.ProcessPoolExecutor:
+        pools.append(max_workers)
+        return real(max_workers=max_workers)
+
+    monkeypatch.setattr(format_data, "ProcessPoolExecutor", recorded)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert run(src, tmp_path / "capped", "--nj", "32") == 0
+    assert "format_data: 2 local processes (this machine's 2 cores), not --nj 32" in capsys.readouterr().out
+    assert run(src, tmp_path / "given", "--nj", "1") == 0
+    assert "local processes" not in capsys.readouterr().out
+    assert pools == [2, 1]
+    assert snapshot(tmp_path / "capped") == snapshot(tmp_path / "given")

@@ -1,6 +1,7 @@
 """speed_perturb: ids, durations, pitch, determinism, faults."""
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -114,3 +115,24 @@ def test_faults_name_the_utterance(src: Path, tmp_path: Path) -> None:
 
 def test_factor_parsing() -> None:
     assert sp.parse_factor("0.9") == Fraction(9, 10) and sp.parse_factor("1.0") == 1
+
+
+def test_the_local_pool_is_at_most_this_machines_cores(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """FLAC files are written by a local pool, on the head node under cmd_backend=slurm (--nj 32 there): at most
+    the cores this process may use, logged; the same bytes."""
+    pools: list[int] = []
+    real = sp.ProcessPoolExecutor
+
+    def recorded(max_workers: int) -> sp.ProcessPoolExecutor:
+        pools.append(max_workers)
+        return real(max_workers=max_workers)
+
+    monkeypatch.setattr(sp, "ProcessPoolExecutor", recorded)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    sp.speed_perturb(src, tmp_path / "capped", ["0.9", "1.1"], nj=32)
+    assert "speed_perturb: 1 local process (this machine's 1 core), not --nj 32" in capsys.readouterr().out
+    sp.speed_perturb(src, tmp_path / "given", ["0.9", "1.1"], nj=1)
+    assert pools == [1, 1] and "local process" not in capsys.readouterr().out
+    for name in ("sp0.9-spkA-u1.flac", "sp1.1-spkB-u2.flac"):
+        assert (tmp_path / "capped" / "audio" / name).read_bytes() == (tmp_path / "given" / "audio" / name).read_bytes()

@@ -11,7 +11,8 @@ help_message="Usage: $0 [options]
   --stage N / --stop_stage N   run stages N..M (1 data, 2 format+validate, 3 tokens,
                                4 stats, 5 train, 6 decode, 7 score+RESULTS.md, 8 pack)
   --nj N                       parallel jobs for stages 2, 4   --inference_nj N  for stage 6
-                               (default: this machine's cores, at most 32; cmd_backend=slurm: 32)
+                               (default: this machine's cores, at most 32; cmd_backend=slurm: 32); stage 2's
+                               per-file work (--audio_format wav|flac) runs here, at most one process per core
   --ngpu N                     GPUs for training, per node (>1: ESPnet's multiprocess DDP; default: the GPUs
                                this machine shows (nvidia-smi -L, CUDA_VISIBLE_DEVICES); cmd_backend=slurm:
                                the training job class's --gpu in cmd.sh, else slurm.conf's default gpu=N
