@@ -361,8 +361,8 @@ def publish_audio(stage_dir: Path, audio_dir: Path) -> None:
 
 
 def write_outputs(out: Path, source: SourceDir, results: list[AudioEntry | Dropped], fs: int,
-                  audio_format: str = "wav") -> None:
-    """Write the formatted data-dir files into ``out`` (and ``dropped``, when some were)."""
+                  audio_format: str = "wav") -> int:
+    """Write the formatted data-dir files into ``out`` (and ``dropped``, when some were); how many were dropped."""
     entries = [e for e in results if isinstance(e, AudioEntry)]
     dropped = {d.uttid: d.reason for d in results if isinstance(d, Dropped)}
     kept = {e.uttid for e in entries}
@@ -373,10 +373,10 @@ def write_outputs(out: Path, source: SourceDir, results: list[AudioEntry | Dropp
     write_table(out / "spk2utt", spk2utt(utt2spk))
     if dropped:
         write_table(out / "dropped", dropped)
-        print(f"format_data: left out {len(dropped)} utterance(s) for their length (listed in {out.name}/dropped)")
     write_table(out / "utt2dur", {e.uttid: f"{e.num_samples / fs:.3f}" for e in entries})
     write_table(out / "utt2num_samples", {e.uttid: e.num_samples for e in entries})
     (out / "audio_format").write_text(f"{audio_format}\n", encoding="utf-8")
+    return len(dropped)
 
 
 def format_data(args: argparse.Namespace) -> None:
@@ -399,7 +399,9 @@ def format_data(args: argparse.Namespace) -> None:
             raise DataDirError(source.faults + faults)
         if args.audio_dir is not None:
             publish_audio(spec.stage_dir, final_dir)
-        write_outputs(tmp, source, entries, args.fs, args.audio_format)
+        dropped = write_outputs(tmp, source, entries, args.fs, args.audio_format)
+    if dropped:  # named in place: the files were written in a temporary sibling
+        print(f"format_data: left out {dropped} utterance(s) for their length (listed in {args.dst}/dropped)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from echo_plugin.recipe import format_data
+from test.recipe.recipe_helpers import TINY_CONFIG, copy_recipe, recipe_env
 
 FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd" / "recordings"
 UTTS = ["0_george_0", "1_jackson_1", "2_lucas_2", "3_nicolas_3", "4_yweweler_4", "5_george_5"]
@@ -254,12 +255,15 @@ def test_cli_exit_status_and_message(src: Path, tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
-def test_drop_leaves_out_utterances_outside_the_durations_and_lists_them(src: Path, tmp_path: Path):
+def test_drop_leaves_out_utterances_outside_the_durations_and_lists_them(src: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture):
     """Training/validation sets as ESPnet's recipes filter them: too long or too short is left out, listed."""
     sf.write(str(audio_of(src, UTTS[0])), np.zeros(31 * 8000, dtype=np.float32), 8000)
     sf.write(str(audio_of(src, UTTS[1])), np.zeros(400, dtype=np.float32), 8000)
     out = tmp_path / "dump" / "train"
     assert run(src, out, "--length_policy", "drop", "--min_duration", "0.1") == 0
+    logged = capsys.readouterr().out
+    assert f"format_data: left out 2 utterance(s) for their length (listed in {out}/dropped)\n" in logged
     dropped = dict(line.split(" ", 1) for line in (out / "dropped").read_text().splitlines())
     assert dropped == {UTTS[0]: "too long: 31.000 s > --max_duration 30.0",
                        UTTS[1]: "too short: 0.050 s < --min_duration 0.1"}
@@ -298,3 +302,48 @@ def test_the_local_pool_is_at_most_this_machines_cores(src: Path, tmp_path: Path
     assert "local processes" not in capsys.readouterr().out
     assert pools == [2, 1]
     assert snapshot(tmp_path / "capped") == snapshot(tmp_path / "given")
+
+
+def stage2(recipe: Path, *args: str) -> str:
+    """asr.sh stage 2 on data/train (training and validation set) and data/test at 8 kHz; its output."""
+    done = subprocess.run(["./asr.sh", "--asr_config", TINY_CONFIG, "--stage", "2", "--stop_stage", "2", "--ngpu", "0",
+                           "--nj", "1", "--inference_nj", "1", "--train_set", "train", "--valid_set", "train",
+                           "--test_sets", "test", "--fs", "8000", *args],
+                          cwd=recipe, env=recipe_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_asr_sh_formats_a_set_again_when_its_fs_or_length_limits_change(tmp_path: Path):
+    """A dump is current only when made with this run's --fs and, for training and validation sets, its
+    --min_duration and --max_duration (test sets keep every utterance: their limits do not matter)."""
+    recipe = copy_recipe(tmp_path)
+    for name in ("train", "test"):
+        data = recipe / "data" / name
+        data.mkdir(parents=True)
+        lengths = {f"{name}_{i}": seconds for i, seconds in enumerate((0.5, 1.0, 1.5))}
+        for utt, seconds in lengths.items():
+            sf.write(data / f"{utt}.wav", np.zeros(int(seconds * 8000), dtype=np.float32), 8000, subtype="PCM_16")
+        write_lines(data / "wav.scp", [f"{utt} {data / utt}.wav" for utt in lengths])
+        write_lines(data / "text", [f"{utt} ONE" for utt in lengths])
+    train, test = recipe / "dump" / "raw" / "train", recipe / "dump" / "raw" / "test"
+
+    def kept(dump: Path) -> list[str]:
+        return [utt for utt, _ in read_pairs(dump / "utt2dur")]
+
+    stage2(recipe, "--max_duration", "1.2")
+    assert kept(train) == ["train_0", "train_1"] and len(kept(test)) == 3
+    log = stage2(recipe, "--max_duration", "1.2")
+    assert "dump/raw/train is up to date" in log and "dump/raw/test is up to date" in log
+    log = stage2(recipe, "--max_duration", "2")
+    assert kept(train) == ["train_0", "train_1", "train_2"] and not (train / "dropped").exists()
+    assert ("dump/raw/train was formatted with fs=8000 length_policy=drop min_duration=0.0 max_duration=1.2; "
+            "now fs=8000 length_policy=drop min_duration=0.0 max_duration=2: formatting it again") in log, log
+    assert "dump/raw/test is up to date" in log
+    log = stage2(recipe, "--max_duration", "2", "--min_duration", "0.8", "--fs", "16000")
+    assert kept(train) == ["train_1", "train_2"] and "dump/raw/train was formatted with fs=8000" in log, log
+    assert "dump/raw/test was formatted with fs=8000 length_policy=keep; now fs=16000 length_policy=keep" in log, log
+    assert [int(n) for _, n in read_pairs(test / "utt2num_samples")] == [8000, 16000, 24000]
+    (test / "format_options").unlink()  # a dump made before asr.sh recorded its options
+    log = stage2(recipe, "--max_duration", "2", "--min_duration", "0.8", "--fs", "16000")
+    assert "dump/raw/test was formatted with no record of its --fs and length limits" in log, log

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,16 @@ def test_decoding_scores_and_results(recipe: Path) -> None:
     assert float(table(recipe / "dump" / "raw" / "test_clean" / "utt2dur")[LONG_TEST]) == 31.0  # kept, scored
     assert "train_asr_tiny" in results
     assert (recipe / "exp" / TAG / "train_asr_tiny.zip").is_file()
+
+
+def test_the_length_limits_are_documented() -> None:
+    """asr.sh --help and this recipe's README name both limits, the dropped list and the test sets kept whole."""
+    help_text = subprocess.run([str(REPO / "egs" / "TEMPLATE" / "asr1" / "asr.sh"), "--help"], capture_output=True,
+                               text=True, check=True).stdout
+    readme = (REPO / "egs" / "librispeech_100" / "asr1" / "README.md").read_text()
+    for text in (help_text, readme):
+        assert "--max_duration" in text and "--min_duration" in text and "dump/raw/<set>/dropped" in text
+        assert re.search(r"test\s+sets\s+(are|is)\s+(kept whole|never filtered)", text), text
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,

@@ -25,6 +25,11 @@ help_message="Usage: $0 [options]
                                --asr_config; a frozen pretrained front end names the base's: it needs no statistics)
   --train_set / --valid_set    data/<set> names    --test_sets \"a b /any/kaldi/dir\"
   --fs HZ                      audio rate for the model (stage 2 resamples to it)
+  --max_duration S / --min_duration S  stage 2 leaves out of the training and validation sets the clips longer
+                               (default 30) or shorter (default 0.0) than S seconds, as ESPnet's recipes: each
+                               listed with its length in dump/raw/<set>/dropped, their count in the log; test
+                               sets are kept whole (every utterance scored). Another --fs or limit than a set's
+                               dump was made with formats it again (logged)
   --audio_format wav|flac|wav.ark|flac.ark  stage 2's audio: one file per utterance (wav, the default: the
                                source where usable, else converted to wav; flac) or, for large corpora, --nj
                                archives per set written by --nj jobs (cmd.sh train_cmd), read by ESPnet as kaldi_ark
@@ -200,22 +205,31 @@ fi
 set_name() { case "$1" in */*) basename "$1" ;; *) echo "$1" ;; esac; }
 set_src() { case "$1" in */*) echo "$1" ;; *) echo "data/$1" ;; esac; }
 
-# Stage 2's output is current when it is newer than its source files and in the --audio_format asked for.
-# format_set SRC DST [LENGTH_POLICY]: test sets keep every utterance (the default); training and
-# validation sets leave out those outside --min_duration/--max_duration (listed in DST/dropped).
-# Archive formats: --nj archives written by --nj jobs through ${train_cmd} (logs under ${dumpdir}/log).
+# Stage 2's output is current when it is newer than its source files, in the --audio_format asked for and
+# made with this run's --fs and length limits (DST/format_options, written once DST is in place; a changed
+# value formats the set again, logged).
+# format_set SRC DST [LENGTH_POLICY]: test sets keep every utterance (the default: their limits do not
+# matter); training and validation sets leave out those outside --min_duration/--max_duration (listed in
+# DST/dropped). Archive formats: --nj archives written by --nj jobs through ${train_cmd} (logs under ${dumpdir}/log).
 format_set() {
-    local src=$1 dst=$2 policy=${3:-keep}
+    local src=$1 dst=$2 policy=${3:-keep} made_with was
     [ -f "${src}/wav.scp" ] || die "no data dir at ${src} (wav.scp missing)"
+    made_with="fs=${fs} length_policy=${policy}"
+    [ "${policy}" = keep ] || made_with+=" min_duration=${min_duration} max_duration=${max_duration}"
     if [ -f "${dst}/utt2dur" ] && [ "$(cat "${dst}/audio_format" 2>/dev/null)" = "${audio_format}" ] \
         && [ -z "$(find "${src}" -maxdepth 1 -type f ! -name noise.scp ! -name rir.scp -newer "${dst}/utt2dur")" ]; then
-        log "  ${dst} is up to date"
-        return
+        was=$(cat "${dst}/format_options" 2>/dev/null || true)
+        if [ "${was}" = "${made_with}" ]; then
+            log "  ${dst} is up to date"
+            return
+        fi
+        log "  ${dst} was formatted with ${was:-no record of its --fs and length limits}; now ${made_with}: formatting it again"
     fi
     ${python} -m echo_plugin.recipe.format_data --src "${src}" --dst "${dst}" --fs "${fs}" \
         --resample "${resample}" --max_duration "${max_duration}" --min_duration "${min_duration}" \
         --length_policy "${policy}" --nj "${nj}" --audio_format "${audio_format}" --cmd "${train_cmd}" \
         --log_dir "${dumpdir}/log"
+    echo "${made_with}" > "${dst}/format_options"
 }
 
 # ESPnet's data type of a stage-2 set's wav.scp: kaldi_ark for archives, else sound (from its audio_format).
