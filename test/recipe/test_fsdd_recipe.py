@@ -12,10 +12,12 @@ import signal
 import subprocess
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece
 import torch
 import yaml
 
@@ -83,16 +85,34 @@ def test_results_table(recipe: Path) -> None:
     assert "train_asr_echo_tiny" in results
 
 
+def majority_token_rate(recipe: Path, data: str) -> float:
+    """How often the most common target token occurs in a set's text: the token accuracy of a model that
+    predicts it at every position, audio unheard (targets as ESPnet's acc counts them: BPE pieces + <sos/eos>)."""
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(recipe / "data/token_list/bpe_unigram30/bpe.model"))
+    counts: Counter[str] = Counter()
+    for line in (recipe / "dump" / "raw" / data / "text").read_text().splitlines():
+        counts.update([*sp.encode(line.split(maxsplit=1)[1], out_type=str), "<sos/eos>"])
+    return max(counts.values()) / sum(counts.values())
+
+
 def test_training_learns(recipe: Path) -> None:
-    """The tiny model learns in its 2 epochs: training loss falls, dev token accuracy is above chance."""
+    """The tiny model learns in its 2 epochs (14 steps): training and dev loss fall, and dev token accuracy
+    comes near the rate of the commonest token, which an untrained model is far from.
+
+    No WER bound: the model is at or below chance there. Measured (seed 0, this fixture): test_isolated WER
+    110% (8 sub, 10 del, 4 ins of 20 words; always answering one digit gives 90%), test_connected 308% (it
+    repeats FIVE). Trained with lr 0 instead, the same run gives dev loss 14.98 in both epochs and dev acc
+    0.127, which the bounds below fail; trained, 7.15 -> 5.26 and 0.340 -> 0.387 (commonest dev token,
+    <sos/eos>: 0.361)."""
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
     log = (exp / "train.log").read_text()
-    epochs = {int(n): (float(train), float(acc)) for n, train, acc in re.findall(
-        r"(\d+)epoch results: \[train\].*?, loss=([0-9.]+).*?\[valid\].*?acc=([0-9.]+)", log)}
+    # epoch -> (training loss, dev acc, dev loss), from ESPnet's per-epoch summary lines
+    epochs = {int(n): (float(train), float(acc), float(valid)) for n, train, acc, valid in re.findall(
+        r"(\d+)epoch results: \[train\].*?, loss=([0-9.]+).*?\[valid\].*?acc=([0-9.]+).*?, loss=([0-9.]+)", log)}
     assert sorted(epochs) == [1, 2]
-    n_tokens = len((recipe / "data" / "token_list" / "bpe_unigram30" / "tokens.txt").read_text().split())
-    assert epochs[2][0] < 0.9 * epochs[1][0], epochs
-    assert epochs[2][1] > 2.0 / n_tokens, epochs
+    assert epochs[2][0] < 0.9 * epochs[1][0], epochs  # training loss
+    assert epochs[2][2] < 0.9 * epochs[1][2], epochs  # dev loss (unchanged, to the digit, at lr 0)
+    assert epochs[2][1] > 0.8 * majority_token_rate(recipe, "dev"), epochs
 
 
 def test_records_hold_every_scored_decode(recipe: Path) -> None:
