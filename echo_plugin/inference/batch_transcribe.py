@@ -50,7 +50,7 @@ class ChunkResult:
 class Result:
     """A recording's transcription: ``hyps`` best first (one chunk: ESPnet's n best; several: the chunks'
     best joined, alone), ``chunks`` when it was split, ``error`` (and no hyps) when a chunk was too short
-    for the encoder: what went wrong, to follow "too short audio file <path>: "."""
+    for the front end or the encoder: what went wrong, to follow "too short audio file <path>: "."""
 
     utt: str
     path: str
