@@ -7,11 +7,16 @@ Prints ``<id> <text>`` per input, in input order (the file path is the id for
 plain files), or with ``--output jsonl`` one JSON object per input: id, file,
 seconds, text, score (and the n best with ``--nbest N``; ``chunks`` with each
 chunk's start, end, text and score for a split recording). A file that cannot be
-used (missing, unreadable, empty, truncated, too short for the encoder) gets one
-line on stderr naming it and why, the others are still transcribed, and the exit
-status is 1. Weights load strictly; audio at another rate is resampled to the
-model's. Decoding options: the recipe's decoding config packed with the model,
-else beam 8 and CTC weight 0.3; ``--decode_config`` overrides single options.
+used (missing, unreadable, empty, truncated, too short for the front end or the
+encoder) gets one line on stderr naming it and why, the others are still
+transcribed, and the exit status is 1. Bad arguments stop the run before any
+file, each with one line naming the file: a missing or malformed
+``--decode_config``, a ``--wav_scp`` that is missing, not UTF-8 or has a line
+without a path, a damaged model archive, a packed model whose weights do not
+match its config (the keys named). Weights load strictly; audio at another rate
+is resampled to the model's. Decoding options: the recipe's decoding config
+packed with the model, else beam 8 and CTC weight 0.3; ``--decode_config``
+overrides single options.
 The Python API is ``echo_plugin.inference.transcriber.load``.
 
 An exported bundle (``python -m echo_plugin.bin.export_onnx --model model.zip --out_dir exported/``, INT8
@@ -24,11 +29,14 @@ length within windows of 4N files; ESPnet's beam search still runs on each one,
 and the output equals batch 1 (the default: each file decoded as read, exactly
 ESPnet's path) up to float rounding of the encoder (models whose encoder output
 padding would change are encoded one by one: ``echo_plugin.inference.batch_encode``).
-Long recordings: longer than ``--max_chunk_seconds`` (20 s; 0: never split) they
-are split at pauses (an energy VAD against the file's own noise floor; fixed
-chunks with 0.5 s overlap where there is no pause) and the chunk transcripts are
-joined in order; a model trained on short clips may want a shorter limit (an
-FSDD model on 60 s of digits: 42.5% WER at 20 s, 20.0% at 8 s; bench/TRANSCRIBE.md).
+Long recordings: longer than the chunk limit they are split at pauses (an energy
+VAD against the file's own noise floor; fixed chunks with 0.5 s overlap where
+there is no pause) and the chunk transcripts are joined in order. The limit:
+``--max_chunk_seconds`` (0: never split), else ``max_chunk_seconds`` in the
+decoding options (``--decode_config``, or the packed decoding config), else 20 s.
+A model trained on short clips wants a short limit: the FSDD default (trained on
+1-5 s clips) on 30-60 s recordings of a dev speaker's connected digits makes
+several times the errors at 20 s than at 4-6 s (bench/CHUNKING.md).
 A progress bar counts files on stderr when stderr is a terminal (``--progress`` /
 ``--no-progress`` force it on / off; never for one file); the error lines and
 transcripts are written around it.
@@ -53,23 +61,62 @@ from typing import Iterator
 import numpy as np
 import yaml
 
-from echo_plugin.inference.audio import AudioError
+from echo_plugin.inference.audio import AudioError, one_line
 from echo_plugin.inference.batch_transcribe import Recording, Result, transcribe_recordings
 from echo_plugin.inference.chunking import ChunkingConfig
 from echo_plugin.inference.onnx_transcriber import is_bundle
-from echo_plugin.inference.transcriber import Transcriber, load
+from echo_plugin.inference.transcriber import FROM_OPTIONS, ModelError, Transcriber, load
+
+
+class InputError(ValueError):
+    """An argument file (``--wav_scp``, ``--decode_config``) that cannot be used, on one line naming it."""
+
+
+def wav_scp_lines(wav_scp: Path) -> list[str]:
+    """The lines of a wav.scp; InputError naming it when it is missing, unreadable or not UTF-8 (the first
+    bad line named, and how many there are)."""
+    from echo_plugin.recipe.data_dir import DataDirError, read_text_lines
+
+    if not wav_scp.is_file():
+        raise InputError(f"--wav_scp {wav_scp}: no such file")
+    try:
+        return read_text_lines(wav_scp)
+    except DataDirError as error:
+        more = f" (and {len(error.faults) - 1} more line(s))" if len(error.faults) > 1 else ""
+        raise InputError(f"--wav_scp {error.faults[0]}{more}") from None
+    except OSError as error:
+        raise InputError(f"--wav_scp {wav_scp}: cannot read it: {one_line(error)}") from None
 
 
 def inputs(files: list[str], wav_scp: Path | None) -> Iterator[tuple[str, str]]:
-    """(id, path) pairs from plain files and/or a Kaldi wav.scp."""
+    """(id, path) pairs from plain files and/or a Kaldi wav.scp (InputError for a bad one: ``wav_scp_lines``,
+    or a line that is not '<utt id> <audio path>')."""
     for path in files:
         yield path, path
     if wav_scp is not None:
-        for number, line in enumerate(wav_scp.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(wav_scp_lines(wav_scp), 1):
+            if not line.strip():
+                continue
             utt, _, path = line.strip().partition(" ")
-            if not path or path.endswith("|"):
-                raise SystemExit(f"{wav_scp}:{number}: expected '<utt id> <audio path>', got '{line}'")
+            if not path.strip() or path.endswith("|"):
+                raise InputError(f"--wav_scp {wav_scp}:{number}: expected '<utt id> <audio path>', got '{line}'")
             yield utt, path.strip()
+
+
+def decoding_overrides(path: Path) -> dict:
+    """The options of a ``--decode_config`` YAML; InputError naming it when it is missing, unreadable, not
+    YAML or not a mapping."""
+    try:
+        options = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--decode_config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise InputError(f"--decode_config {path}: cannot read it: {one_line(error)}") from None
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InputError(f"--decode_config {path}: holds a {type(options).__name__}, not decoding options")
+    return options
 
 
 def speaker_statistics(model: Transcriber, audio: dict[str, np.ndarray], mode: str,
@@ -140,15 +187,17 @@ def readable(
 def recordings(model: Transcriber, items: Iterator[tuple[str, str, np.ndarray]], mode: str,
                prior_frames: float) -> Iterator[Recording]:
     """Readable inputs -> Recordings with their speaker statistics: each file's own as it comes (per_file),
-    all files' pooled once every file is read (pooled), or none (unknown)."""
+    all files' pooled once every file is read (pooled), or none (unknown). A file too short for the front
+    end has none (and adds none to the pool): decoding then refuses it with one line."""
     if mode == "pooled":  # one speaker's statistics need every file first
         held = list(items)
-        stats = speaker_statistics(model, {utt: x for utt, _, x in held}, mode, prior_frames)
+        usable = {utt: x for utt, _, x in held if not model.too_short(x)}
+        stats = speaker_statistics(model, usable, mode, prior_frames) if usable else {}
         for utt, path, speech in held:
             yield Recording(utt, path, speech, stats.get(utt))
         return
     for utt, path, speech in items:
-        stats = speaker_statistics(model, {utt: speech}, mode, prior_frames)
+        stats = {} if model.too_short(speech) else speaker_statistics(model, {utt: speech}, mode, prior_frames)
         yield Recording(utt, path, speech, stats.get(utt))
 
 
@@ -192,6 +241,12 @@ def exit_status(failed: list[str]) -> int:
     return 0
 
 
+def fail(message: str) -> int:
+    """One stderr line for a bad argument or model -> exit status 1."""
+    print(f"transcribe: error: {message}", file=sys.stderr)
+    return 1
+
+
 def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | None) -> int:
     """``--model`` an exported bundle: each input read, decoded greedily by onnxruntime and printed in order;
     one stderr line for each that cannot be read or decoded."""
@@ -203,7 +258,10 @@ def transcribe_exported(args: argparse.Namespace, chunking: ChunkingConfig | Non
     except (ExportError, ImportError) as error:  # a TorchScript or float-only bundle, no onnxruntime
         print(f"transcribe: error: {error}", file=sys.stderr)
         return 1
-    pairs = list(inputs(args.audio, args.wav_scp))
+    try:
+        pairs = list(inputs(args.audio, args.wav_scp))
+    except InputError as error:
+        return fail(str(error))
     console = Console(len(pairs), args.progress)
     failed: list[str] = []
     try:
@@ -245,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="speaker_mvn models: add this many frames of the training speakers' pooled statistics "
                              "to the file's (per_file) or speaker's (pooled) own (default 0)")
     parser.add_argument("--output", choices=("text", "jsonl"), default="text")
-    parser.add_argument("--nbest", type=int, default=1, help="hypotheses per input (jsonl shows them all)")
+    parser.add_argument("--nbest", type=int, default=1,
+                        help="hypotheses per input, at least 1 (jsonl shows them all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch_size", type=int, default=1,
                         help="files (or chunks) encoded together (default 1: each file as it is read)")
-    parser.add_argument("--max_chunk_seconds", type=float, default=20.0,
-                        help="split longer recordings at pauses into chunks of at most this (0: never split)")
+    parser.add_argument("--max_chunk_seconds", type=float, default=None,
+                        help="split longer recordings at pauses into chunks of at most this (0: never split; "
+                             "default: max_chunk_seconds of the decoding options, else 20)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="a progress bar on stderr (default: when stderr is a terminal; never for one file)")
     parser.add_argument("audio", nargs="*")
@@ -259,7 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give audio files and/or --wav_scp")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
-    chunking = ChunkingConfig.for_limit(args.max_chunk_seconds) if args.max_chunk_seconds > 0 else None
+    if args.nbest < 1:
+        parser.error(f"--nbest must be at least 1, got {args.nbest}")
+    if args.max_chunk_seconds is not None and args.max_chunk_seconds < 0:
+        parser.error(f"--max_chunk_seconds must be 0 (never split) or more, got {args.max_chunk_seconds}")
+    chunking: ChunkingConfig | None | str = FROM_OPTIONS  # the decoding options' limit, else 20 s
+    if args.max_chunk_seconds is not None:
+        chunking = ChunkingConfig.for_limit(args.max_chunk_seconds) if args.max_chunk_seconds > 0 else None
     if is_bundle(args.model):
         used = {"--decode_config": args.decode_config is not None, "--nbest": args.nbest != 1,
                 "--batch_size": args.batch_size != 1, "--device": args.device != "cpu",
@@ -269,24 +335,25 @@ def main(argv: list[str] | None = None) -> int:
         if given:
             parser.error(f"{args.model} is an exported bundle (greedy CTC in onnxruntime on the CPU): "
                          f"{', '.join(given)} do(es) not apply")
-        return transcribe_exported(args, chunking)
+        return transcribe_exported(args, ChunkingConfig() if chunking == FROM_OPTIONS else chunking)
     if args.int8:
         parser.error("--int8 is for an exported bundle; for a packed model use a decoding config with "
                      "quantize_asr_model: true (conf/decode_asr_ctc08_int8.yaml)")
     if not args.model.is_file():
         parser.error(f"no model archive at {args.model}")
-    overrides = None
-    if args.decode_config is not None:
-        overrides = yaml.safe_load(args.decode_config.read_text(encoding="utf-8")) or {}
-    model = load(args.model, overrides, device=args.device, cache_dir=args.cache_dir, nbest=args.nbest,
-                 chunking=chunking)
+    try:  # the arguments' files first: a bad one stops the run before the model is loaded
+        pairs = list(inputs(args.audio, args.wav_scp))
+        overrides = decoding_overrides(args.decode_config) if args.decode_config is not None else None
+        model = load(args.model, overrides, device=args.device, cache_dir=args.cache_dir, nbest=args.nbest,
+                     chunking=chunking)
+    except (InputError, ModelError) as error:
+        return fail(str(error))
 
-    pairs = list(inputs(args.audio, args.wav_scp))
     console = Console(len(pairs), args.progress)
     failed: list[str] = []
     items = recordings(model, readable(model, iter(pairs), failed, console), args.speaker, args.prior_frames)
     try:
-        for result in transcribe_recordings(model, items, args.batch_size, chunking, args.nbest):
+        for result in transcribe_recordings(model, items, args.batch_size, model.chunking, args.nbest):
             if result.error is not None:
                 console.err(error_line(result))
                 failed.append(result.utt)

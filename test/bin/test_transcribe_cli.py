@@ -1,5 +1,6 @@
 """The transcribe CLI on a folder of good and bad files with a tiny random packed model: one stderr line per bad
-file, the good ones transcribed in input order, long recordings in chunks, batched output as batch 1, a
+file (a file of a few samples, which the front end's STFT cannot frame, among them), the good ones transcribed in
+input order, long recordings in chunks, batched output as batch 1, a
 progress bar only when asked (or on a terminal) that never shares a line with an error."""
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def folder(tmp_path_factory) -> dict[str, Path]:
         "cut": root / "cut.wav",
         "b": write_wav(root / "b.wav", babble(2.2, 2)),
         "short": write_wav(root / "short.wav", babble(1.0, 3)[:200]),
+        "few": write_wav(root / "few.wav", babble(1.0, 5)[:40]),  # under the STFT's half window (128)
         "c": write_wav(root / "c.wav", babble(0.9, 4)),
     }
     files["notes"].write_text("not audio")
@@ -69,8 +71,22 @@ def test_a_folder_of_good_and_bad_files(archive, folder, capsys) -> None:
         f"transcribe: error: truncated audio file {folder['cut']}: its header declares 17600 samples, "
         "the file holds 1478",
         f"transcribe: error: too short audio file {folder['short']}: 0.025 s give the encoder no output frame",
+        f"transcribe: error: too short audio file {folder['few']}: 0.005 s give the encoder no output frame",
     ]
-    assert errors[-1] == f"transcribe: 3 input(s) failed: {folder['notes']} {folder['cut']} {folder['short']}"
+    assert errors[-1] == (f"transcribe: 4 input(s) failed: {folder['notes']} {folder['cut']} {folder['short']} "
+                          f"{folder['few']}")
+
+
+@pytest.mark.parametrize("speaker", ["pooled", "unknown"])
+def test_a_file_of_a_few_samples_fails_alone_whatever_the_speaker_statistics(archive, folder, speaker,
+                                                                             capsys) -> None:
+    files = [folder[k] for k in ("a", "few", "b")]
+    code, out, err = run(capsys, "--model", archive, "--speaker", speaker, "--batch_size", "2", *files)
+    assert code == 1
+    assert [line.split(" ")[0] for line in out.splitlines()] == [str(folder["a"]), str(folder["b"])]
+    assert err.splitlines() == [
+        f"transcribe: error: too short audio file {folder['few']}: 0.005 s give the encoder no output frame",
+        f"transcribe: 1 input(s) failed: {folder['few']}"]
 
 
 def test_batched_output_is_the_output_of_batch_1(archive, folder, capsys) -> None:
