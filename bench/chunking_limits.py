@@ -34,17 +34,19 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+ALONE = "alone"  # the limit of the reference row: every utterance decoded alone
 
 
 @dataclass
 class LongRecording:
     """Concatenated utterances of one fold: its id, the utterance ids, samples (N,) at the model's rate,
-    the reference words."""
+    the reference words, each utterance's end sample."""
 
     rid: str
     utts: list[str]
     samples: np.ndarray
     reference: str
+    ends: list[int]
 
 
 def kaldi_map(path: Path) -> dict[str, str]:
@@ -82,24 +84,33 @@ def build_recordings(data_dir: Path, read, fs: int, count: int, seconds: tuple[f
             pieces.append(read(wavs[utts[position]]))
             position += 1
         out.append(LongRecording(f"{prefix}-long{number:02d}", taken, np.concatenate(pieces),
-                                 " ".join(texts[u] for u in taken)))
+                                 " ".join(texts[u] for u in taken), np.cumsum([len(p) for p in pieces]).tolist()))
     return out
 
 
-def decode(model, recording: LongRecording, limit: float) -> dict:
-    """One recording at one chunk limit, as the CLI decodes it -> text, chunks and times."""
+def decode(model, recording: LongRecording, limit: float | str) -> dict:
+    """One recording at one chunk limit, as the CLI decodes it -> text, chunks and times. ``limit`` ALONE:
+    each of its utterances decoded alone (the model's training condition), the texts joined."""
     from echo_plugin.bin import transcribe as cli
     from echo_plugin.inference.batch_transcribe import transcribe_recordings
-    from echo_plugin.inference.chunking import ChunkingConfig, split
+    from echo_plugin.inference.chunking import Chunk, ChunkingConfig, split
 
-    chunking = ChunkingConfig.for_limit(limit)
+    if limit == ALONE:
+        chunking = None
+        chunks = [Chunk(a, b) for a, b in zip([0, *recording.ends[:-1]], recording.ends)]
+    else:
+        chunking = ChunkingConfig.for_limit(limit)
+        chunks = split(recording.samples, model.fs, chunking)  # what transcribe_recordings cuts, for the lengths
+    pieces = [(recording.rid, recording.samples)] if chunking is not None else [
+        (f"{recording.rid}-{i}", recording.samples[c.start: c.end]) for i, c in enumerate(chunks)]
     start, cpu_start = time.perf_counter(), time.process_time()
-    items = cli.recordings(model, iter([(recording.rid, recording.rid, recording.samples)]), "per_file", 0.0)
-    result = next(transcribe_recordings(model, items, 1, chunking, 1))
+    items = cli.recordings(model, iter([(rid, rid, x) for rid, x in pieces]), "per_file", 0.0)
+    results = list(transcribe_recordings(model, items, 1, chunking, 1))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    chunks = split(recording.samples, model.fs, chunking)  # the same split again, for its lengths
+    errors = [r.error for r in results if r.error is not None]
     return {
-        "text": result.hyps[0].text if result.error is None else "", "error": result.error,
+        "text": " ".join(r.hyps[0].text for r in results if r.error is None and r.hyps[0].text),
+        "error": errors[0] if errors else None,
         "wall_s": wall, "cpu_s": cpu, "chunks": [round((c.end - c.start) / model.fs, 3) for c in chunks],
         "forced": sum(c.forced for c in chunks),
     }
@@ -152,7 +163,7 @@ def report(rows: list[dict], command: str, loads: tuple[str, str]) -> str:
 
     from bench.export_int8 import cpu_name, git_state
 
-    limits = sorted({r["limit"] for r in rows})
+    limits = sorted({r["limit"] for r in rows}, key=lambda x: -1 if x == ALONE else x)
     folds = sorted({r["fold"] for r in rows})
     recordings = {r["recording"]: r for r in rows}
     complete = [rid for rid in recordings if {r["limit"] for r in rows if r["recording"] == rid} == set(limits)]
@@ -199,12 +210,16 @@ def report(rows: list[dict], command: str, loads: tuple[str, str]) -> str:
         chunks = [c for r in at for c in r["chunks"]]
         seconds = sum(r["seconds"] for r in at)
         lines.append(
-            f"|{limit:g}|{100 * errors / max(words, 1):.1f} % ({errors}/{words})|" + "|".join(per_fold)
+            f"|{'each utterance alone' if limit == ALONE else f'{limit:g}'}|"
+            f"{100 * errors / max(words, 1):.1f} % ({errors}/{words})|" + "|".join(per_fold)
             + f"|{len(chunks)}|{np.mean(chunks):.1f}|{sum(r['forced'] for r in at)}|"
             f"{sum(r['wall_s'] for r in at) / seconds:.4f}|{sum(r['cpu_s'] for r in at) / seconds:.4f}|")
-    failed = [f"{r['recording']} at {r['limit']:g} s: {r['error']}" for r in rows if r["error"]]
-    lines += ["", "Forced cuts: chunk ends cut without a pause (the next chunk then starts 0.5 s earlier, less "
-              "under 4 s). " + (f"Failed decodings: {'; '.join(failed)}." if failed else "No decoding failed."), ""]
+    failed = [f"{r['recording']} at {r['limit']}: {r['error']}" for r in rows if r["error"]]
+    lines += ["", "Each utterance alone: the recordings' utterances decoded one by one at their own boundaries "
+              "(what the model was trained on; no chunking), the reference for what cutting costs. Chunks: "
+              "decoded pieces (utterances for that row). Forced cuts: chunk ends cut without a pause (the next "
+              "chunk then starts 0.5 s earlier, less under 4 s). "
+              + (f"Failed decodings: {'; '.join(failed)}." if failed else "No decoding failed."), ""]
     return "\n".join(lines)
 
 
@@ -215,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recordings", type=int, default=10, help="long recordings per fold")
     parser.add_argument("--seconds", type=float, nargs=2, default=[30.0, 60.0], help="their length range")
     parser.add_argument("--limits", type=float, nargs="+", default=[4, 6, 8, 10, 15, 20])
+    parser.add_argument("--alone", action="store_true",
+                        help="also decode each recording's utterances alone (the reference row)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jsonl", type=Path, required=True, help="decodings appended here, one JSON line each")
     parser.add_argument("--report_only", action="store_true", help="render the report from --jsonl alone")
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         if not args.fold:
             parser.error("give --fold DEV_DATA_DIR MODEL_ZIP (one per fold)")
+        if args.alone:
+            args.limits = [ALONE, *args.limits]
         run(args)
     loads.append(" / ".join(Path("/proc/loadavg").read_text().split()[:3]))
     rows = [json.loads(line) for line in args.jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
