@@ -75,6 +75,11 @@ class ModelError(ValueError):
     """A model archive that cannot be used, with the archive (or the option) named, on one line."""
 
 
+class PackedWeightsError(ModelError, WeightMismatchError):
+    """Packed weights that do not match the packed config: a ModelError, and still the strict loader's
+    WeightMismatchError for callers that catch that."""
+
+
 @dataclass
 class Hypothesis:
     """One decoding result: the text, its beam-search score and its tokens."""
@@ -297,7 +302,8 @@ def load(archive: str | Path, overrides: dict | None = None, device: str = "cpu"
                 speech2text = EchoSpeech2Text(**files, device=device, **options)
             except (WeightMismatchError, pickle.UnpicklingError, EOFError) as error:
                 # the weight file by its name in the archive, not by the temporary copy
-                raise ModelError(f"model archive {archive}: {one_line(error).replace(f'{target}/', '')}") from None
+                kind = PackedWeightsError if isinstance(error, WeightMismatchError) else ModelError
+                raise kind(f"model archive {archive}: {one_line(error).replace(f'{target}/', '')}") from None
     except BaseException:
         if temporary:
             shutil.rmtree(target, ignore_errors=True)
