@@ -140,13 +140,19 @@ def test_a_per_utterance_model_deploys_as_the_recipe_decodes(recipe: Path) -> No
     """speech_mvn (per-utterance statistics): stage 8's packed model through transcribe, file by file, gives
     the recipe's first-pass transcripts exactly; the archive carries the decoding config."""
     run_recipe(recipe, "--stage", "5", "--stop_stage", "8", "--feats_normalize", "speech_mvn", "--asr_tag",
-               "speech_mvn", "--asr_args", "--max_epoch 1", "--speaker_adapt", "false", "--score_deployed", "true")
+               "speech_mvn", "--asr_args", "--max_epoch 1", "--speaker_adapt", "false", "--score_deployed", "true",
+               "--max_chunk_seconds", "7.5")  # longer than every test clip: the deployed decode splits none
     exp = recipe / "exp" / "asr_speech_mvn"
     assert yaml.safe_load((exp / "config.yaml").read_text())["normalize"] == "speech_mvn"
     first, deployed = exp / "decode_decode_fast_valid.acc.ave", exp / "decode_decode_fast_valid.acc.ave_deployed"
     for name in SETS:
         assert (deployed / name / "text").read_text() == (first / name / "text").read_text()
-    assert "decode.yaml" in {Path(n).name for n in zipfile.ZipFile(exp / "speech_mvn.zip").namelist()}
+    with zipfile.ZipFile(exp / "speech_mvn.zip") as archive:
+        [packed] = [n for n in archive.namelist() if Path(n).name == "decode.yaml"]
+        decoding = yaml.safe_load(archive.read(packed))
+    assert decoding == {**yaml.safe_load((recipe / FAST_DECODE).read_text()), "max_chunk_seconds": 7.5}
+    from echo_plugin.inference.transcriber import load
+    assert load(exp / "speech_mvn.zip").chunking.max_seconds == 7.5  # transcribe's limit comes with the model
     passes = {(r["decode"]["pass"], r["test_set"], r["wer"]) for r in read_records(recipe / "records")
               if r["name"] == "speech_mvn"}
     assert {(p, s) for p, s, _ in passes} == {(p, s) for p in ("first", "deployed") for s in SETS}

@@ -60,6 +60,8 @@ help_message="Usage: $0 [options]
   --record_name NAME           the records' name (default: the asr tag); --folds_file (default: conf/folds.yaml)
   --score_deployed true        stage 8 also decodes every test set with the packed model through transcribe,
                                file by file (an unknown speaker), scored and recorded as <inference_tag>_deployed
+  --max_chunk_seconds S        stage 8 packs S into decode.yaml: transcribe splits longer recordings into chunks of
+                               at most S seconds (at silences); default: transcribe's own (20 s)
   --score_normalizer whisper   stages 7 and 8 score after openai-whisper's English text normaliser (\"5.\" = FIVE);
                                whisper_digits: then digit strings spelled per digit (\"12\" = ONE TWO); default none"
 
@@ -122,6 +124,7 @@ snr_noise=colored
 # Packing
 pack_tag=
 score_deployed=false  # true: stage 8 also scores the packed model run file by file (<inference_tag>_deployed)
+max_chunk_seconds=   # set: stage 8 packs it into decode.yaml, transcribe's limit for splitting long recordings
 score_normalizer=none  # none (as written), whisper or whisper_digits: echo_plugin.recipe.score --normalizer
 # Run records (echo_plugin.recipe.records): stage 7 stores each scored decode there
 records_dir=records
@@ -593,6 +596,10 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     [ "${token_type}" != bpe ] || pack_opts+=(--option "${bpemodel}")
     if [ -n "${inference_config}" ]; then   # transcribe decodes with it unless told otherwise
         cp "${inference_config}" "${asr_exp}/decode.yaml"
+        if [ -n "${max_chunk_seconds}" ]; then   # transcribe's key only: stage 6's ESPnet parser refuses it
+            printf '\n# packed by stage 8 (--max_chunk_seconds): transcribe splits longer recordings\nmax_chunk_seconds: %s\n' \
+                "${max_chunk_seconds}" >> "${asr_exp}/decode.yaml"
+        fi
         pack_opts+=(--option "${asr_exp}/decode.yaml")
     fi
     ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
