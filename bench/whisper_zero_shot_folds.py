@@ -346,16 +346,21 @@ def _frequent_errors(rows: Sequence[Row], top: int = 12) -> list[str]:
 def run_facts(args: argparse.Namespace, commit: str, wall_s: float, load_s: float) -> dict[str, str]:
     """The TSV's ``#`` lines: how and where the decoding ran (``commit``: the repository when it started, the
     code that ran), and the options to redo it."""
-    import faster_whisper
+    from importlib.metadata import PackageNotFoundError, version
 
     from bench.export_int8 import cpu_name, load_average
+
+    try:
+        faster_whisper_version = version("faster-whisper")
+    except PackageNotFoundError:  # the facts of a run whose transcriber is not faster-whisper (the tests' fake)
+        faster_whisper_version = "not installed"
 
     options = (f"--folds_root {args.folds_root} --records {args.records} --config {args.config} "
                f"--compute_type {args.compute_type} --threads {args.threads} --out {args.out}")
     options += f" --speakers {' '.join(args.speakers)}" if args.speakers else ""
     options += f" --max_utts {args.max_utts}" if args.max_utts else ""
     return {"written": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}", "cpu": cpu_name(),
-            "cores": str(os.cpu_count()), "faster_whisper": faster_whisper.__version__,
+            "cores": str(os.cpu_count()), "faster_whisper": faster_whisper_version,
             "compute_type": args.compute_type, "threads": str(args.threads), "commit": commit,
             "load_average": load_average(), "wall_s": f"{wall_s:.1f}", "load_s": f"{load_s:.2f}",
             "options": options, "tsv": str(args.tsv), "records": str(args.records), "out": str(args.out)}
