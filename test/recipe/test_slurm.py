@@ -211,7 +211,8 @@ RECIPE_OPTS = ("--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--speed_pertu
 
 def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run.sh stages 1-7 with cmd_backend=slurm and cmd.sh's job classes: statistics and decoding as job arrays,
-    training as one job; then training on two nodes (asr.sh --num_nodes 2); then GPU decoding (--gpu_inference
+    training as one job; then training on two nodes (asr.sh --num_nodes 2); then stage 2 into archives
+    (--audio_format flac.ark: a job array per set); then GPU decoding (--gpu_inference
     true: a job with a GPU, which this machine's fake one cannot run), which fails naming its logs."""
     monkeypatch.setenv("cmd_backend", "slurm")
     monkeypatch.setenv("slurm_opts", "--partition=debug")  # cmd.sh's options of every job
@@ -245,6 +246,25 @@ def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypa
         config = yaml.safe_load((root / "exp" / "asr_dist" / "config.yaml").read_text())
         assert (config["dist_launcher"], config["dist_backend"]) == ("slurm", "gloo")
         assert (root / "exp" / "asr_dist" / "1epoch.pth").is_file()
+
+    # stage 2 into archives (a dumpdir of its own): every set's --nj archives written by one Slurm job array
+    run = run_recipe(root, "--stage", "2", "--stop_stage", "2", *RECIPE_OPTS, "--audio_format", "flac.ark",
+                     "--dumpdir", "dump_ark")
+    sets = ("train", "dev", "test_isolated", "test_connected")
+    assert len(JOB_ID.findall(run.stdout)) == len(sets), run.stdout[-3000:]
+    for name in sets:
+        for j in (1, 2):
+            log = root / "dump_ark" / "log" / f"format_{name}.{j}.log"
+            text = log.read_text()
+            assert "(Slurm job " in text and "# Ended (code 0)" in text, (log, text[-2000:])
+        arks = root / "dump_ark" / "raw" / name
+        entries = dict(line.split(" ", 1) for line in (arks / "wav.scp").read_text().splitlines())
+        # <ark>:<offset>, the ark by its real path (format_data makes --dst absolute from run.sh's cwd)
+        assert {v.rpartition(":")[0] for v in entries.values()} == {
+            str((arks / "data" / f"wav.{j}.ark").resolve()) for j in (1, 2)}, list(entries.values())[:3]
+        assert all(v.rpartition(":")[2].isdigit() for v in entries.values()), list(entries.values())[:3]
+        wav_scp = (root / "dump" / "raw" / name / "wav.scp").read_text().splitlines()
+        assert sorted(entries) == sorted(line.split(" ", 1)[0] for line in wav_scp), name  # the wav dump's ids
 
     import torch
     if torch.cuda.is_available():
