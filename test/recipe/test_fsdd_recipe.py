@@ -153,6 +153,9 @@ def test_a_per_utterance_model_deploys_as_the_recipe_decodes(recipe: Path) -> No
     assert decoding == {**yaml.safe_load((recipe / FAST_DECODE).read_text()), "max_chunk_seconds": 7.5}
     from echo_plugin.inference.transcriber import load
     assert load(exp / "speech_mvn.zip").chunking.max_seconds == 7.5  # transcribe's limit comes with the model
+    limits = {r["decode"]["pass"]: r["decode"]["config"].get("max_chunk_seconds")
+              for r in read_records(recipe / "records") if r["name"] == "speech_mvn"}
+    assert limits == {"first": None, "deployed": 7.5}  # each row names the decoding options it ran with
     passes = {(r["decode"]["pass"], r["test_set"], r["wer"]) for r in read_records(recipe / "records")
               if r["name"] == "speech_mvn"}
     assert {(p, s) for p, s, _ in passes} == {(p, s) for p in ("first", "deployed") for s in SETS}

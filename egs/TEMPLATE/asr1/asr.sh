@@ -281,10 +281,11 @@ feature_cache() {
 
 # store_records "DECODE_DIRS": the scored test sets of those decode dirs as run records, then RESULTS.md
 # rendered from every record of the recipe (echo_plugin.recipe.records, echo_plugin.recipe.results).
-store_records() {
+store_records() {  # $1: the decode dirs; $2: the decoding config they used (default: --inference_config)
+    local decoding=${2:-${inference_config}}
     ${python} -m echo_plugin.recipe.records write --exp_dir "${asr_exp}" --data_root "${dumpdir}/raw" \
         --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "$(for d in ${test_sets}; do set_name "$d"; done)" \
-        --decode_dirs "$1" ${inference_config:+--inference_config "${inference_config}"} \
+        --decode_dirs "$1" ${decoding:+--inference_config "${decoding}"} \
         --records_dir "${records_dir}" ${record_name:+--name "${record_name}"} --folds "${folds_file}" \
         || die "cannot store the run records"
     ${python} -m echo_plugin.recipe.results --recipe_dir . --out RESULTS.md
@@ -627,7 +628,8 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
                 --out_dir "${dir}/score" --decode_seconds "${dir}/decode_seconds" --utt2dur "${dumpdir}/raw/${name}/utt2dur" \
                 --normalizer "${score_normalizer}"
         done
-        store_records "${deployed}"
+        # the packed decoding config (with the chunk limit stage 8 added, if any) is what the deployed rows used
+        store_records "${deployed}" "$([ -f "${asr_exp}/decode.yaml" ] && [ -n "${inference_config}" ] && echo "${asr_exp}/decode.yaml")"
     fi
 fi
 
