@@ -237,14 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report_only", action="store_true", help="render the report from --jsonl alone")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     args = parser.parse_args(argv)
-    loads = [" / ".join(Path("/proc/loadavg").read_text().split()[:3])]
+    from bench.export_int8 import load_average
+
+    loads = [load_average()]
     if not args.report_only:
         if not args.fold:
             parser.error("give --fold DEV_DATA_DIR MODEL_ZIP (one per fold)")
         if args.alone:
             args.limits = [ALONE, *args.limits]
         run(args)
-    loads.append(" / ".join(Path("/proc/loadavg").read_text().split()[:3]))
+    loads.append(load_average())
     rows = [json.loads(line) for line in args.jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
     text = report(rows, " ".join(["python -m bench.chunking_limits", *(argv if argv is not None else sys.argv[1:])]),
                   (loads[0], loads[-1]))

@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.model, args.wav_scp, args.batch_sizes[0], args.limit, args.decode_config)))
         return 0
-    loads = [" / ".join(Path("/proc/loadavg").read_text().split()[:3])]
+    from bench.export_int8 import load_average
+
+    loads = [load_average()]
     runs: dict[int, list[dict]] = {size: [] for size in args.batch_sizes}
     for round_ in range(args.repeats):
         for size in args.batch_sizes:
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[size].append(result)
             print(f"round {round_ + 1}, batch {size}: RTF {result['decode_s'] / result['audio_seconds']:.4f}, "
                   f"load {result['load_s']:.2f} s", file=sys.stderr, flush=True)
-    loads.append(" / ".join(Path("/proc/loadavg").read_text().split()[:3]))
+    loads.append(load_average())
     text = report(args, runs, (loads[0], loads[1]))
     print(text)
     if args.out is not None:
