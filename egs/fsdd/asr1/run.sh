@@ -17,6 +17,8 @@
 # Decoding: a first pass (CTC weight 0.8); the filterbank configs add a speaker-adaptive second pass
 # (asr.sh --speaker_adapt: the model fine-tuned on each test speaker's own first-pass hypotheses,
 # conf/adapt.yaml), scored side by side (decode_..._spkadapt); --speaker_adapt false keeps the first pass only.
+# The packed model carries a 4 s chunk limit (--max_chunk_seconds 4, chosen on dev speakers: bench/CHUNKING.md):
+# transcribe splits longer recordings at pauses, and the deployed rows are scored with it.
 # Noise robustness (both opt-in; the default run above is unchanged):
 #   ./run.sh --noise_aug true                  # train with babble of training speakers and
 #                                              # white/pink/brown noise, 0-20 dB SNR, p=0.5
@@ -72,6 +74,7 @@ config_args "${asr_config}" "${args[@]}"
     --speaker_adapt true \
     --adapt_config conf/adapt.yaml \
     --score_deployed true \
+    --max_chunk_seconds 4 \
     "${config_args[@]}" \
     "${aug_opts[@]}" \
     "${args[@]}"
