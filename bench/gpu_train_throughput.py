@@ -91,7 +91,7 @@ if str(ROOT) not in sys.path:  # run as a file: import echo_plugin from this tre
     sys.path.insert(0, str(ROOT))
 
 from echo_plugin.catalog import ATTENTION  # noqa: E402
-from echo_plugin.nn.layers import DecoderLayer, EncoderLayer, FeedForward, make_norm  # noqa: E402
+from echo_plugin.nn.layers import DecoderInputs, DecoderLayer, EncoderLayer, FeedForward, make_norm  # noqa: E402
 
 CONFIG = "egs/librispeech_100/asr1/conf/tuning/train_asr_echo.yaml"
 SAMPLE_RATE = 16000
@@ -260,12 +260,15 @@ class EchoDecoderStack(nn.Module):
         self.output_layer = nn.Linear(d, w.vocab)
 
     def forward(self, memory: Tensor, memory_lens: Tensor, ys_in: Tensor, ys_in_lens: Tensor) -> Tensor:
-        memory_mask = real_mask(memory_lens, memory.size(1))
-        target_mask = real_mask(ys_in_lens, ys_in.size(1))
-        positions = torch.arange(ys_in.size(1), device=ys_in.device)
+        inputs = DecoderInputs(
+            memory,
+            real_mask(memory_lens, memory.size(1)),
+            real_mask(ys_in_lens, ys_in.size(1)),
+            torch.arange(ys_in.size(1), device=ys_in.device),
+        )
         x = self.embed_dropout(self.embed(ys_in))
         for block in self.blocks:
-            x, _, _ = block(x, memory, memory_mask, target_mask, positions)
+            x, _, _ = block(x, inputs)
         return self.output_layer(self.after_norm(x))
 
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from echo_plugin.catalog import ACTIVATION
 from echo_plugin.nn.attention.kernel import KVCache
 from echo_plugin.nn.attention.standard import MultiHeadAttention
-from echo_plugin.nn.layers import causal_self_attention, cross_attention
+from echo_plugin.nn.layers import DecoderInputs, causal_self_attention, cross_attention
 
 
 class DualGate(nn.Module):
@@ -110,10 +110,7 @@ class DualDecoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        memory: Tensor,
-        memory_mask: Optional[Tensor],
-        target_mask: Optional[Tensor] = None,
-        positions: Optional[Tensor] = None,
+        inputs: DecoderInputs,
         self_cache: Optional[KVCache] = None,
         primary_cache: Optional[KVCache] = None,
         secondary_cache: Optional[KVCache] = None,
@@ -122,9 +119,7 @@ class DualDecoderLayer(nn.Module):
         """One layer over the newest L target steps (fused kernel throughout).
 
         Args:
-            x: (B, L, D).  memory: (B, S, D) encoder output.  memory_mask: (B, S) True = real frame.
-            target_mask: (B, L_total) True = real token, or None.
-            positions: (L,) target positions; default: continue after ``self_cache``.
+            x: (B, L, D).  inputs: the pass's memory, masks and positions.
             self_cache: (k, v) of the earlier steps, each (B, H, L_cache, dh).
             primary_cache, secondary_cache: projected memory (k, v) from an earlier call, attended as
                 they are (:func:`~echo_plugin.nn.layers.cross_attention`).
@@ -133,11 +128,11 @@ class DualDecoderLayer(nn.Module):
         Returns:
             (B, L, D) output, new self cache, primary cache, secondary cache.
         """
-        attended, self_cache = causal_self_attention(self.attn, self.attn_ln(x), target_mask, positions, self_cache)
+        attended, self_cache = causal_self_attention(self.attn, self.attn_ln(x), inputs, self_cache)
         x = x + self.dropout(attended)
         h = self.cross_attn_ln(x)
-        primary, primary_cache = cross_attention(self.cross_attn, h, memory, memory_mask, primary_cache)
-        secondary, secondary_cache = cross_attention(self.secondary_attn, h, memory, memory_mask, secondary_cache)
+        primary, primary_cache = cross_attention(self.cross_attn, h, inputs, primary_cache)
+        secondary, secondary_cache = cross_attention(self.secondary_attn, h, inputs, secondary_cache)
         x = x + self.dropout(self.fuse(h, primary, secondary, gate_override))
         x = x + self.dropout(self.mlp(self.mlp_ln(x)))
         return x, self_cache, primary_cache, secondary_cache
@@ -154,24 +149,18 @@ class DualDecoderLayer(nn.Module):
         return torch.full_like(primary[..., :1], float(gate_override))
 
     def forward_with_weights(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        memory_mask: Optional[Tensor],
-        target_mask: Optional[Tensor],
-        positions: Tensor,
-        gate_override: Optional[float] = None,
+        self, x: Tensor, inputs: DecoderInputs, gate_override: Optional[float] = None
     ) -> Tuple[Tensor, CrossWeights]:
         """As :meth:`forward` (no cache, no dropout on the maps), also returning both cross-attention maps.
 
         The cross-attention outputs are computed from the explicit maps, so the maps are
         exactly what produced the output.
         """
-        attended, _ = causal_self_attention(self.attn, self.attn_ln(x), target_mask, positions, None)
+        attended, _ = causal_self_attention(self.attn, self.attn_ln(x), inputs, None)
         x = x + self.dropout(attended)
         h = self.cross_attn_ln(x)
-        primary, primary_w = explicit_cross_attention(self.cross_attn, h, memory, memory_mask)
-        secondary, secondary_w = explicit_cross_attention(self.secondary_attn, h, memory, memory_mask)
+        primary, primary_w = explicit_cross_attention(self.cross_attn, h, inputs.memory, inputs.memory_mask)
+        secondary, secondary_w = explicit_cross_attention(self.secondary_attn, h, inputs.memory, inputs.memory_mask)
         alpha = self.alpha(h, primary, secondary, gate_override)
         x = x + self.dropout(alpha * primary + (1.0 - alpha) * secondary)
         x = x + self.dropout(self.mlp(self.mlp_ln(x)))

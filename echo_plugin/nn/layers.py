@@ -7,6 +7,7 @@ attention or gate variant needs no change here.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
@@ -169,20 +170,41 @@ class EncoderLayer(PreNormLayer):
         return self.feed_forward_step(self.residual(x, attended), aux)
 
 
+@dataclass(frozen=True)
+class DecoderInputs:
+    """What one decoder pass hands every layer beside its states and caches (the same for all layers).
+
+    Attributes:
+        memory: (B, S, D) encoder output.
+        memory_mask: (B, S) True = real frame, or None (every frame real).
+        target_mask: (B, L_total) True = real token (cached + new steps), or None (every token real).
+        positions: (L,) positions of the newest L target steps, or None: continue after the
+            self-attention cache.
+    """
+
+    memory: Tensor
+    memory_mask: Optional[Tensor] = None
+    target_mask: Optional[Tensor] = None
+    positions: Optional[Tensor] = None
+
+
 def causal_self_attention(
-    attn: nn.Module, x: Tensor, target_mask: Optional[Tensor], positions: Optional[Tensor], cache: Optional[KVCache]
+    attn: nn.Module, x: Tensor, inputs: DecoderInputs, cache: Optional[KVCache]
 ) -> Tuple[Tensor, KVCache]:
-    """A decoder's causal self-attention over its newest L steps: x (B, L, D) normalised, target_mask
-    (B, L_total) True = real token or None, positions (L,) or None (continue after ``cache``), cache
-    (k, v) of the earlier steps or None -> (B, L, D), the cache now covering all steps."""
-    return attn(x, key_padding_mask=target_mask, causal=True, q_positions=positions, k_positions=positions, cache=cache)
+    """A decoder's causal self-attention over its newest L steps: x (B, L, D) normalised, the pass's
+    target mask and positions from ``inputs``, cache (k, v) of the earlier steps or None -> (B, L, D),
+    the cache now covering all steps."""
+    positions = inputs.positions
+    return attn(
+        x, key_padding_mask=inputs.target_mask, causal=True, q_positions=positions, k_positions=positions, cache=cache
+    )
 
 
 def cross_attention(
-    attn: MultiHeadAttention, query: Tensor, memory: Tensor, memory_mask: Optional[Tensor], cache: Optional[KVCache]
+    attn: MultiHeadAttention, query: Tensor, inputs: DecoderInputs, cache: Optional[KVCache]
 ) -> Tuple[Tensor, KVCache]:
-    """A decoder's cross-attention from query (B, L, D), normalised, to the encoder memory (B, S, D);
-    memory_mask (B, S) True = real frame, or None -> (B, L, D) and the memory's keys/values.
+    """A decoder's cross-attention from query (B, L, D), normalised, to the encoder memory of ``inputs``
+    -> (B, L, D) and the memory's keys/values.
 
     Without ``cache`` the module projects the memory; its keys/values (each (B, H', S, dh)) come
     back as the cache. With one (the memory projected once by an earlier call, shared: e.g. one
@@ -191,8 +213,8 @@ def cross_attention(
     the memory's new keys, none here, to a copy of the cache: B x S keys copied on every call.)
     """
     if cache is None:
-        return attn(query, memory, key_padding_mask=memory_mask)
-    call = AttentionCall(attn, query, memory[:, :0], memory_mask, cache=cache)
+        return attn(query, inputs.memory, key_padding_mask=inputs.memory_mask)
+    call = AttentionCall(attn, query, inputs.memory[:, :0], inputs.memory_mask, cache=cache)
     call.k, call.v = cache  # what the call computes on first use: the cached keys/values followed by none
     return attn.attention(call), cache
 
@@ -229,20 +251,14 @@ class DecoderLayer(PreNormLayer):
     def forward(
         self,
         x: Tensor,
-        memory: Tensor,
-        memory_mask: Optional[Tensor],
-        target_mask: Optional[Tensor] = None,
-        positions: Optional[Tensor] = None,
+        inputs: DecoderInputs,
         self_cache: Optional[KVCache] = None,
         cross_cache: Optional[KVCache] = None,
     ) -> Tuple[Tensor, KVCache, KVCache]:
         """One block over the newest ``L`` target steps.
 
         Args:
-            x: (B, L, D) target states.  memory: (B, S, D) encoder output.
-            memory_mask: (B, S) True = real frame.
-            target_mask: (B, L_total) True = real token (cache + new), or None.
-            positions: (L,) target positions; default: continue after ``self_cache``.
+            x: (B, L, D) target states.  inputs: the pass's memory, masks and positions.
             self_cache: rotated self-attention (k, v), each (B, H, L_cache, dh).
             cross_cache: memory (k, v) from an earlier call, attended as it is (see :func:`cross_attention`).
 
@@ -250,8 +266,8 @@ class DecoderLayer(PreNormLayer):
             (B, L, D) output, new self cache, cross cache.
         """
         h = self.self_norm(x)
-        attended, self_cache = causal_self_attention(self.self_attn, h, target_mask, positions, self_cache)
+        attended, self_cache = causal_self_attention(self.self_attn, h, inputs, self_cache)
         x = self.residual(x, attended)
-        context, cross_cache = cross_attention(self.cross_attn, self.cross_norm(x), memory, memory_mask, cross_cache)
+        context, cross_cache = cross_attention(self.cross_attn, self.cross_norm(x), inputs, cross_cache)
         x = self.feed_forward_step(self.residual(x, context), context)
         return x, self_cache, cross_cache

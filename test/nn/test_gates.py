@@ -11,7 +11,7 @@ from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
 from echo_plugin.catalog import GATE
 from echo_plugin.nn.attention import MultiHeadAttention
 from echo_plugin.nn.gates import ContextGate, Gate, MemoryGate, MLPGate, NoGate, TypeGate
-from echo_plugin.nn.layers import DecoderLayer, EncoderLayer, FeedForward
+from echo_plugin.nn.layers import DecoderInputs, DecoderLayer, EncoderLayer, FeedForward
 
 D = 8
 GATED = ["mlp_gate", "t_gate", "m_gate", "c_gate"]
@@ -154,7 +154,7 @@ def test_none_gate_decoder_layer_equals_the_ungated_layer_bit_for_bit():
         context, _ = layer.cross_attn(layer.cross_norm(h), memory, key_padding_mask=memory_mask)
         h = h + context
         reference = h + layer.feed_forward(layer.ff_norm(h))
-        out, _, _ = layer(x, memory, memory_mask)
+        out, _, _ = layer(x, DecoderInputs(memory, memory_mask))
     assert torch.equal(out, reference)
 
 
@@ -179,7 +179,7 @@ def test_gradients_reach_every_gate_parameter(name):
     enc = encoder_layer(build(name)).train()
     enc(x, None, torch.arange(5), aux=aux).square().sum().backward()
     dec = decoder_layer(build(name)).train()
-    dec(x, memory, None)[0].square().sum().backward()
+    dec(x, DecoderInputs(memory))[0].square().sum().backward()
     for layer in (enc, dec):
         params = dict(layer.gate.named_parameters())
         assert params

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from echo_plugin.asr.decoder.beam_cache import CachedScorer
 from echo_plugin.espnet_legacy import make_pad_mask
+from echo_plugin.nn.layers import DecoderInputs
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,12 @@ class DecoderDims:
     num_blocks: int
 
 
-def teacher_forcing_masks(
-    hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """hs_pad (B, S, D), hlens (B,), ys_in_pad (B, L), ys_in_lens (B,) -> memory mask (B, S) and
-    target mask (B, L), True = real frame / token, and the target positions (L,)."""
+def teacher_forcing_inputs(hs_pad: Tensor, hlens: Tensor, ys_in_pad: Tensor, ys_in_lens: Tensor) -> DecoderInputs:
+    """hs_pad (B, S, D), hlens (B,), ys_in_pad (B, L), ys_in_lens (B,) -> the layers' inputs: memory hs_pad,
+    memory mask (B, S) and target mask (B, L), True = real frame / token, and the target positions (L,)."""
     memory_mask = ~make_pad_mask(hlens, maxlen=hs_pad.size(1)).to(hs_pad.device)
     target_mask = ~make_pad_mask(ys_in_lens, maxlen=ys_in_pad.size(1)).to(hs_pad.device)
-    return memory_mask, target_mask, torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
+    return DecoderInputs(hs_pad, memory_mask, target_mask, torch.arange(ys_in_pad.size(1), device=ys_in_pad.device))
 
 
 class AttentionDecoder(AbsDecoder, CachedScorer):
@@ -58,8 +57,8 @@ class AttentionDecoder(AbsDecoder, CachedScorer):
         hs_pad (B, S, D) encoder output, hlens (B,), ys_in_pad (B, L) input tokens (<sos> + labels,
         padded), ys_in_lens (B,) -> logits (B, L, V), ys_in_lens.
         """
-        memory_mask, target_mask, positions = teacher_forcing_masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
-        x = self._embed(ys_in_pad, positions)
+        inputs = teacher_forcing_inputs(hs_pad, hlens, ys_in_pad, ys_in_lens)
+        x = self._embed(ys_in_pad, inputs.positions)
         for block in self.blocks:
-            x = block(x, hs_pad, memory_mask, target_mask, positions, **self._block_options())[0]
+            x = block(x, inputs, **self._block_options())[0]
         return self._logits(x), ys_in_lens

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.espnet_legacy import BatchScorerInterface
+from echo_plugin.nn.layers import DecoderInputs
 
 KV = Tuple[Tensor, Tensor]  # keys (N, H', L, dh) and values, or one hypothesis' (H', L, dh)
 
@@ -118,8 +119,8 @@ class CachedScorer(BatchScorerInterface):
 
     The decoder provides:
 
-    - ``blocks``: its layers, each called ``block(x, memory, memory_mask, target_mask, positions,
-      *caches, **options) -> (x, *caches)`` with x (N, L, D), memory (N, S, D) and ``CACHE_PARTS``
+    - ``blocks``: its layers, each called ``block(x, inputs, *caches, **options) -> (x, *caches)`` with
+      x (N, L, D), ``inputs`` a :class:`~echo_plugin.nn.layers.DecoderInputs` (memory (N, S, D)) and ``CACHE_PARTS``
       caches (self-attention, then one per cross-attention), each (k, v) or None; a cross-attention
       given its cache attends to it as it is and returns it unchanged;
     - ``CACHE_PARTS``;  ``_embed(tokens (N, L), positions (L,)) -> (N, L, D)``;
@@ -156,10 +157,10 @@ class CachedScorer(BatchScorerInterface):
         new_tokens = ys if states[0] is None else ys[:, -1:]
         positions = torch.arange(ys.size(1) - new_tokens.size(1), ys.size(1), device=ys.device)
         x = self._embed(new_tokens, positions)
+        inputs = DecoderInputs(xs, positions=positions)  # nothing to mask: unpadded memory, equal-length prefixes
         new_self: List[KV] = []
         for i, block in enumerate(self.blocks):
-            x, self_cache, *cross[i] = block(x, xs, None, None, positions, self_caches[i], *cross[i],
-                                             **self._block_options())  # fmt: skip
+            x, self_cache, *cross[i] = block(x, inputs, self_caches[i], *cross[i], **self._block_options())
             new_self.append(self_cache)
         logp = torch.log_softmax(self._logits(x[:, -1]), dim=-1)
         memory, rows = project_once(cross, xs) if shared is None else shared

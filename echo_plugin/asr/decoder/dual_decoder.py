@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from echo_plugin.asr import espnet_ckpt, whisper_ckpt
-from echo_plugin.asr.decoder.base import AttentionDecoder, DecoderDims, teacher_forcing_masks
+from echo_plugin.asr.decoder.base import AttentionDecoder, DecoderDims, teacher_forcing_inputs
 from echo_plugin.asr.warm_start import Converted, WarmStartError, load_strict
 from echo_plugin.catalog import ATTENTION, POSITION
 from echo_plugin.nn.dual_layer import DualDecoderLayer, DualGate, drop_key_bias
@@ -227,11 +227,11 @@ class DualCrossAttentionDecoder(AttentionDecoder):
 
         Attention maps are computed explicitly (analysis only; :meth:`forward` stays on the fused kernel).
         """
-        memory_mask, target_mask, positions = teacher_forcing_masks(hs_pad, hlens, ys_in_pad, ys_in_lens)
-        x = self._embed(ys_in_pad, positions)
+        inputs = teacher_forcing_inputs(hs_pad, hlens, ys_in_pad, ys_in_lens)
+        x = self._embed(ys_in_pad, inputs.positions)
         extras: List[DualLayerExtras] = []
         for block in self.blocks:
-            x, maps = block.forward_with_weights(x, hs_pad, memory_mask, target_mask, positions, self.gate_override)
+            x, maps = block.forward_with_weights(x, inputs, self.gate_override)
             extras.append(DualLayerExtras(maps.primary, maps.secondary, maps.gate))
         return self._logits(x), extras
 
