@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,3 +44,16 @@ def run_recipe(root: Path, *args: str, check: bool = True) -> subprocess.Complet
         raise AssertionError(f"run.sh {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def epoch_results(train_log: str) -> dict[int, dict[str, dict[str, float]]]:
+    """ESPnet's per-epoch summary lines of a train.log: {epoch: {"train"|"valid"|...: {key: number}}}.
+
+    A line reads ``3epoch results: [train] ..., loss=2.910, ..., [valid] ..., acc=0.857, ...``.
+    """
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    for epoch, summary in re.findall(r"(\d+)epoch results: (.*)", train_log):
+        results[int(epoch)] = {
+            section: {key: float(value) for key, value in re.findall(r"(\w+)=([-+0-9.e]+)", body)}
+            for section, body in re.findall(r"\[(\w+)\] (.*?)(?=, \[|$)", summary)}
+    return results

@@ -103,7 +103,7 @@ def test_training_learns(recipe: Path) -> None:
     110% (8 sub, 10 del, 4 ins of 20 words; always answering one digit gives 90%), test_connected 308% (it
     repeats FIVE). Trained with lr 0 instead, the same run gives dev loss 14.98 in both epochs and dev acc
     0.127, which the bounds below fail; trained, 7.15 -> 5.26 and 0.340 -> 0.387 (commonest dev token,
-    <sos/eos>: 0.361)."""
+    <sos/eos>: 0.361). The default model's WER bound: test_fsdd_default_learns.py."""
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
     log = (exp / "train.log").read_text()
     # epoch -> (training loss, dev acc, dev loss), from ESPnet's per-epoch summary lines
