@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -22,7 +21,16 @@ import torch
 import yaml
 
 from echo_plugin.recipe.records import is_stale, read_records
-from test.recipe.recipe_helpers import FAST_DECODE, FSDD, REPO, TINY_CONFIG, copy_recipe, recipe_env, run_recipe
+from test.recipe.recipe_helpers import (
+    FAST_DECODE,
+    FSDD,
+    REPO,
+    TINY_CONFIG,
+    copy_recipe,
+    epoch_results,
+    recipe_env,
+    run_recipe,
+)
 
 SETS = ("test_isolated", "test_connected")
 DATA_OPTS = "--max_takes 2 --n_connected_train 20 --n_connected_dev 6 --n_connected_test 6"
@@ -105,10 +113,9 @@ def test_training_learns(recipe: Path) -> None:
     0.127, which the bounds below fail; trained, 7.15 -> 5.26 and 0.340 -> 0.387 (commonest dev token,
     <sos/eos>: 0.361). The default model's WER bound: test_fsdd_default_learns.py."""
     exp = recipe / "exp" / "asr_train_asr_echo_tiny"
-    log = (exp / "train.log").read_text()
     # epoch -> (training loss, dev acc, dev loss), from ESPnet's per-epoch summary lines
-    epochs = {int(n): (float(train), float(acc), float(valid)) for n, train, acc, valid in re.findall(
-        r"(\d+)epoch results: \[train\].*?, loss=([0-9.]+).*?\[valid\].*?acc=([0-9.]+).*?, loss=([0-9.]+)", log)}
+    epochs = {n: (r["train"]["loss"], r["valid"]["acc"], r["valid"]["loss"])
+              for n, r in epoch_results((exp / "train.log").read_text()).items()}
     assert sorted(epochs) == [1, 2]
     assert epochs[2][0] < 0.9 * epochs[1][0], epochs  # training loss
     assert epochs[2][2] < 0.9 * epochs[1][2], epochs  # dev loss (unchanged, to the digit, at lr 0)
