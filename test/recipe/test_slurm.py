@@ -2,8 +2,8 @@
 
 Array jobs, a failing task named in one line, the job classes' options as Slurm sees them, cancellation of an
 interrupted launch, two nodes through ESPnet's launcher (srun, ESPnet's rank discovery, gloo), the FSDD
-recipe through cmd_backend=slurm, and its training requeued, resuming from its checkpoint. Skipped where Slurm
-is not installed (``make sysdeps`` installs it).
+recipe through cmd_backend=slurm, and its training, on one node and on two (asr.sh --num_nodes 2), requeued,
+resuming from its checkpoint. Skipped where Slurm is not installed (``make sysdeps`` installs it).
 """
 from __future__ import annotations
 
@@ -211,9 +211,10 @@ RECIPE_OPTS = ("--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--speed_pertu
 
 def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run.sh stages 1-7 with cmd_backend=slurm and cmd.sh's job classes: statistics and decoding as job arrays,
-    training as one job; then training on two nodes (asr.sh --num_nodes 2); then stage 2 into archives
-    (--audio_format flac.ark: a job array per set); then GPU decoding (--gpu_inference
-    true: a job with a GPU, which this machine's fake one cannot run), which fails naming its logs."""
+    training as one job; then stage 2 into archives (--audio_format flac.ark: a job array per set); then GPU
+    decoding (--gpu_inference true: a job with a GPU, which this machine's fake one cannot run), which fails naming
+    its logs. Training on two nodes through asr.sh (--num_nodes 2) is the requeue test's (nodes=2): it trains, is
+    requeued and resumes there."""
     monkeypatch.setenv("cmd_backend", "slurm")
     monkeypatch.setenv("slurm_opts", "--partition=debug")  # cmd.sh's options of every job
     if slurm.memory_mb < 9000:  # cmd.sh's training class asks 2 x 4G; a smaller machine's node cannot give it
@@ -236,16 +237,6 @@ def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypa
         scores = json.loads((decode / "score" / "scores.json").read_text())
         assert scores["wer"]["n_sentences"] == len((decode / "text").read_text().splitlines()) > 0
     assert "test_isolated" in (root / "RESULTS.md").read_text()
-
-    if slurm.nodes >= 2:
-        run_recipe(root, "--stage", "5", "--stop_stage", "5", *RECIPE_OPTS, "--asr_tag", "dist", "--num_nodes", "2")
-        text = (root / "exp" / "asr_dist" / "train.log").read_text()
-        for rank in (0, 1):
-            assert f"# Ended rank {rank}/2 (code 0)" in text, text[-3000:]
-        assert {"n1", "n2"} == set(re.findall(r"^# rank \d/2 on (n\d)", text, re.M))
-        config = yaml.safe_load((root / "exp" / "asr_dist" / "config.yaml").read_text())
-        assert (config["dist_launcher"], config["dist_backend"]) == ("slurm", "gloo")
-        assert (root / "exp" / "asr_dist" / "1epoch.pth").is_file()
 
     # stage 2 into archives (a dumpdir of its own): every set's --nj archives written by one Slurm job array
     run = run_recipe(root, "--stage", "2", "--stop_stage", "2", *RECIPE_OPTS, "--audio_format", "flac.ark",
@@ -285,22 +276,37 @@ def slurm_state(job_id: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
 
 
-def test_a_requeued_training_resumes_from_its_checkpoint(slurm: SlurmCluster, tmp_path: Path,
+@pytest.fixture(scope="module")
+def trained_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recipe copy with stages 1-4 done here (one local job), shared by the requeue tests: each trains its own
+    --asr_tag on it."""
+    root = copy_recipe(tmp_path_factory.mktemp("requeue"))
+    run_recipe(root, "--stage", "1", "--stop_stage", "4", *RECIPE_OPTS, "--nj", "1",
+               "--local_data_opts", f"--fsdd_root {FSDD} {DATA_OPTS}")
+    return root
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_a_requeued_training_resumes_from_its_checkpoint(slurm: SlurmCluster, trained_data: Path, nodes: int,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Stage 5 through cmd_backend=slurm (cmd.sh's training class asks --requeue), requeued with scontrol once its
     first epoch is saved: Slurm stops it and runs the job again, which resumes from checkpoint.pth (the epochs after
-    the saved ones only, in a fresh train.log; the first attempt's in train.1.log); the stage succeeds."""
-    root = copy_recipe(tmp_path)
-    run_recipe(root, "--stage", "1", "--stop_stage", "4", *RECIPE_OPTS, "--nj", "1",  # the data: one local job
-               "--local_data_opts", f"--fsdd_root {FSDD} {DATA_OPTS}")
+    the saved ones only, in a fresh train.log; the first attempt's in train.1.log); the stage succeeds.
+
+    With 2 nodes (asr.sh --num_nodes 2: one job on n1 and n2, srun, gloo over a file:// rendezvous) the rerun's
+    ranks meet again on both nodes: the job's script removed the stopped attempt's rendezvous file first."""
+    if nodes > 1:
+        two_nodes(slurm)
+    root = trained_data
     monkeypatch.setenv("cmd_backend", "slurm")
     if slurm.memory_mb < 9000:
         monkeypatch.setenv("train_job_opts", "--num_threads 1 --mem 1G --time 1:00:00")
-    exp = root / "exp" / "asr_train_asr_echo_tiny"
+    tag = f"requeue{nodes}"
+    exp = root / "exp" / f"asr_{tag}"
     # 3 short epochs of 8 iterations, seconds apart (the requeue lands in epoch 2 or 3, not after them); no plots
     asr_args = "--max_epoch 3 --num_iters_per_epoch 8 --num_att_plot 0 --use_tensorboard false"
     stage5 = subprocess.Popen(["./run.sh", "--asr_config", TINY_CONFIG, "--stage", "5", "--stop_stage", "5",
-                               *RECIPE_OPTS[:-1], asr_args], cwd=root,
+                               *RECIPE_OPTS[:-1], asr_args, "--asr_tag", tag, "--num_nodes", str(nodes)], cwd=root,
                               env=recipe_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     try:
@@ -311,7 +317,10 @@ def test_a_requeued_training_resumes_from_its_checkpoint(slurm: SlurmCluster, tm
                 pytest.fail(f"no first epoch (run.sh: {stage5.poll()}):\n"
                             + (log.read_text()[-3000:] if log.exists() else stage5.communicate()[1][-3000:]))
             time.sleep(0.1)
-        job_id = re.search(r"\(Slurm job (\d+)\)", (exp / "train.log").read_text())[1]
+        # "(Slurm job 7)" in a job's start line; "(Slurm job 7 on n[1-2])" in a multi-node job's
+        job_id = re.search(r"\(Slurm job (\d+)[ )]", (exp / "train.log").read_text())[1]
+        rendezvous = list(exp.glob(".dist_init_*"))
+        assert len(rendezvous) == (nodes > 1), rendezvous  # the ranks met through it (one node: no file)
         subprocess.run(["scontrol", "requeue", job_id], check=True)
         # Slurm holds a requeued job for AuthInfo's cred_expire (120 s by default); start it sooner, though not
         # within the second of the requeue (the job credentials revoked then: the rerun would be killed)
@@ -319,6 +328,9 @@ def test_a_requeued_training_resumes_from_its_checkpoint(slurm: SlurmCluster, tm
             assert time.time() < deadline, slurm_state(job_id)
             time.sleep(0.2)
         time.sleep(2)
+        # the stopped ranks left their rendezvous file: met again through it, the rerun's ranks would wait on
+        # the stopped ones' addresses
+        assert all(path.exists() for path in rendezvous), rendezvous
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
         out, err = stage5.communicate(timeout=300)
     finally:
@@ -332,10 +344,22 @@ def test_a_requeued_training_resumes_from_its_checkpoint(slurm: SlurmCluster, tm
     assert re.search(rf"\*\*\* JOB {job_id} ON n[12] CANCELLED AT \S+ DUE TO JOB REQUEUE", first), first[-3000:]
     assert re.findall(r"INFO: (\d+)/3epoch started", first)[0] == "1" and "training was finished" not in first
     assert rerun.startswith(f"# Slurm restart 1 of job {job_id}: {earlier}\n"), rerun[:1000]
-    assert f"(Slurm job {job_id}, restart 1)" in rerun, rerun[:3000]
+    assert re.search(rf"\(Slurm job {job_id}( on \S+)?, restart 1\)", rerun), rerun[:3000]
     assert f"The training was resumed using {exp.relative_to(root)}/checkpoint.pth" in rerun, rerun[-3000:]
     # the rerun trains the epochs after the saved ones (epoch 1, or 2 where it ended before the requeue), once each
     epochs = [int(e) for e in re.findall(r"INFO: (\d+)/3epoch started", rerun)]
     assert epochs in ([2, 3], [3]) and f"INFO: {epochs[0] - 1}epoch results" in first, (epochs, first[-3000:])
-    assert "The training was finished at 3 epochs" in rerun and "# Ended (code 0)" in rerun, rerun[-3000:]
+    assert "The training was finished at 3 epochs" in rerun, rerun[-3000:]
+    if nodes == 1:
+        assert "# Ended (code 0)" in rerun, rerun[-3000:]
+    else:
+        # both ranks again, one on each node, over the same file:// path (a new file: the stale one was removed)
+        init = re.search(r"--dist_init_method (file://\S+)", rerun)[1]
+        assert init in first, first[:3000]
+        assert {"n1", "n2"} == set(re.findall(r"^# rank \d/2 on (n\d)", rerun, re.M)), rerun[-3000:]
+        for rank in (0, 1):
+            assert f"# Ended rank {rank}/2 (code 0)" in rerun, rerun[-3000:]
+        assert re.search(r"^\[[^\]:]+:0/2\] ", rerun, re.M), rerun[-3000:]  # ESPnet's rank 0 of a world of 2
+        config = yaml.safe_load((exp / "config.yaml").read_text())
+        assert (config["dist_launcher"], config["dist_backend"]) == ("slurm", "gloo")
     assert int((exp / "epochs").read_text()) == 3 and (exp / "valid.acc.ave.pth").is_file()
