@@ -211,10 +211,10 @@ RECIPE_OPTS = ("--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--speed_pertu
 
 def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run.sh stages 1-7 with cmd_backend=slurm and cmd.sh's job classes: statistics and decoding as job arrays,
-    training as one job; then stage 2 into archives (--audio_format flac.ark: a job array per set); then GPU
-    decoding (--gpu_inference true: a job with a GPU, which this machine's fake one cannot run), which fails naming
-    its logs. Training on two nodes through asr.sh (--num_nodes 2) is the requeue test's (nodes=2): it trains, is
-    requeued and resumes there."""
+    training as one job; then stage 2 into archives (--audio_format flac.ark with speed perturbation: a job array
+    for the perturbed copies, one for each set); then GPU decoding (--gpu_inference true: a job with a GPU, which
+    this machine's fake one cannot run), which fails naming its logs. Training on two nodes through asr.sh
+    (--num_nodes 2) is the requeue test's (nodes=2): it trains, is requeued and resumes there."""
     monkeypatch.setenv("cmd_backend", "slurm")
     monkeypatch.setenv("slurm_opts", "--partition=debug")  # cmd.sh's options of every job
     if slurm.memory_mb < 9000:  # cmd.sh's training class asks 2 x 4G; a smaller machine's node cannot give it
@@ -238,24 +238,35 @@ def test_fsdd_recipe_through_slurm(slurm: SlurmCluster, tmp_path: Path, monkeypa
         assert scores["wer"]["n_sentences"] == len((decode / "text").read_text().splitlines()) > 0
     assert "test_isolated" in (root / "RESULTS.md").read_text()
 
-    # stage 2 into archives (a dumpdir of its own): every set's --nj archives written by one Slurm job array
+    # stage 2 into archives (a dumpdir of its own), with speed perturbation: the 0.9x copies of the training set
+    # and every set's --nj archives, each written by one Slurm job array
     run = run_recipe(root, "--stage", "2", "--stop_stage", "2", *RECIPE_OPTS, "--audio_format", "flac.ark",
-                     "--dumpdir", "dump_ark")
-    sets = ("train", "dev", "test_isolated", "test_connected")
-    assert len(JOB_ID.findall(run.stdout)) == len(sets), run.stdout[-3000:]
+                     "--dumpdir", "dump_ark", "--speed_perturb_factors", "0.9 1.0")
+    sets = ("train_sp", "dev", "test_isolated", "test_connected")
+    assert len(JOB_ID.findall(run.stdout)) == 1 + len(sets), run.stdout[-3000:]
+    logs = [root / "dump_ark" / "log" / f"{kind}.{j}.log" for j in (1, 2)
+            for kind in ("speed_perturb_train_sp", *(f"format_{name}" for name in sets))]
+    for log in logs:
+        text = log.read_text()
+        assert "(Slurm job " in text and "# Ended (code 0)" in text, (log, text[-2000:])
+    sp_arks = {str((root / "data" / "train_sp" / "audio" / f"wav.{j}.ark").resolve()) for j in (1, 2)}
     for name in sets:
-        for j in (1, 2):
-            log = root / "dump_ark" / "log" / f"format_{name}.{j}.log"
-            text = log.read_text()
-            assert "(Slurm job " in text and "# Ended (code 0)" in text, (log, text[-2000:])
         arks = root / "dump_ark" / "raw" / name
         entries = dict(line.split(" ", 1) for line in (arks / "wav.scp").read_text().splitlines())
-        # <ark>:<offset>, the ark by its real path (format_data makes --dst absolute from run.sh's cwd)
-        assert {v.rpartition(":")[0] for v in entries.values()} == {
-            str((arks / "data" / f"wav.{j}.ark").resolve()) for j in (1, 2)}, list(entries.values())[:3]
+        # <ark>:<offset>, the ark by its real path (format_data makes --dst absolute from run.sh's cwd); the
+        # perturbed copies stay in the archives speed perturbation wrote (train_sp's second job, whose share they
+        # are, only checks them)
+        ark_of = {utt: value.rpartition(":")[0] for utt, value in entries.items()}
+        written = {str((arks / "data" / f"wav.{j}.ark").resolve()) for j in (1, 2)}
+        originals = {a for u, a in ark_of.items() if not u.startswith("sp0.9-")}
+        assert originals and originals <= written and (originals == written or name == "train_sp"), originals
+        assert {a for u, a in ark_of.items() if u.startswith("sp0.9-")} == (sp_arks if name == "train_sp" else set())
         assert all(v.rpartition(":")[2].isdigit() for v in entries.values()), list(entries.values())[:3]
-        wav_scp = (root / "dump" / "raw" / name / "wav.scp").read_text().splitlines()
-        assert sorted(entries) == sorted(line.split(" ", 1)[0] for line in wav_scp), name  # the wav dump's ids
+        source = "train" if name == "train_sp" else name
+        ids = [line.split(" ", 1)[0] for line in (root / "dump" / "raw" / source / "wav.scp").read_text().splitlines()]
+        if name == "train_sp":
+            ids += [f"sp0.9-{utt}" for utt in ids]
+        assert sorted(entries) == sorted(ids), name  # the wav dump's ids (and their 0.9x copies)
 
     import torch
     if torch.cuda.is_available():
