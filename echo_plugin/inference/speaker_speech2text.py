@@ -33,6 +33,7 @@ from espnet2.bin.asr_inference import Speech2Text
 
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.inference import whisper_decoding
+from echo_plugin.inference.forced_eos import drop_forced_eos
 from echo_plugin.inference.quantize import QUANTIZE_OPTIONS, quantize_model
 
 WEIGHT_CONSUMING_OPTIONS = ("hugging_face_decoder",)
@@ -71,8 +72,9 @@ class EchoSpeech2Text(Speech2Text):
                            quantize.get("quantize_dtype", "qint8"))
 
     def _decode_single_sample(self, enc: torch.Tensor) -> list:
-        """ESPnet's beam search on one encoder output (T, D); Whisper token types get their text rebuilt."""
-        results = super()._decode_single_sample(enc)
+        """ESPnet's beam search on one encoder output (T, D), without the end token its last step may
+        double (:mod:`echo_plugin.inference.forced_eos`); Whisper token types get their text rebuilt."""
+        results = drop_forced_eos(self, super()._decode_single_sample(enc))
         if whisper_decoding.uses_whisper_tokens(self):
             results = whisper_decoding.whisper_results(self, results)
         return results
