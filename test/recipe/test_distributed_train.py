@@ -3,20 +3,25 @@
 espnet2.bin.launch gives cmd.sh's local backend (echo_plugin.recipe.launch) ``--num_nodes 2 LOG mpirun -np 2 ...``;
 the backend stands in for two nodes with two processes on this machine (srun's variables, ESPnet's slurm rank
 discovery), which train the tiny config over gloo (CPU) with a shared init file. Then a second run resumes it:
-the launcher keeps the first run's log as train.1.log.
+the launcher keeps the first run's log as train.1.log. The README's torchrun command, with the options that first
+run's train.log holds, trains as two torchrun "nodes" on this machine over gloo.
 """
 from __future__ import annotations
 
 import math
+import os
 import re
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from espnet2.train.distributed_utils import free_port
 
 from echo_plugin.recipe.records import peak_rss_mb
-from test.recipe.recipe_helpers import FSDD, copy_recipe, run_recipe
+from test.recipe.recipe_helpers import FSDD, REPO, copy_recipe, recipe_env, run_recipe
 
 # two training speakers, one take per digit: 20 isolated + 4 connected training utterances, 10 + 4 dev
 DATA_OPTS = ("--max_takes 1 --train_speakers george,jackson --dev_speakers nicolas --n_connected_train 4 "
@@ -26,6 +31,13 @@ TAG = "dist"
 RANK0 = re.compile(r"^\[[^\]:]+:0/2\] ", re.M)
 # the trainer's summary of an epoch (rank 0 logs it)
 EPOCH = re.compile(r"^\[[^\]:]+:0/2\] .*?(\d+)epoch results: \[train\].*?, loss=([-+0-9.eE]+|nan|inf)", re.M)
+# README, running at scale: stage 5's options from the first line of its train.log, less the launcher's tail
+OPTIONS = (r"sed -n '1{s/^.*echo_plugin\.bin\.asr_train //; "
+           r"s/ --ngpu [0-9]* --multiprocessing_distributed .*//; p}'")
+# one torchrun "node" ($2 of 2) as the README gives it, with its CPU options last; $1: the train.log, $3: the port
+TORCHRUN_NODE = (f'opts=$({OPTIONS} "$1") && eval torchrun --nnodes 2 --node_rank "$2" --master_addr 127.0.0.1 '
+                 '--master_port "$3" --nproc_per_node 1 -m echo_plugin.bin.asr_train "$opts" '
+                 '--output_dir exp/asr_torchrun --ngpu 0 --multiprocessing_distributed false --dist_backend gloo')
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +48,13 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
                "--test_sets", "", "--feats_normalize", "global_mvn",
                "--local_data_opts", f"--fsdd_root {FSDD} {DATA_OPTS}")
     return root
+
+
+@pytest.fixture(scope="module")
+def first_training(recipe: Path) -> tuple[str, str]:
+    """A fresh two-node training of one epoch: asr.sh's output and the train.log it wrote."""
+    out = train(recipe, "--resume", "false", "--asr_args", "--max_epoch 1")
+    return out, (recipe / "exp" / f"asr_{TAG}" / "train.log").read_text()
 
 
 def train(root: Path, *args: str) -> str:
@@ -57,12 +76,11 @@ def check_both_ranks_trained(log: str) -> dict[int, float]:
     return losses
 
 
-def test_two_nodes_over_gloo_train_and_resume(recipe: Path) -> None:
+def test_two_nodes_over_gloo_train_and_resume(recipe: Path, first_training: tuple[str, str]) -> None:
     exp = recipe / "exp" / f"asr_{TAG}"
-    out = train(recipe, "--resume", "false", "--asr_args", "--max_epoch 1")  # a fresh training
+    out, first = first_training
     # a requeued rerun of it would start from epoch 1 over its own epochs: cmd.sh's --requeue is dropped
     assert "--resume false: training is not requeueable" in out, out[-3000:]
-    first = (exp / "train.log").read_text()
     assert "--requeue" not in first.splitlines()[0], first.splitlines()[0]
     assert sorted(check_both_ranks_trained(first)) == [1]
     # rank 0 writes the checkpoints and the config (ESPnet's trainer: only dist_rank 0 saves); the config it
@@ -86,3 +104,38 @@ def test_two_nodes_over_gloo_train_and_resume(recipe: Path) -> None:
     assert int((exp / "epochs").read_text()) == 2
     assert torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]["epoch"] == 2
     assert len((exp / "train_seconds").read_text().split()) == 2
+
+
+def test_torchrun_two_nodes_over_gloo(recipe: Path, first_training: tuple[str, str], tmp_path: Path) -> None:
+    """The README's torchrun command on CPU: two torchrun agents (node ranks 0 and 1, one process each) meet at
+    127.0.0.1 and train one epoch over gloo; ESPnet takes RANK / WORLD_SIZE / MASTER_* from torchrun's variables."""
+    assert OPTIONS in (REPO / "README.md").read_text()  # the command tested is the one the README gives
+    log = tmp_path / "train.log"
+    log.write_text(first_training[1])  # stage 5's log (its options end in the two-node launcher's tail)
+    port = str(free_port())
+    nodes = []
+    for rank in (0, 1):
+        with open(tmp_path / f"node{rank}.log", "w") as out:
+            nodes.append(subprocess.Popen(["bash", "-c", TORCHRUN_NODE, "node", str(log), str(rank), port],
+                                          cwd=recipe, env=recipe_env(), stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    try:
+        codes = [node.wait(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:  # a hung rendezvous: stop both agents and their workers
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+    rank0, rank1 = ((tmp_path / f"node{rank}.log").read_text() for rank in (0, 1))
+    assert codes == [0, 0], f"{codes}\n{rank0[-3000:]}\n{rank1[-3000:]}"
+    # rank 0 logs a world of 2 (ESPnet silences the other ranks' logging); the epoch's all-reduces needed rank 1
+    assert RANK0.search(rank0) and not RANK0.search(rank1), rank1[-3000:]
+    assert "--dist_backend gloo" in rank1 and "Traceback" not in rank1, rank1[-3000:]
+    losses = {int(n): float(loss) for n, loss in EPOCH.findall(rank0)}
+    assert list(losses) == [1] and math.isfinite(losses[1]), losses
+    exp = recipe / "exp" / "asr_torchrun"
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert (config["distributed"], config["dist_launcher"], config["dist_backend"]) == (True, None, "gloo")
+    assert config["output_dir"] == "exp/asr_torchrun" and config["ngpu"] == 0
+    checkpoint = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["reporter"]["epoch"] == 1 and (exp / "1epoch.pth").is_file()
+    assert all(torch.isfinite(p).all() for p in checkpoint["model"].values() if p.is_floating_point())
