@@ -32,7 +32,12 @@ def drop_forced_eos(speech2text: Any, results: List[Result]) -> List[Result]:
             hyp = hyp._replace(yseq=yseq[:-1])
             if token_int and token_int[-1] == eos:
                 token_int = token_int[:-1]
-            tokens = speech2text.converter.ids2tokens(token_int)
-            text = speech2text.tokenizer.tokens2text(tokens) if speech2text.tokenizer is not None else None
+            tokens, text = tokens_and_text(speech2text, token_int)
         fixed.append((text, tokens, token_int, hyp))
     return fixed
+
+
+def tokens_and_text(speech2text: Any, token_int: List[int]) -> Tuple[List[str], Optional[str]]:
+    """Token ids -> tokens and text, as Speech2Text converts them (text None without a tokenizer)."""
+    tokens = speech2text.converter.ids2tokens(token_int)
+    return tokens, speech2text.tokenizer.tokens2text(tokens) if speech2text.tokenizer is not None else None

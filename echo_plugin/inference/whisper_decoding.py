@@ -21,12 +21,12 @@ are left to ESPnet.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, List, Tuple
+from typing import Any, List
 
 from echo_plugin.asr.whisper_suppress import WhisperSuppression, add_to_beam_search, whisper_suppression
+from echo_plugin.inference.forced_eos import Result, tokens_and_text
 from echo_plugin.text.whisper_tokens import WhisperTokenIDConverter, espnet_whisper_text
 
-Result = Tuple[Any, List[str], List[int], Any]  # ESPnet's (text, tokens, token ids, Hypothesis)
 SAMPLE_LEN = 224  # openai-whisper's default bound on new tokens: half of every Whisper model's 448 positions
 
 
@@ -56,7 +56,6 @@ def whisper_results(speech2text: Any, results: List[Result]) -> List[Result]:
     rebuilt = []
     for _, _, _, hyp in results:
         token_int = hyp.yseq[1:-1].tolist()
-        tokens = speech2text.converter.ids2tokens(token_int)
-        text = speech2text.tokenizer.tokens2text(tokens) if speech2text.tokenizer is not None else None
+        tokens, text = tokens_and_text(speech2text, token_int)
         rebuilt.append((text, tokens, token_int, hyp))
     return rebuilt
