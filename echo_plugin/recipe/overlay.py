@@ -14,6 +14,16 @@ overlay) and merges the file over it:
   the overlay's frontend takes none of the base frontend's options;
 * the ``base`` key itself is dropped.
 
+An overlay may also name ``apply: [<overlay>, ...]``: other overlays whose own changes (their
+keys, not their base chain) are merged over the base, in order, before the file's own keys. One
+mechanism's overlay of the filterbank base then serves the whisper front-end default too::
+
+    base: train_asr_echo_whisper_frontend.yaml
+    apply: [train_asr_echo_myelinated.yaml]     # its encoder layers, over the default
+
+An applied overlay's base must be in the file's base chain (its changes are relative to that
+config), and it may not itself ``apply`` others.
+
 A config may also hold a top-level ``recipe:`` map: the stage runner's (asr.sh's) options
 that training from it needs, merged through the base chain like any map. The pretrained
 Whisper front end, for one, needs no feature statistics and no speed perturbation::
@@ -48,6 +58,7 @@ import yaml
 from echo_plugin.recipe.io import atomic_write_text
 
 BASE_KEY = "base"
+APPLY_KEY = "apply"
 REPLACE_KEY = "_replace_"
 RECIPE_KEY = "recipe"
 
@@ -70,8 +81,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def needs_merge(path: Path | str) -> bool:
-    """True when ESPnet cannot read the file as it is: it holds ``base`` or ``recipe``."""
-    return bool({BASE_KEY, RECIPE_KEY} & read_yaml(Path(path)).keys())
+    """True when ESPnet cannot read the file as it is: it holds ``base``, ``apply`` or ``recipe``."""
+    return bool({BASE_KEY, APPLY_KEY, RECIPE_KEY} & read_yaml(Path(path)).keys())
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -88,20 +99,51 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load(path: Path, chain: list[Path]) -> dict[str, Any]:
+    """The merged config of ``path``: its base chain, then its applied overlays, then its own keys."""
+    config, _ = _load_with_chain(path, chain)
+    return config
+
+
+def _load_with_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], list[Path]]:
+    """The merged config of ``path`` and the resolved files of its base chain (``path`` first)."""
     resolved = path.resolve()
     if resolved in chain:
         names = " -> ".join(str(p) for p in [*chain[chain.index(resolved):], resolved])
         raise ConfigError(f"base cycle: {names}")
     config = read_yaml(path)
+    applied = config.pop(APPLY_KEY, [])
     if BASE_KEY not in config:
-        return config
+        if applied:
+            raise ConfigError(f"{path}: apply needs a base to apply the overlays to")
+        return config, [resolved]
     base_name = config.pop(BASE_KEY)
     if not isinstance(base_name, str) or not base_name:
         raise ConfigError(f"{path}: base must be a file path, not {base_name!r}")
     base_path = path.parent / base_name
     if not base_path.is_file():
         raise ConfigError(f"{base_path} (base of {path}) does not exist")
-    return deep_merge(_load(base_path, [*chain, resolved]), config)
+    merged, base_chain = _load_with_chain(base_path, [*chain, resolved])
+    for overlay in _applied_overlays(path, applied, base_chain):
+        merged = deep_merge(merged, overlay)
+    return deep_merge(merged, config), [resolved, *base_chain]
+
+
+def _applied_overlays(path: Path, names: Any, base_chain: list[Path]) -> list[dict[str, Any]]:
+    """The own keys of each overlay ``path`` applies, checked to be changes of a config in its base chain."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{path}: apply must be a list of overlay file paths, not {names!r}")
+    overlays = []
+    for name in names:
+        overlay_path = path.parent / name
+        overlay = read_yaml(overlay_path)
+        if APPLY_KEY in overlay:
+            raise ConfigError(f"{overlay_path} (applied by {path}) applies overlays itself")
+        base_name = overlay.pop(BASE_KEY, None)
+        if not isinstance(base_name, str) or (overlay_path.parent / base_name).resolve() not in base_chain:
+            raise ConfigError(f"{overlay_path} (applied by {path}) must be an overlay of a config in "
+                              f"{path.name}'s base chain, not of {base_name!r}")
+        overlays.append(overlay)
+    return overlays
 
 
 def load_config(path: Path | str) -> dict[str, Any]:

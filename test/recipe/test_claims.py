@@ -223,12 +223,14 @@ def test_fsdd_spec_names_existing_configs():
     )} | {"train_asr_conformer", "train_asr_e_branchformer", "train_asr_transformer",
           "train_asr_e_branchformer_whisper_frontend",  # ESPnet's models on the default's front end
           "train_asr_conformer_whisper_frontend"}
-    assert set(by_config) == expected
+    on_default = {p.stem for p in (RECIPE / "conf" / "tuning").glob("train_asr_echo_whisper_frontend_*.yaml")}
+    assert on_default and set(by_config) == expected | on_default  # each mechanism on the default, claimed
+    assert {c.baseline for c in claims if c.config in on_default} == {"train_asr_echo_whisper_frontend"}
     # Direction: "rotary helps" and "Echo beats ESPnet's X" hold when the compared config is worse.
     worse = {c.config for c in claims if c.expect == WORSE}
     assert worse == {"train_asr_echo_rope_none", "train_asr_conformer", "train_asr_e_branchformer",
                      "train_asr_transformer", "train_asr_e_branchformer_whisper_frontend",
-                     "train_asr_conformer_whisper_frontend"}
+                     "train_asr_conformer_whisper_frontend", "train_asr_echo_whisper_frontend_rope_none"}
     for espnet_model in ("train_asr_e_branchformer_whisper_frontend", "train_asr_conformer_whisper_frontend"):
         [on_frontend] = by_config[espnet_model]
         assert on_frontend.baseline == "train_asr_echo_whisper_frontend"

@@ -64,6 +64,9 @@ FRONTEND_BASE = "train_asr_echo_whisper_frontend.yaml"
 ON_FRONTEND: Dict[str, set] = {"train_asr_e_branchformer_whisper_frontend.yaml": ESPNET_MODEL,
                                "train_asr_conformer_whisper_frontend.yaml": ESPNET_MODEL}
 
+# A mechanism's overlay of the filterbank base applied to the default (apply:): its claim on the default
+ON_DEFAULT = sorted(p.name for p in CONF.glob("train_asr_echo_whisper_frontend_*.yaml"))
+
 WHISPER_BASE = "train_asr_whisper_single.yaml"
 WHISPER: Dict[str, set] = {
     "train_asr_whisper_dual.yaml": {"decoder_conf", "freeze_param"},
@@ -95,7 +98,7 @@ def within(path: str, allowed: set) -> bool:
 
 def test_every_config_of_the_recipe_is_listed() -> None:
     assert {p.name for p in CONF.glob("*.yaml")} == (set(ALLOWED) | {BASE} | set(WHISPER) | {WHISPER_BASE}
-                                                     | set(ON_FRONTEND))
+                                                     | set(ON_FRONTEND) | set(ON_DEFAULT))
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))
@@ -138,3 +141,18 @@ def test_baselines_on_the_pretrained_front_end_change_only_the_model_on_top(name
     changed = changed_paths(name, FRONTEND_BASE)
     assert changed and {path for path in changed if not within(path, ON_FRONTEND[name])} == set(), name
     assert "recipe" not in read_yaml(CONF / name), name
+
+
+def changes(name: str, base_name: str) -> Dict[str, Any]:
+    """{dotted path: new value} of every path where ``name``'s merged config differs from ``base_name``'s."""
+    other = flatten(load_config(CONF / name))
+    return {path: other.get(path, "<absent>") for path in changed_paths(name, base_name)}
+
+
+@pytest.mark.parametrize("name", ON_DEFAULT)
+def test_a_mechanism_on_the_default_changes_what_it_changes_on_the_filterbank_base(name: str) -> None:
+    """train_asr_echo_whisper_frontend_<m>.yaml = the default + train_asr_echo_<m>.yaml's own change, nothing else."""
+    mechanism = "train_asr_echo_" + name[len("train_asr_echo_whisper_frontend_"):]
+    assert read_yaml(CONF / name) == {"base": FRONTEND_BASE, "apply": [mechanism]}, name
+    assert mechanism in ALLOWED and mechanism not in ESPNET_BASELINES
+    assert changes(name, FRONTEND_BASE) == changes(mechanism, BASE) != {}

@@ -191,3 +191,27 @@ def test_a_recipe_map_that_is_not_a_map_is_an_error(tmp_path: Path, capsys) -> N
     bad = write(tmp_path / "bad.yaml", {**BASE, "recipe": ["--fs", "8000"]})
     assert overlay.main(["--config", str(bad), "--recipe_args"]) == 1
     assert "recipe must be a map" in capsys.readouterr().err
+
+
+def test_apply_merges_another_overlays_own_changes_over_the_base(base: Path, tmp_path: Path) -> None:
+    """One mechanism overlay of the root serves a second base: its keys, not its base chain, are applied."""
+    write(tmp_path / "mech.yaml", {"base": "base.yaml", "encoder_conf": {"layers": [{"num": 3, "attention": "myel"}]}})
+    write(tmp_path / "front.yaml", {"base": "base.yaml", "frontend": "whisper", "encoder_conf": {"output_size": 96}})
+    both = load_config(write(tmp_path / "both.yaml", {"base": "front.yaml", "apply": ["mech.yaml"], "seed": 3}))
+    assert both == {**load_config(tmp_path / "front.yaml"), "seed": 3,
+                    "encoder_conf": {**load_config(tmp_path / "front.yaml")["encoder_conf"],
+                                     "layers": [{"num": 3, "attention": "myel"}]}}
+    assert both["frontend"] == "whisper" and both["encoder_conf"]["output_size"] == 96
+    assert overlay.needs_merge(tmp_path / "both.yaml")
+
+
+def test_apply_refuses_an_overlay_of_a_config_outside_the_base_chain(base: Path, tmp_path: Path) -> None:
+    write(tmp_path / "other.yaml", {"seed": 9})
+    write(tmp_path / "mech.yaml", {"base": "other.yaml", "seed": 1})
+    write(tmp_path / "front.yaml", {"base": "base.yaml", "frontend": "whisper"})
+    with pytest.raises(ConfigError, match="mech.yaml.*base chain"):
+        load_config(write(tmp_path / "both.yaml", {"base": "front.yaml", "apply": ["mech.yaml"]}))
+    with pytest.raises(ConfigError, match="apply must be a list"):
+        load_config(write(tmp_path / "bad.yaml", {"base": "front.yaml", "apply": "mech.yaml"}))
+    with pytest.raises(ConfigError, match="needs a base"):
+        load_config(write(tmp_path / "nobase.yaml", {"apply": ["mech.yaml"]}))

@@ -176,10 +176,10 @@ fi
 [ -f "${asr_config}" ] || die "no such config: ${asr_config}"
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 asr_exp=${expdir}/asr_${asr_tag}
-# An overlay config (top-level base: FILE, echo_plugin.recipe.overlay) is merged into
+# An overlay config (top-level base: FILE or apply:, echo_plugin.recipe.overlay) is merged into
 # ${asr_exp}/asr_config.merged.yaml, which every later stage reads; asr_config_path keeps the given file.
 asr_config_src=${asr_config}
-if grep -q -E '^(base|recipe):' "${asr_config}"; then
+if grep -q -E '^(base|apply|recipe):' "${asr_config}"; then
     mkdir -p "${asr_exp}"
     asr_config=${asr_exp}/asr_config.merged.yaml
     ${python} -m echo_plugin.recipe.overlay --config "${asr_config_src}" --out "${asr_config}" \
@@ -369,7 +369,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         [ -f "${stats_config}" ] || die "no such --stats_config: ${stats_config}"
         log "  with ${stats_config} (--stats_config)"
         stats_opts=(--config "${stats_config}")
-        if grep -q -E '^(base|recipe):' "${stats_config}"; then
+        if grep -q -E '^(base|apply|recipe):' "${stats_config}"; then
             stats_opts=(--config "${logdir}/stats_config.merged.yaml")
             ${python} -m echo_plugin.recipe.overlay --config "${stats_config}" --out "${stats_opts[1]}" \
                 || die "cannot merge the overlay ${stats_config}"
