@@ -12,7 +12,9 @@ Every claim is one comparison of echo_plugin.recipe.compare (two-level paired bo
 over the folds both configs have, errors averaged over seeds). One table per test set and
 decode pass (first pass; then the speaker-adaptive second pass, ``decode.pass ==
 "spkadapt"``, when records of it exist); the claims of a table that could be compared are
-one Holm family. The "supported" column reads the verdict against ``expect``:
+one Holm family. CLAIMS.md opens with a summary (a row per claim that ran: each test set's
+effect and what it says), then the tables (the claims that ran), then one list of the claims
+not run yet. The "supported" column reads the verdict against ``expect``:
 
 * ``supported``: the verdict is ``expect``;
 * ``contradicted``: the verdict is the opposite one (``better`` for ``worse`` and back);
@@ -166,21 +168,55 @@ HEADER = ["claim", "config vs baseline", "expects", "folds x seeds", "WER config
           "effect (abs) [95% CI]", "effect (rel) [95% CI]", "Holm p", "verdict", "supported"]
 
 
+def claim_label(claim: Claim) -> str:
+    return claim.claim + (f" ({claim.source})" if claim.source else "")
+
+
 def claims_table(rows: Sequence[ClaimRow]) -> list[str]:
+    """One test set's table: the claims that ran (the others are listed once, under "Not run yet")."""
+    ran = [row for row in rows if row.pairing.comparison is not None]
+    if not ran:
+        return ["No claim has records for this test set yet."]
     lines = [md_row(HEADER), md_row(["---"] * len(HEADER))]
-    for row in rows:
+    for row in ran:
         c, p = row.pairing.comparison, row.pairing
-        claim = row.claim.claim + (f" ({row.claim.source})" if row.claim.source else "")
         names = f"`{row.claim.config}` vs `{row.claim.baseline}`"
-        if c is None:
-            lines.append(md_row([claim, names, row.claim.expect, p.status] + ["-"] * 6 + [NOT_RUN]))
-            continue
-        lines.append(md_row([claim, names, row.claim.expect, fmt_folds(p), fmt_num(c.wer_a), fmt_num(c.wer_b),
-                             fmt_diff(c), fmt_rel(c), fmt_p(row.adjusted_p), row.verdict, row.supported]))
+        lines.append(md_row([claim_label(row.claim), names, row.claim.expect, fmt_folds(p), fmt_num(c.wer_a),
+                             fmt_num(c.wer_b), fmt_diff(c), fmt_rel(c), fmt_p(row.adjusted_p), row.verdict,
+                             row.supported]))
     pairings = list({id(r.pairing): r.pairing for r in rows}.values())
     lines += [""] + notes if (notes := pairing_notes(pairings)) else []
     lines += [""] + foot if (foot := tuned_footnote(pairings)) else []
     return lines
+
+
+def summary_table(tables: dict[str, list[ClaimRow]]) -> list[str]:
+    """The claims that ran in any of a pass's tables, a row each: per test set WER config vs baseline,
+    the effect with its interval and what it says of the claim."""
+    test_sets = list(tables)
+    claims = list(tables[test_sets[0]]) if test_sets else []
+    header = ["claim", "config vs baseline"] + test_sets
+    lines = [md_row(header), md_row(["---"] * len(header))]
+    for i, first in enumerate(claims):
+        rows = [tables[t][i] for t in test_sets]
+        if all(r.pairing.comparison is None for r in rows):
+            continue
+        cells = []
+        for row in rows:
+            c = row.pairing.comparison
+            cells.append("-" if c is None else
+                         f"{fmt_num(c.wer_a)} vs {fmt_num(c.wer_b)}, {fmt_diff(c)}, {fmt_folds(row.pairing)}: "
+                         f"**{row.supported}**")
+        lines.append(md_row([claim_label(first.claim), f"`{first.claim.config}` vs `{first.claim.baseline}`",
+                             *cells]))
+    return lines if len(lines) > 2 else ["No claim has records yet."]
+
+
+def not_run_list(claims: Sequence[Claim], tables: dict[tuple[str, str], list[ClaimRow]]) -> list[str]:
+    """Claims without a comparison in any table, a line each."""
+    idle = [claim for i, claim in enumerate(claims)
+            if all(rows[i].pairing.comparison is None for rows in tables.values())]
+    return [f"- {claim_label(c)}: `{c.config}` vs `{c.baseline}`" for c in idle]
 
 
 def newest_date(records: Sequence[dict]) -> str:
@@ -189,11 +225,37 @@ def newest_date(records: Sequence[dict]) -> str:
     return max(dates) if dates else "unknown (the records carry no date field)"
 
 
+Tables = dict[tuple[str, str], list[ClaimRow]]  # (pass, test set) -> one row per claim, in spec order
+
+
+def passes_of(runs: dict[RunKey, FoldRun]) -> list[str]:
+    """The first pass, then the speaker-adaptive one where records of it exist."""
+    return [FIRST_PASS] + ([SPKADAPT_PASS] if any(k[1] == SPKADAPT_PASS for k in runs) else [])
+
+
+def evaluate_tables(runs: dict[RunKey, FoldRun], claims: Sequence[Claim], test_sets: Sequence[str] = DEFAULT_TEST_SETS,
+                    n_boot: int = 10000, seed: int = 0, alpha: float = ALPHA) -> Tables:
+    """Every table's rows: each pass x test set."""
+    return {(pass_, test_set): evaluate(runs, claims, pass_, test_set, n_boot, seed, alpha)
+            for pass_ in passes_of(runs) for test_set in test_sets}
+
+
+def support_counts(tables: Tables) -> dict[str, int]:
+    """How many rows of the tables say each "supported" value (anecdotes counted as one kind)."""
+    counts: dict[str, int] = {}
+    for rows in tables.values():
+        for row in rows:
+            status = "anecdote" if row.supported.startswith("anecdote") else row.supported
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
 def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequence[Claim], command: str,
            test_sets: Sequence[str] = DEFAULT_TEST_SETS, n_boot: int = 10000, seed: int = 0,
-           alpha: float = ALPHA) -> str:
-    """CLAIMS.md's text."""
-    passes = [FIRST_PASS] + ([SPKADAPT_PASS] if any(k[1] == SPKADAPT_PASS for k in runs) else [])
+           alpha: float = ALPHA, tables: Tables | None = None) -> str:
+    """CLAIMS.md's text (``tables``: the evaluated rows, when the caller has them already)."""
+    passes = passes_of(runs)
+    tables = tables if tables is not None else evaluate_tables(runs, claims, test_sets, n_boot, seed, alpha)
     lines = [
         "# Claims and evidence",
         "",
@@ -210,11 +272,18 @@ def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequenc
         "records lack either config (or they share no fold).",
         "",
     ]
+    lines += ["## Summary (first pass)", "",
+              "Each claim that has records: WER config vs baseline, the effect in points [95% CI], folds x seeds "
+              "(config vs baseline), and what it says of the claim. The tables below give every number.", ""]
+    lines += summary_table({t: tables[(FIRST_PASS, t)] for t in test_sets}) + [""]
     for pass_ in passes:
         lines += [f"## {PASS_TITLES.get(pass_, pass_)}", ""]
         for test_set in test_sets:
-            rows = evaluate(runs, claims, pass_, test_set, n_boot, seed, alpha)
-            lines += [f"### {test_set} ({pass_} pass)", ""] + claims_table(rows) + [""]
+            lines += [f"### {test_set} ({pass_} pass)", ""] + claims_table(tables[(pass_, test_set)]) + [""]
+    idle = not_run_list(claims, tables)
+    if idle:
+        lines += [f"## Not run yet ({len(idle)} of {len(claims)} claims)", "",
+                  "No records of the config, or of its baseline, on a common fold:", ""] + idle + [""]
     tuned = sorted({r.fold for r in runs.values() if r.tuned_on})
     if tuned:
         lines += [f"Folds tuned on (hyper-parameters chosen on them; starred above): {', '.join(tuned)}.", ""]
@@ -243,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         claims = load_spec(args.spec)
         records = load_records(args.records)
         runs = average_seeds(records, args.decode_dir)
-        text = render(records, runs, claims, command, args.test_sets, args.n_boot, args.seed, args.alpha)
+        tables = evaluate_tables(runs, claims, args.test_sets, args.n_boot, args.seed, args.alpha)
+        text = render(records, runs, claims, command, args.test_sets, args.n_boot, args.seed, args.alpha, tables)
+        counts = support_counts(tables)
         if args.out is not None:
             atomic_write_text(args.out, text)
     except (SpecError, RecordError, OSError) as err:
@@ -252,13 +323,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         print(text, end="")
     else:
-        counts: dict[str, int] = {}
-        for line in text.splitlines():
-            if not line.startswith("| ") or "`" not in line:  # claim rows only, not the header
-                continue
-            status = line.rstrip(" |").rsplit("| ", 1)[1]
-            status = "anecdote" if status.startswith("anecdote") else status
-            counts[status] = counts.get(status, 0) + 1
         print(f"claims: {args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return 0
 
