@@ -43,9 +43,11 @@ entries with ``--allow_variable_data_keys true``; the batch then holds
 ``<feature>`` and ``<feature>_lengths``, which :meth:`forward` and
 :meth:`collect_feats` pass on. Inference (``encode`` alone) computes them.
 
-Not supported with the Echo frontend (a clear error at construction):
-a ``preencoder`` (it sits between frontend and encoder and may change the
-frame rate f0 is aligned to). SpecAugment's time warping moves feature
+Not supported with the Echo frontend or model-computed f0 (a clear error at construction):
+a ``preencoder`` other than ESPnet's ``linear`` one (it sits between frontend and encoder, and
+any other may change the frame rate f0 is aligned to; the linear projection maps each frame alone,
+as over the pretrained Whisper frontend's 512 channels). An Echo encoder's ``frame_shift`` must
+be the frontend's hop for model-computed f0 (checked at construction). SpecAugment's time warping moves feature
 frames by up to ``time_warp_window`` frames without moving f0; time and
 feature masks are harmless. Intermediate CTC works as in ESPnet (the
 ``ctc`` argument is passed to encoders that condition on it).
@@ -60,6 +62,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.preencoder.linear import LinearProjection
 from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import Tensor, nn
@@ -68,6 +71,7 @@ from echo_plugin.asr.frontend_pitch import FrontendPitch, frontend_grid
 from echo_plugin.asr.normalize.speaker_mvn import STATS_KEY as SPEAKER_STATS_KEY
 from echo_plugin.asr.normalize.speaker_mvn import SpeakerMVN
 from echo_plugin.features.extractor import STORED_FEATURES
+from echo_plugin.features.grid import FrameGrid
 from echo_plugin.features.pitch import F0Config
 from echo_plugin.nn.capabilities import AuxiliaryLoss, ExtractsFeatures, ObservesLoss, modules_with, reads_f0
 
@@ -116,6 +120,21 @@ class _Encoding:
     f0: Optional[Tensor] = None
 
 
+def keeps_frames(preencoder: Optional[nn.Module]) -> bool:
+    """Whether the preencoder leaves the frontend's frames where they are (none, or a per-frame linear map)."""
+    return preencoder is None or type(preencoder) is LinearProjection
+
+
+def check_frame_shift(encoder: Optional[nn.Module], grid: FrameGrid) -> None:
+    """An Echo encoder's ``frame_shift`` (pitch phase per frame) must be the hop f0 is computed on."""
+    from echo_plugin.asr.encoder.echo_encoder import EchoEncoder
+
+    hop = grid.hop_length / grid.fs
+    if isinstance(encoder, EchoEncoder) and abs(encoder.frame_shift - hop) > 1e-9:
+        raise ValueError(f"encoder_conf frame_shift {encoder.frame_shift} s is not the frontend's hop {hop} s "
+                         "that model_conf f0 is computed on: set frame_shift to it")
+
+
 @extend_init_signature(f0=None)
 class EchoASRModel(ESPnetASRModel):
     """ESPnetASRModel whose ``encode`` passes f0 to the encoder.
@@ -143,11 +162,13 @@ class EchoASRModel(ESPnetASRModel):
                 f"the encoder reads f0 (pitch-aware rotary) but the {type(self.frontend).__name__} frontend gives "
                 "none: set model_conf f0 (e.g. {method: dio, floor: 60.0, ceil: 300.0}), or use frontend: echo"
             )
-        if (self.frontend_extracts or self.pitch is not None) and self.preencoder is not None:
+        if self.pitch is not None:
+            check_frame_shift(self.encoder, self.pitch.grid)
+        if (self.frontend_extracts or self.pitch is not None) and not keeps_frames(self.preencoder):
             raise NotImplementedError(
                 f"model 'echo' with f0 from the model or the {type(self.frontend).__name__} frontend does not support "
                 f"a preencoder ({type(self.preencoder).__name__}): f0 is aligned to the frontend's frames; "
-                "use preencoder: null"
+                "use preencoder: null or linear"
             )
         if self.frontend_extracts and isinstance(self.normalize, GlobalMVN):
             logging.warning(

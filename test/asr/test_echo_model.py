@@ -223,10 +223,16 @@ def test_cached_features_through_espnets_data_loader(task, tmp_path, monkeypatch
     torch.testing.assert_close(loss, reference)
 
 
-def test_preencoder_is_refused(task):
-    with pytest.raises(NotImplementedError, match="preencoder"):
-        preencoder = ["--preencoder", "linear", "--preencoder_conf", "{input_size: 16, output_size: 16}"]
-        build(task, ["spectrogram"], extra=preencoder)
+SINC = {"fs": 8000, "in_channels": 1, "out_channels": 256}  # ESPnet's sinc convolutions: they change the frames
+
+
+def test_a_preencoder_that_changes_the_frames_is_refused_a_linear_one_is_not(task):
+    with pytest.raises(NotImplementedError, match="preencoder.*LightweightSincConvs"):
+        build(task, ["spectrogram"], extra=["--preencoder", "sinc", "--preencoder_conf", yaml.safe_dump(SINC)])
+    model, _ = build(task, ["spectrogram"], extra=["--preencoder", "linear", "--preencoder_conf",
+                                                   "{input_size: 16, output_size: 16}"])
+    loss, _, _ = model(*speech_batch())
+    assert torch.isfinite(loss)
 
 
 def test_pitch_aware_encoder_without_the_echo_frontend_is_refused(task):
@@ -292,13 +298,33 @@ def test_pitch_aware_encoder_on_the_default_frontend_with_model_conf_f0(task):
     assert torch.isfinite(loss)
 
 
-def test_model_conf_f0_with_a_preencoder_is_refused(task):
+def test_model_conf_f0_with_a_frame_changing_preencoder_is_refused(task):
     ASRTask, workdir = task
     args = default_frontend_args(ASRTask, workdir, "echo", {**TRANSFORMER, "input_layer": "linear"},
                                  {"ctc_weight": 0.3, "f0": {"method": "dio"}})
-    args.preencoder, args.preencoder_conf = "linear", {"input_size": 20, "output_size": 20}
+    args.preencoder, args.preencoder_conf = "sinc", SINC
     with pytest.raises(NotImplementedError, match="preencoder"):
         ASRTask.build_model(args)
+
+
+def test_model_conf_f0_through_a_linear_preencoder_reaches_the_pitch_aware_encoder(task):
+    ASRTask, workdir = task
+    conf = {**TRANSFORMER, "frame_shift": 0.01,
+            "layers": [{"num": 1, "rotary": {"type": "pitch_aware", "conf": {"radii": True, "pitch_bias": 1.0}}}]}
+    args = default_frontend_args(ASRTask, workdir, "echo", conf, {"ctc_weight": 0.3, "f0": {"method": "dio"}})
+    args.preencoder, args.preencoder_conf = "linear", {"input_size": 20, "output_size": 24}
+    model = ASRTask.build_model(args)
+    loss, _, _ = model(*speech_batch())
+    loss.backward()
+    assert torch.isfinite(loss) and model.encoder.embed is not None
+
+
+def test_an_encoder_frame_shift_other_than_the_f0_hop_is_refused(task):
+    ASRTask, workdir = task
+    conf = {**TRANSFORMER, "frame_shift": 0.02, "layers": [{"num": 1, "rotary": {"type": "pitch_aware"}}]}
+    with pytest.raises(ValueError, match="frame_shift 0.02 s is not the frontend's hop 0.01 s"):
+        ASRTask.build_model(default_frontend_args(ASRTask, workdir, "echo", conf,
+                                                  {"ctc_weight": 0.3, "f0": {"method": "dio"}}))
 
 
 def test_model_conf_f0_with_the_echo_frontend_is_refused(task):

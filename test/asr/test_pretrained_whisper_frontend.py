@@ -148,3 +148,73 @@ def test_the_bundled_whisper_base_matches_its_architecture() -> None:
     assert front.output_size() == 512
     feats, lengths = front(0.1 * torch.randn(1, 4000), torch.tensor([4000]))
     assert feats.shape == (1, 25, 512) and torch.isfinite(feats).all()
+
+
+def test_its_frame_grid_is_20_ms_at_the_input_rate(tiny_checkpoint: Path) -> None:
+    """f0 for a pitch-aware encoder is computed on this grid: frame t centred on t * 20 ms, as many frames as
+    the encoder gives or one more (which FrontendPitch cuts)."""
+    for fs, hop, n_fft in ((8000, 160, 200), (16000, 320, 400)):
+        front = PretrainedWhisperFrontend("tiny", str(tiny_checkpoint), layers=1, fs=fs)
+        grid = front.frame_grid()
+        assert (grid.fs, grid.hop_length, grid.n_fft) == (fs, hop, n_fft)
+        for seconds in (0.31, 0.5, 1.0, 1.37):
+            n = int(seconds * fs)
+            frames = int(front(0.1 * torch.randn(1, n), torch.tensor([n]))[1])
+            assert grid.num_frames(n) - frames in (0, 1), (fs, n)
+
+
+def test_output_frame_t_is_centred_on_log_mel_frame_2t(tiny_checkpoint: Path) -> None:
+    """The conv stem's receptive field over the log-mel (10 ms frames centred on m * 10 ms) is symmetric
+    about 2t: the centre of output frame t is t * 20 ms, the grid's hop."""
+    front = PretrainedWhisperFrontend("tiny", str(tiny_checkpoint), layers=1)
+    encoder = front.whisper.encoder
+    mel = torch.randn(1, 80, 40, requires_grad=True)
+    out = torch.nn.functional.gelu(encoder.conv2(torch.nn.functional.gelu(encoder.conv1(mel))))
+    for t in (3, 7, 12):
+        (grad,) = torch.autograd.grad(out[0, :, t].sum(), mel, retain_graph=True)
+        support = grad.abs().sum(dim=1)[0].nonzero().flatten().tolist()
+        assert support == list(range(2 * t - 2, 2 * t + 3)), t
+
+
+def test_a_pitch_aware_encoder_gets_f0_on_its_frames_through_the_linear_preencoder(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    import echo_plugin
+
+    echo_plugin.register()
+    from espnet2.tasks.asr import ASRTask
+
+    (tmp_path / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", "a", "b", "<sos/eos>"]) + "\n")
+    rotary = {"type": "pitch_aware", "conf": {"radii": True, "pitch_bias": 1.0}}
+
+    def build(frame_shift: float):
+        encoder = {"output_size": 16, "attention_heads": 2, "linear_units": 16, "num_blocks": 1,
+                   "input_layer": "conv2d2", "frame_shift": frame_shift, "layers": [{"num": 1, "rotary": rotary}]}
+        frontend = {"whisper_model": "tiny", "checkpoint": str(tiny_checkpoint), "layers": 1, "fs": 8000}
+        args = ASRTask.get_parser().parse_args(
+            ["--token_list", str(tmp_path / "tokens.txt"), "--model", "echo", "--normalize", "none",
+             "--frontend", "whisper_pretrained", "--frontend_conf", yaml.safe_dump(frontend),
+             "--preencoder", "linear", "--preencoder_conf", "{input_size: 384, output_size: 20}",
+             "--encoder", "echo", "--encoder_conf", yaml.safe_dump(encoder),
+             "--decoder", "transformer", "--decoder_conf", "{attention_heads: 2, linear_units: 16, num_blocks: 1}",
+             "--model_conf", "{ctc_weight: 0.3, f0: {method: dio, floor: 60.0, ceil: 300.0}}"])  # fmt: skip
+        return ASRTask.build_model(args)
+
+    with pytest.raises(ValueError, match="frame_shift 0.01 s is not the frontend's hop 0.02 s"):
+        build(0.01)
+    model = build(0.02)
+    seen = {}
+    model.encoder.register_forward_pre_hook(lambda m, a, kw: seen.update(f0=kw.get("f0")), with_kwargs=True)
+    t = torch.arange(8000) / 8000
+    speech = torch.stack([0.3 * torch.sin(2 * torch.pi * 150 * t), 0.3 * torch.sin(2 * torch.pi * 110 * t)])
+    lengths = torch.tensor([8000, 6000])
+    loss, _, _ = model(speech, lengths, torch.tensor([[2, 3], [3, -1]]), torch.tensor([2, 1]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    feats, feats_lengths = model.frontend(speech, lengths)
+    assert seen["f0"].shape == feats.shape[:2] == (2, 50)
+    voiced = seen["f0"][0, 5:45]
+    assert torch.all((voiced > 140) & (voiced < 160))  # the 150 Hz tone on its frames
+    assert torch.all(seen["f0"][1, int(feats_lengths[1]):] == 0)

