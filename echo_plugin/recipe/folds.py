@@ -3,6 +3,7 @@
     cd egs/fsdd/asr1
     python -m echo_plugin.recipe.folds --config conf/tuning/train_asr_echo.yaml [--seeds 0 1 2] \
         [--folds test-lucas test-george] [--jobs 2] [--work_dir folds] [-- <run.sh options>]
+    python -m echo_plugin.recipe.folds --config conf/tuning/a.yaml conf/tuning/b.yaml ...   # one after another
 
 The folds and seeds come from ``conf/folds.yaml`` (``folds: [{name, test, dev, train}]``,
 ``seeds: [...]``). Each fold gets its own copy of the recipe under
@@ -91,34 +92,9 @@ def run_sh(cwd: Path, args: list[str], log: Path) -> int:
         return subprocess.run(["./run.sh", *args], cwd=cwd, stdout=handle, stderr=subprocess.STDOUT).returncode
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="training config, relative to the recipe dir")
-    parser.add_argument("--recipe_dir", type=Path, default=Path("."))
-    parser.add_argument("--fold_list", type=Path, default=Path("conf/folds.yaml"), help="relative to the recipe dir")
-    parser.add_argument("--folds", nargs="*", default=None, help="fold names (default: all)")
-    parser.add_argument("--seeds", nargs="*", type=int, default=None, help="default: the fold list's")
-    parser.add_argument("--name", default=None, help="the records' name (default: the config's file name)")
-    parser.add_argument("--test_sets", default="test_isolated test_connected")
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--no_deployed", action="store_true", help="stop at stage 7 (no packing, no deployed path)")
-    parser.add_argument("--work_dir", type=Path, default=Path("folds"), help="relative to the recipe dir")
-    parser.add_argument("run_args", nargs="*", help="after --: more run.sh options for every run")
-    args = parser.parse_args(argv)
-    recipe = args.recipe_dir.resolve()
-    try:
-        folds, seeds = read_folds(recipe / args.fold_list)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"folds: error: {e}", file=sys.stderr)
-        return 2
-    if args.folds:
-        unknown = sorted(set(args.folds) - {f.name for f in folds})
-        if unknown:
-            print(f"folds: error: no fold {', '.join(unknown)} in {args.fold_list}", file=sys.stderr)
-            return 2
-        folds = [f for f in folds if f.name in args.folds]
-    seeds = args.seeds if args.seeds is not None else seeds
-    name = args.name or Path(args.config).stem
+def run_config(config: str, name: str, recipe: Path, folds: list[Fold], seeds: list[int],
+               args: argparse.Namespace) -> bool:
+    """Every (fold, seed) of one config not recorded yet, ``args.jobs`` at a time; -> whether all succeeded."""
     test_sets = args.test_sets.split()
     threads = max(1, min(2, (os.cpu_count() or 1) // max(1, args.jobs)))
     work = recipe / args.work_dir
@@ -132,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         cwd = fold_dir(recipe, work, fold)
         # stages 1-4 once per fold and config, before its first training (with the config's
         # recipe options: a pretrained front end's fold has no speed-perturbed copies)
-        marker = cwd / f".prepared-{Path(args.config).stem}"
+        marker = cwd / f".prepared-{Path(config).stem}"
         with prepared[fold.name]:
             if not marker.is_file():
                 if run_sh(cwd, ["--stage", "1", "--stop_stage", "4", "--fold_opts", fold.data_opts,
-                                "--asr_config", args.config, "--test_sets", args.test_sets, *args.run_args],
+                                "--asr_config", config, "--test_sets", args.test_sets, *args.run_args],
                           cwd / "logs" / "prepare.log"):
                     print(f"FAILED: prepare {fold.name} ({cwd}/logs/prepare.log)", flush=True)
                     return False
@@ -144,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"{name}_seed{seed}"
         log = cwd / "logs" / f"{tag}.log"
         last = ["--stop_stage", "7"] if args.no_deployed else ["--stop_stage", "8", "--score_deployed", "true"]
-        code = run_sh(cwd, ["--stage", "5", *last, "--asr_config", args.config, "--asr_tag", tag,
+        code = run_sh(cwd, ["--stage", "5", *last, "--asr_config", config, "--asr_tag", tag,
                             "--seed", str(seed), "--record_name", name, "--train_threads", str(threads),
                             "--test_sets", args.test_sets, *args.run_args], log)
         print(f"{'done' if code == 0 else 'FAILED'}: {name} {fold.name} seed {seed} ({log})", flush=True)
@@ -152,6 +128,43 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         outcomes = list(pool.map(lambda run: one(*run), runs))
+    return all(outcomes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, nargs="+",
+                        help="training config(s), relative to the recipe dir; several run one after another")
+    parser.add_argument("--recipe_dir", type=Path, default=Path("."))
+    parser.add_argument("--fold_list", type=Path, default=Path("conf/folds.yaml"), help="relative to the recipe dir")
+    parser.add_argument("--folds", nargs="*", default=None, help="fold names (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=None, help="default: the fold list's")
+    parser.add_argument("--name", default=None, help="the records' name (default: the config's file name)")
+    parser.add_argument("--test_sets", default="test_isolated test_connected")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--no_deployed", action="store_true", help="stop at stage 7 (no packing, no deployed path)")
+    parser.add_argument("--work_dir", type=Path, default=Path("folds"), help="relative to the recipe dir")
+    parser.add_argument("run_args", nargs="*", help="after --: more run.sh options for every run")
+    args = parser.parse_args(argv)
+    recipe = args.recipe_dir.resolve()
+    if args.name is not None and len(args.config) > 1:
+        print("folds: error: --name names the records of one config; give one --config with it", file=sys.stderr)
+        return 2
+    try:
+        folds, seeds = read_folds(recipe / args.fold_list)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"folds: error: {e}", file=sys.stderr)
+        return 2
+    if args.folds:
+        unknown = sorted(set(args.folds) - {f.name for f in folds})
+        if unknown:
+            print(f"folds: error: no fold {', '.join(unknown)} in {args.fold_list}", file=sys.stderr)
+            return 2
+        folds = [f for f in folds if f.name in args.folds]
+    seeds = args.seeds if args.seeds is not None else seeds
+    # one config after another (all of one config's runs first: its claim is complete before the next starts)
+    outcomes = [run_config(config, args.name or Path(config).stem, recipe, folds, seeds, args)
+                for config in args.config]
     return 0 if all(outcomes) else 1
 
 

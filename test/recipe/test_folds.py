@@ -114,3 +114,18 @@ def test_each_fold_is_prepared_with_the_config_once_per_config(tmp_path: Path) -
     prepare = [c["args"] for c in calls(root) if c["args"][:2] == ["--stage", "1"]]
     # x, then y (its recipe options may change the data): each config's preparation once
     assert [a[a.index("--asr_config") + 1] for a in prepare] == ["conf/tuning/x.yaml", "conf/tuning/y.yaml"]
+
+
+def test_several_configs_run_one_after_another_each_with_its_records(tmp_path: Path, capsys) -> None:
+    root = recipe(tmp_path)
+    (root / "conf" / "tuning" / "y.yaml").write_text("base: x.yaml\nseed: 1\n")
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "conf/tuning/y.yaml",
+                       "--seeds", "0", "--jobs", "2"]) == 0
+    made = [json.loads(line) for line in (root / "all_calls.jsonl").read_text().splitlines()]
+    trained = [c["args"][c["args"].index("--record_name") + 1] for c in made if c["args"][:2] == ["--stage", "5"]]
+    assert trained == ["x", "x", "y", "y"]  # every fold of x before y starts
+    assert {(r["name"], r["fold"]["name"]) for r in read_records(root / "records")} == {
+        (n, f) for n in ("x", "y") for f in ("test-a", "test-b")}
+    assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "conf/tuning/y.yaml",
+                       "--name", "z"]) == 2
+    assert "--name names the records of one config" in capsys.readouterr().err
