@@ -190,12 +190,27 @@ def claims_table(rows: Sequence[ClaimRow]) -> list[str]:
     return lines
 
 
-def summary_table(tables: dict[str, list[ClaimRow]]) -> list[str]:
-    """The claims that ran in any of a pass's tables, a row each: per test set WER config vs baseline,
-    the effect with its interval and what it says of the claim."""
+def trained_params(records: Sequence[dict]) -> dict[str, int]:
+    """{config name: trained parameters} from the records that say (the largest where runs differ)."""
+    params: dict[str, int] = {}
+    for record in records:
+        if isinstance(record.get("params"), int):
+            name = record["config_name"]
+            params[name] = max(params.get(name, 0), record["params"])
+    return params
+
+
+def fmt_params(params: dict[str, int], name: str) -> str:
+    return f"{params[name] / 1e6:.2f}" if name in params else "?"
+
+
+def summary_table(tables: dict[str, list[ClaimRow]], params: dict[str, int] | None = None) -> list[str]:
+    """The claims that ran in any of a pass's tables, a row each: the parameters (M) of config and baseline,
+    then per test set WER config vs baseline, the effect with its interval and what it says of the claim."""
+    params = params or {}
     test_sets = list(tables)
     claims = list(tables[test_sets[0]]) if test_sets else []
-    header = ["claim", "config vs baseline"] + test_sets
+    header = ["claim", "config vs baseline", "params (M)"] + test_sets
     lines = [md_row(header), md_row(["---"] * len(header))]
     for i, first in enumerate(claims):
         rows = [tables[t][i] for t in test_sets]
@@ -207,8 +222,9 @@ def summary_table(tables: dict[str, list[ClaimRow]]) -> list[str]:
             cells.append("-" if c is None else
                          f"{fmt_num(c.wer_a)} vs {fmt_num(c.wer_b)}, {fmt_diff(c)}, {fmt_folds(row.pairing)}: "
                          f"**{row.supported}**")
+        sizes = f"{fmt_params(params, first.claim.config)} vs {fmt_params(params, first.claim.baseline)}"
         lines.append(md_row([claim_label(first.claim), f"`{first.claim.config}` vs `{first.claim.baseline}`",
-                             *cells]))
+                             sizes, *cells]))
     return lines if len(lines) > 2 else ["No claim has records yet."]
 
 
@@ -273,9 +289,11 @@ def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequenc
         "",
     ]
     lines += ["## Summary (first pass)", "",
-              "Each claim that has records: WER config vs baseline, the effect in points [95% CI], folds x seeds "
-              "(config vs baseline), and what it says of the claim. The tables below give every number.", ""]
-    lines += summary_table({t: tables[(FIRST_PASS, t)] for t in test_sets}) + [""]
+              "Each claim that has records: trained parameters (millions) of config and baseline, then per test set "
+              "WER config vs baseline, the effect in points [95% CI], folds x seeds (config vs baseline), and what "
+              "it says of the claim. The tables below give every number; RESULTS.md the training and decoding "
+              "cost.", ""]
+    lines += summary_table({t: tables[(FIRST_PASS, t)] for t in test_sets}, trained_params(records)) + [""]
     for pass_ in passes:
         lines += [f"## {PASS_TITLES.get(pass_, pass_)}", ""]
         for test_set in test_sets:

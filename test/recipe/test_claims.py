@@ -142,10 +142,25 @@ def test_claims_end_to_end(tmp_path, capsys):
     # The summary: a row per claim that ran, each test set's effect and verdict.
     summary = table_rows(text, "## Summary (first pass)")
     assert set(summary) == set(rows)
-    assert summary["good helps"][2].endswith("5x1 vs 5x1: **supported**") and summary["good helps"][3] == "-"
-    assert summary["same helps"][2].endswith(f"**{NOT_SHOWN}**")
+    assert summary["good helps"][3].endswith("5x1 vs 5x1: **supported**") and summary["good helps"][4] == "-"
+    assert summary["same helps"][3].endswith(f"**{NOT_SHOWN}**")
+    assert summary["good helps"][2] == "? vs ?"  # these records carry no parameter counts
     assert "Speaker-adaptive" not in text
     assert "## Baseline spread: `train_asr_echo` (first pass)" in text
+
+
+def test_the_summary_gives_each_side_s_trained_parameters(tmp_path):
+    write_records(tmp_path / "records", {BASE: baseline_errors, "x_good": low_errors})
+    path = tmp_path / "records" / "runs.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for r in records:
+        r["params"] = 3_510_602 if r["config_name"] == BASE else 3_715_331
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    spec = write_spec(tmp_path / "claims.yaml", [{"claim": "good helps", "config": "x_good", "expect": "better"}])
+    out = tmp_path / "CLAIMS.md"
+    assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
+                 "--n_boot", "200"]) == 0
+    assert table_rows(out.read_text(encoding="utf-8"), "## Summary (first pass)")["good helps"][2] == "3.72 vs 3.51"
 
 
 def test_holm_family_is_the_claims_that_ran(tmp_path):
