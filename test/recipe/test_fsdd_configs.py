@@ -86,10 +86,16 @@ def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def changed_paths(name: str, base_name: str = BASE) -> set:
+def changes(name: str, base_name: str = BASE) -> Dict[str, Any]:
+    """{dotted path: new value} of every path where ``name``'s merged config differs from ``base_name``'s."""
     base = flatten(load_config(CONF / base_name))
     other = flatten(load_config(CONF / name))
-    return {path for path in base.keys() | other.keys() if base.get(path, "<absent>") != other.get(path, "<absent>")}
+    return {path: other.get(path, "<absent>") for path in base.keys() | other.keys()
+            if base.get(path, "<absent>") != other.get(path, "<absent>")}
+
+
+def changed_paths(name: str, base_name: str = BASE) -> set:
+    return set(changes(name, base_name))
 
 
 def within(path: str, allowed: set) -> bool:
@@ -142,11 +148,6 @@ def test_baselines_on_the_pretrained_front_end_change_only_the_model_on_top(name
     assert changed and {path for path in changed if not within(path, ON_FRONTEND[name])} == set(), name
     assert "recipe" not in read_yaml(CONF / name), name
 
-
-def changes(name: str, base_name: str) -> Dict[str, Any]:
-    """{dotted path: new value} of every path where ``name``'s merged config differs from ``base_name``'s."""
-    other = flatten(load_config(CONF / name))
-    return {path: other.get(path, "<absent>") for path in changed_paths(name, base_name)}
 
 
 # The Whisper frontend's frame rate where a pitch mechanism names the filterbank's (f0 on the frontend's frames)
