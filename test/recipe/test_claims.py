@@ -258,3 +258,27 @@ def test_fsdd_spec_names_existing_configs():
         assert on_frontend.baseline == "train_asr_echo_whisper_frontend"
     assert sorted(c.baseline for c in by_config["train_asr_echo_dual"]) == [BASE, "train_asr_echo_single_wide"]
     assert all(c.source for c in claims)
+
+
+def test_noise_spec_names_the_experiment_s_configs_and_snr_sets():
+    """conf/claims_noise.yaml pairs the three fine-tuned decoders and the zero-shot row, and its command line
+    names the SNR sets the configs decode (asr.sh --snr_test_sets over the two test sets)."""
+    import yaml
+
+    from echo_plugin.recipe.snr_sets import band_name
+
+    conf = RECIPE / "conf"
+    claims = load_spec(conf / "claims_noise.yaml")
+    names = {c.config for c in claims} | {c.baseline for c in claims}
+    assert names == {"train_asr_whisper_single", "train_asr_whisper_dual", "train_asr_whisper_single_wide",
+                     "whisper_base_zero_shot"}
+    assert all((conf / "tuning" / f"{n}.yaml").exists() or (conf / f"{n}.yaml").exists() for n in names)
+    assert {(c.config, c.baseline) for c in claims if c.expect == BETTER} == {
+        ("train_asr_whisper_dual", "train_asr_whisper_single"),
+        ("train_asr_whisper_dual", "train_asr_whisper_single_wide"),
+        ("train_asr_whisper_single", "whisper_base_zero_shot")}
+    bands = yaml.safe_load((conf / "tuning" / "train_asr_whisper_single.yaml").read_text())["recipe"]["snr_test_sets"]
+    sets = [band_name(t, b) for t in ("test_connected", "test_isolated") for b in bands.split()]
+    command = " ".join(line.lstrip("# ").rstrip(" \\") for line in
+                       (conf / "claims_noise.yaml").read_text().splitlines()[:5])
+    assert f"--test_sets {' '.join(sets)}" in " ".join(command.split())
