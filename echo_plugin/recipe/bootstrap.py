@@ -147,6 +147,22 @@ def _wer(errors: np.ndarray | float, n_ref: np.ndarray | float) -> np.ndarray | 
     return 100.0 * errors / n_ref
 
 
+TIE_TOLERANCE = 1e-9  # WER points: seed-averaged errors (k / seeds) leave rounding noise of ~1e-13 in sums
+
+
+def _exact_ties(diff: np.ndarray) -> np.ndarray:
+    """WER differences with rounding noise around 0 set to exactly 0, so the two tails count ties alike."""
+    return np.where(np.abs(diff) < TIE_TOLERANCE, 0.0, diff)
+
+
+def _percentiles_with_inf(values: np.ndarray) -> tuple[float, float]:
+    """2.5 and 97.5 percentiles where +-inf (a relative change from a zero baseline WER) count as the
+    largest / smallest values instead of being dropped (which would narrow the interval)."""
+    big = np.finfo(np.float64).max / 4
+    low, high = np.percentile(np.clip(values, -big, big), [2.5, 97.5])
+    return tuple(float(v) if abs(v) < big / 2 else math.copysign(math.inf, v) for v in (low, high))
+
+
 def paired_bootstrap(a: Mapping[str, Utts], b: Mapping[str, Utts], n_boot: int = 10000, seed: int = 0) -> Comparison:
     """Two-level (speaker, utterance) paired bootstrap of WER_a - WER_b; see the module docstring.
 
@@ -161,20 +177,20 @@ def paired_bootstrap(a: Mapping[str, Utts], b: Mapping[str, Utts], n_boot: int =
     if total[2] <= 0:
         raise ValueError("no reference words to score")
     wer_a, wer_b = float(_wer(total[0], total[2])), float(_wer(total[1], total[2]))
-    diff = wer_a - wer_b
+    diff = float(_exact_ties(np.float64(wer_a - wer_b)))
     rel = diff / wer_b * 100.0 if wer_b > 0 else math.nan
 
     sums = _replicate_sums(blocks, n_boot, np.random.default_rng(seed))
     with np.errstate(divide="ignore", invalid="ignore"):
         rep_a, rep_b = _wer(sums[:, 0], sums[:, 2]), _wer(sums[:, 1], sums[:, 2])
-        rep_diff = rep_a - rep_b
+        rep_diff = _exact_ties(rep_a - rep_b)
         rep_rel = rep_diff / rep_b * 100.0
     # Every replicate holds at least one speaker, every speaker at least one utterance with
     # n_ref >= 0; a replicate of only zero-word utterances has no WER and is left out.
+    rep_rel = np.where(rep_diff == 0.0, 0.0, rep_rel)[np.isfinite(rep_diff)]  # 0 vs 0 errors: no change
     rep_diff = rep_diff[np.isfinite(rep_diff)]
-    rep_rel = rep_rel[np.isfinite(rep_rel)]
     ci_low, ci_high = (np.percentile(rep_diff, [2.5, 97.5]) if rep_diff.size else (math.nan, math.nan))
-    rel_low, rel_high = (np.percentile(rep_rel, [2.5, 97.5]) if rep_rel.size else (math.nan, math.nan))
+    rel_low, rel_high = _percentiles_with_inf(rep_rel) if rep_rel.size else (math.nan, math.nan)
     if rep_diff.size:
         share = min(np.mean(rep_diff <= 0), np.mean(rep_diff >= 0))
         p_value = float(min(1.0, max(1.0 / n_boot, 2.0 * share)))

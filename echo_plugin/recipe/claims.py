@@ -20,9 +20,10 @@ not run yet. The "supported" column reads the verdict against ``expect``:
 * ``contradicted``: the verdict is the opposite one (``better`` for ``worse`` and back);
 * ``not shown at this budget``: no detectable difference with these folds and seeds;
 * ``not run``: the records lack the config or the baseline here, or they share no fold;
-* ``anecdote (k folds): points to <verdict>``: fewer than ``MIN_FOLDS`` test speakers in
-  common. One speaker's bootstrap interval covers only the sampling of that speaker's
-  utterances, not the speaker-to-speaker spread the claim is about, so it supports nothing.
+* ``anecdote (k test speakers): points to <verdict>``: fewer than ``MIN_SPEAKERS`` test speakers
+  in common (folds that share a test speaker count once). One speaker's bootstrap interval
+  covers only the sampling of that speaker's utterances, not the speaker-to-speaker spread the
+  claim is about, so it supports nothing.
 
     python -m echo_plugin.recipe.claims --records egs/fsdd/asr1/records \\
         --spec egs/fsdd/asr1/conf/claims.yaml --out egs/fsdd/asr1/CLAIMS.md [--n_boot 10000] [--seed 0]
@@ -118,16 +119,16 @@ def load_spec(path: Path | str) -> list[Claim]:
     return claims
 
 
-MIN_FOLDS = 3  # test speakers (folds) in common before a verdict counts as evidence
+MIN_SPEAKERS = 3  # test speakers in common before a verdict counts as evidence
 
 
-def support(verdict_: str | None, expect: str, n_folds: int = MIN_FOLDS) -> str:
+def support(verdict_: str | None, expect: str, n_speakers: int = MIN_SPEAKERS) -> str:
     """The "supported" column: the verdict of config vs baseline read against the claim's ``expect``
-    (an anecdote when the comparison has fewer than ``MIN_FOLDS`` folds)."""
+    (an anecdote when the comparison has fewer than ``MIN_SPEAKERS`` test speakers)."""
     if verdict_ is None:
         return NOT_RUN
-    if n_folds < MIN_FOLDS:
-        return f"anecdote ({n_folds} fold{'s' if n_folds != 1 else ''}): points to {verdict_}"
+    if n_speakers < MIN_SPEAKERS:
+        return f"anecdote ({n_speakers} test speaker{'s' if n_speakers != 1 else ''}): points to {verdict_}"
     if verdict_ == expect:
         return SUPPORTED
     if verdict_ == NO_DIFFERENCE:
@@ -144,7 +145,8 @@ class ClaimRow:
 
     @property
     def supported(self) -> str:
-        return support(self.verdict, self.claim.expect, len(self.pairing.common))
+        comparison = self.pairing.comparison
+        return support(self.verdict, self.claim.expect, comparison.n_speakers if comparison else 0)
 
 
 def evaluate(runs: dict[RunKey, FoldRun], claims: Sequence[Claim], pass_: str, test_set: str,

@@ -40,6 +40,7 @@ from typing import Any
 
 from echo_plugin.recipe.bootstrap import Comparison, Utts, holm, paired_bootstrap, spread, verdict
 from echo_plugin.recipe.io import atomic_write_text
+from echo_plugin.recipe.records import decode_label
 
 DEFAULT_BASELINE = "train_asr_echo"
 FIRST_PASS = "first"
@@ -139,6 +140,7 @@ class FoldRun:
     seed_wer: dict[int, float]                          # pooled WER of each seed's record
     utts: dict[str, tuple[str, int, float]]             # utt_id -> (speaker, n_ref, mean errors)
     sources: dict[int, str] = field(default_factory=dict)
+    decode: str = ""                                    # decode dir [normaliser], the same for every seed
 
     @property
     def seeds(self) -> list[int]:
@@ -155,7 +157,8 @@ def average_seeds(records: Iterable[dict], decode_dir: str | None = None) -> dic
     ``<decode_dir>_<pass>``, e.g. ``..._spkadapt``). Raises RecordError when a
     (config, pass, test set, fold, seed) has two records, when the seeds of a group
     decoded different utterances, or when an utterance's reference word count differs
-    between seeds.
+    between seeds, or when its seeds were trained from different configs (config hashes) or decoded
+    differently (decode dir or scoring normaliser): averaging those would mix two systems.
     """
     grouped: dict[RunKey, dict[int, dict]] = {}
     for rec in records:
@@ -192,6 +195,11 @@ def _fold_run(key: RunKey, by_seed: dict[int, dict]) -> FoldRun:
     for seed in seeds:
         rec = by_seed[seed]
         where = rec.get(SOURCE, "record")
+        for what, value in (("config hash", _hash), ("decode", decode_label)):
+            if value(rec) != value(first):
+                raise RecordError(f"{where}: {config} seed {seed} {test_set} fold {fold}: {what} {value(rec)} differs "
+                                  f"from seed {seeds[0]}'s {value(first)} ({first.get(SOURCE)}); one system per "
+                                  "row: re-run the stale seed or move its record out of the records dir")
         rows = {row[0]: row for row in rec["utts"]}
         missing, extra = sorted(set(ref) - set(rows)), sorted(set(rows) - set(ref))
         if missing or extra:
@@ -212,7 +220,11 @@ def _fold_run(key: RunKey, by_seed: dict[int, dict]) -> FoldRun:
         sources[seed] = where
     utts = {u: (ref[u][0], ref[u][1], sums[u] / len(seeds)) for u in ref}
     tuned = any(bool(r["fold"].get("tuned_on", False)) for r in by_seed.values())
-    return FoldRun(config, pass_, test_set, fold, tuned, seed_wer, utts, sources)
+    return FoldRun(config, pass_, test_set, fold, tuned, seed_wer, utts, sources, decode_label(first))
+
+
+def _hash(record: dict) -> str:
+    return str(record.get("config_hash") or "unknown")
 
 
 def bootstrap_input(runs: Iterable[FoldRun]) -> dict[str, Utts]:
@@ -245,6 +257,8 @@ class Pairing:
     baseline_seeds: list[int]
     tuned: list[str]                   # common folds marked tuned_on
     comparison: Comparison | None      # None: not run or no common fold
+    config_decodes: list[str] = field(default_factory=list)    # decode labels of the common folds, sorted
+    baseline_decodes: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -277,6 +291,7 @@ def pair(runs: dict[RunKey, FoldRun], config: str, baseline: str, pass_: str, te
         sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine)),
         [len(mine[f].seed_wer) for f in common], [len(theirs[f].seed_wer) for f in common],
         [f for f in common if mine[f].tuned_on or theirs[f].tuned_on], comparison,
+        sorted({mine[f].decode for f in common}), sorted({theirs[f].decode for f in common}),
     )
 
 
@@ -284,8 +299,10 @@ def pair(runs: dict[RunKey, FoldRun], config: str, baseline: str, pass_: str, te
 
 
 def fmt_num(x: float, digits: int = 2, sign: bool = False) -> str:
-    if x is None or not math.isfinite(x):
+    if x is None or math.isnan(x):
         return "n/a"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
@@ -325,7 +342,7 @@ def md_row(cells: Sequence[str]) -> str:
 
 
 def pairing_notes(pairings: Iterable[Pairing]) -> list[str]:
-    """Bullet lines: folds one side lacks (left out), utterances one side lacks (left out)."""
+    """Bullet lines: folds one side lacks (left out), decodes that differ, utterances one side lacks (left out)."""
     notes = []
     for p in pairings:
         if p.status == "no common folds":
@@ -340,6 +357,9 @@ def pairing_notes(pairings: Iterable[Pairing]) -> list[str]:
             if p.only_baseline:
                 parts.append(f"only `{p.baseline}` has {', '.join(p.only_baseline)}")
             notes.append(f"- `{p.config}` vs `{p.baseline}`: unpaired folds left out ({'; '.join(parts)})")
+        if p.config_decodes != p.baseline_decodes:
+            notes.append(f"- `{p.config}` vs `{p.baseline}`: decoded differently (`{p.config}`: "
+                         f"{', '.join(p.config_decodes)}; `{p.baseline}`: {', '.join(p.baseline_decodes)})")
         if p.comparison.n_unpaired_utts:
             notes.append(f"- `{p.config}` vs `{p.baseline}`: {p.comparison.n_unpaired_utts} utterances decoded "
                          "by only one of the two, left out")

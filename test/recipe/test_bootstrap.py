@@ -83,6 +83,32 @@ def test_fractional_seed_mean_errors_are_used_as_is():
     assert c.wer_a == c.wer_b == pytest.approx(50.0)
 
 
+def test_ties_of_seed_averaged_errors_count_in_both_tails():
+    """Errors averaged over 3 seeds are thirds: a replicate whose error sums are equal must be a tie (0), not
+    +-1e-15 of rounding, or one tail gets it and p comes out too small. Reference: integer arithmetic on
+    3 x errors, on the same replicates (same RNG seed)."""
+    a = system({"s": [1, 0, 0, 1, 0, 0]}, {"s": [10] * 6})
+    b = system({"s": [1 / 3, 1 / 3, 1 / 3, 2 / 3, 1 / 3, 0]}, {"s": [10] * 6})   # pooled: 2 errors each
+    c = paired_bootstrap(a, b, n_boot=N_BOOT, seed=0)
+    assert c.diff == 0.0
+    rng = np.random.default_rng(0)   # the same draws as the bootstrap's (one speaker: multinomial, then slots)
+    rng.multinomial(1, [1.0], size=N_BOOT)
+    picks = rng.integers(0, 6, size=N_BOOT * 6).reshape(N_BOOT, 6)
+    thirds = np.rint(3 * (a["s"].errors - b["s"].errors)).astype(int)   # exact: 3 x (e_a - e_b)
+    exact = thirds[picks].sum(axis=1)
+    share = min(np.mean(exact <= 0), np.mean(exact >= 0))
+    assert np.mean(exact == 0) > 0.1                       # many true ties in this case
+    assert c.p_value == pytest.approx(min(1.0, 2 * share))
+
+
+def test_relative_interval_keeps_replicates_with_a_perfect_baseline():
+    """A replicate where the baseline makes no error is an infinite relative change, not a dropped one."""
+    a = system({"s": [1, 0, 0, 0]}, {"s": [5] * 4})
+    b = system({"s": [0, 0, 0, 1]}, {"s": [5] * 4})
+    c = paired_bootstrap(a, b, n_boot=N_BOOT, seed=0)
+    assert c.rel_ci_high == math.inf and math.isfinite(c.rel_ci_low)
+
+
 def test_ci_narrows_with_more_utterances():
     small = paired_bootstrap(*random_pair(5, 40, 0.10, 0.15, seed=3), n_boot=N_BOOT)
     large = paired_bootstrap(*random_pair(5, 800, 0.10, 0.15, seed=3), n_boot=N_BOOT)

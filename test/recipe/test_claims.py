@@ -9,7 +9,7 @@ import pytest
 from echo_plugin.recipe.bootstrap import BETTER, NO_DIFFERENCE, WORSE, holm
 from echo_plugin.recipe.claims import (
     CONTRADICTED,
-    MIN_FOLDS,
+    MIN_SPEAKERS,
     NOT_RUN,
     NOT_SHOWN,
     SUPPORTED,
@@ -87,10 +87,10 @@ def test_support(verdict, expect, result):
 
 
 def test_fewer_folds_than_the_minimum_make_an_anecdote_whatever_the_interval():
-    assert support(BETTER, BETTER, n_folds=1) == f"anecdote (1 fold): points to {BETTER}"
-    assert support(WORSE, BETTER, n_folds=2) == f"anecdote (2 folds): points to {WORSE}"
-    assert support(BETTER, BETTER, n_folds=MIN_FOLDS) == SUPPORTED
-    assert support(None, BETTER, n_folds=1) == NOT_RUN
+    assert support(BETTER, BETTER, n_speakers=1) == f"anecdote (1 test speaker): points to {BETTER}"
+    assert support(WORSE, BETTER, n_speakers=2) == f"anecdote (2 test speakers): points to {WORSE}"
+    assert support(BETTER, BETTER, n_speakers=MIN_SPEAKERS) == SUPPORTED
+    assert support(None, BETTER, n_speakers=1) == NOT_RUN
 
 
 def test_one_speaker_with_a_huge_effect_is_an_anecdote_in_the_table(tmp_path):
@@ -104,7 +104,27 @@ def test_one_speaker_with_a_huge_effect_is_an_anecdote_in_the_table(tmp_path):
     assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
                  "--n_boot", "500"]) == 0
     row = table_rows(out.read_text(encoding="utf-8"), "### test_connected (first pass)")["good helps"]
-    assert row[-2:] == [BETTER, f"anecdote (1 fold): points to {BETTER}"]
+    assert row[-2:] == [BETTER, f"anecdote (1 test speaker): points to {BETTER}"]
+
+
+def test_folds_that_share_a_test_speaker_count_as_one_speaker(tmp_path):
+    """Three dev variants of one test speaker are one speaker's anecdote, however clear the effect."""
+    lines = []
+    for cfg, errors in ((BASE, baseline_errors), ("x_good", low_errors)):
+        for dev in ("george", "jackson", "nicolas"):
+            rec = record(cfg, "lucas", errors)
+            rec["fold"].update(name=f"test-lucas_dev-{dev}", dev=[dev])
+            rec["utts"] = [[f"{dev}/{u[0]}", *u[1:]] for u in rec["utts"]]
+            lines.append(json.dumps(rec))
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "runs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = write_spec(tmp_path / "claims.yaml", [{"claim": "good helps", "config": "x_good", "expect": "better"}])
+    out = tmp_path / "CLAIMS.md"
+    assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
+                 "--n_boot", "500"]) == 0
+    row = table_rows(out.read_text(encoding="utf-8"), "### test_connected (first pass)")["good helps"]
+    assert row[3].startswith("3x1 vs 3x1")
+    assert row[-2:] == [BETTER, f"anecdote (1 test speaker): points to {BETTER}"]
 
 
 def test_claims_end_to_end(tmp_path, capsys):

@@ -151,6 +151,31 @@ def test_two_decode_dirs_need_a_choice(tmp_path):
     assert runs[(BASE, "first", "test_connected", "test-lucas")].utts["u1"][2] == 2.0
 
 
+@pytest.mark.parametrize("field, value, what", [
+    ("config_hash", "sha256:other", "config hash sha256:other differs from seed 0's abc"),
+    ("decode", {"dir": "decode_b", "pass": "first"}, "decode decode_b differs from seed 0's decode_a"),
+    ("decode", {"dir": "decode_a", "pass": "first", "normalizer": "whisper_digits"},
+     r"decode decode_a \[whisper_digits\] differs"),
+])
+def test_seeds_of_one_row_must_be_one_system(tmp_path, field, value, what):
+    """Seeds trained from another config (a stale hash) or decoded another way are not averaged."""
+    stale = record(seed=1, decode_dir="decode_a")
+    stale[field] = value
+    path = write(tmp_path, [record(seed=0, decode_dir="decode_a"), stale])
+    with pytest.raises(RecordError, match=rf"^{path}:2: {BASE} seed 1 test_connected fold test-lucas: {what}"):
+        average_seeds(load_records(tmp_path))
+
+
+def test_pairing_names_decodes_that_differ(tmp_path):
+    write(tmp_path, [record(BASE, 0, "test-a", uniform("test-a", 10, 4, 1), decode_dir="decode_x"),
+                     record("cfg", 0, "test-a", uniform("test-a", 10, 4, 2), decode_dir="decode_y"),
+                     record("same", 0, "test-a", uniform("test-a", 10, 4, 2), decode_dir="decode_x")])
+    runs = average_seeds(load_records(tmp_path))
+    text = "\n".join(compare_table([pair(runs, c, BASE, "first", "test_connected", N_BOOT) for c in ("cfg", "same")]))
+    assert "- `cfg` vs `train_asr_echo`: decoded differently (`cfg`: decode_y; `train_asr_echo`: decode_x)" in text
+    assert "`same` vs `train_asr_echo`: decoded differently" not in text
+
+
 def test_decode_dir_choice_keeps_its_second_pass(tmp_path):
     write(tmp_path, [record(decode_dir="decode_a"), record(decode_dir="decode_b"),
                      record(decode_dir="decode_a_spkadapt", pass_="spkadapt"),
