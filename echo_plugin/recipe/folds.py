@@ -34,7 +34,9 @@ from pathlib import Path
 
 import yaml
 
+from echo_plugin.recipe.overlay import RECIPE_KEY, load_with_recipe
 from echo_plugin.recipe.records import read_records
+from echo_plugin.recipe.snr_sets import band_name
 
 LINKED = ("run.sh", "asr.sh", "cmd.sh", "path.sh", "utils", "local", "conf", "records")
 
@@ -86,6 +88,18 @@ def done(records: list[dict], name: str, fold: Fold, seed: int, test_sets: list[
     return set(test_sets) <= have
 
 
+def scored_test_sets(config: Path, test_sets: list[str], run_args: list[str]) -> list[str]:
+    """The test set names a run's records carry: each set, or its SNR bands (``<set>_clean``,
+    ``<set>_snr10``, ...) when the config's recipe map or ``--snr_test_sets`` among the run options
+    asks for them (asr.sh then decodes only the bands)."""
+    if "--snr_test_sets" in run_args[:-1]:
+        bands = run_args[run_args.index("--snr_test_sets") + 1]
+    else:
+        bands = load_with_recipe(config).get(RECIPE_KEY, {}).get("snr_test_sets") or ""
+    bands = " ".join(map(str, bands)) if isinstance(bands, list) else str(bands)
+    return [band_name(s, b) for s in test_sets for b in bands.split()] if bands.split() else list(test_sets)
+
+
 def run_sh(cwd: Path, args: list[str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as handle:
@@ -95,7 +109,7 @@ def run_sh(cwd: Path, args: list[str], log: Path) -> int:
 def run_config(config: str, name: str, recipe: Path, folds: list[Fold], seeds: list[int],
                args: argparse.Namespace) -> bool:
     """Every (fold, seed) of one config not recorded yet, ``args.jobs`` at a time; -> whether all succeeded."""
-    test_sets = args.test_sets.split()
+    test_sets = scored_test_sets(recipe / config, args.test_sets.split(), args.run_args)
     threads = max(1, min(2, (os.cpu_count() or 1) // max(1, args.jobs)))
     work = recipe / args.work_dir
     prepared: dict[str, threading.Lock] = {f.name: threading.Lock() for f in folds}

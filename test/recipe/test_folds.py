@@ -16,7 +16,7 @@ FOLDS = """folds:
 seeds: [0, 1]
 """
 FAKE_RUN = r"""#!/usr/bin/env python3
-import json, os, sys
+import json, os, re, sys
 from pathlib import Path
 args = sys.argv[1:]
 opt = lambda k: args[args.index(k) + 1] if k in args else None
@@ -27,7 +27,11 @@ if os.environ.get("FAIL_SEED", "none") == opt("--seed"):
     sys.exit(1)
 if opt("--stage") == "5":
     fold = Path.cwd().name
-    for test_set in opt("--test_sets").split():
+    # as asr.sh: with SNR bands (the config's recipe map or --snr_test_sets) only the bands are decoded
+    found = re.search(r"snr_test_sets: *'([^']*)'", Path(opt("--asr_config")).read_text())
+    bands = (opt("--snr_test_sets") or (found[1] if found else "")).split()
+    for test_set in [f"{s}_{'clean' if b == 'clean' else 'snr' + b}" for s in opt("--test_sets").split()
+                     for b in bands] or opt("--test_sets").split():
         rec = {"name": opt("--record_name"), "fold": {"name": fold}, "seed": int(opt("--seed")),
                "decode": {"dir": "decode_x", "pass": "first"}, "test_set": test_set}
         Path("records", f"{rec['name']}-{fold}-{rec['seed']}-{test_set}.jsonl").write_text(json.dumps(rec) + "\n")
@@ -129,3 +133,18 @@ def test_several_configs_run_one_after_another_each_with_its_records(tmp_path: P
     assert folds.main(["--recipe_dir", str(root), "--config", "conf/tuning/x.yaml", "conf/tuning/y.yaml",
                        "--name", "z"]) == 2
     assert "--name names the records of one config" in capsys.readouterr().err
+
+
+def test_a_config_with_snr_bands_is_done_when_its_bands_are_recorded(tmp_path: Path) -> None:
+    """asr.sh decodes only the SNR bands of a config that asks for them: those records make the run done."""
+    root = recipe(tmp_path)
+    (root / "conf" / "tuning" / "n.yaml").write_text("base: x.yaml\nrecipe: {snr_test_sets: 'clean 10 0'}\n")
+    run = ["--recipe_dir", str(root), "--config", "conf/tuning/n.yaml", "--folds", "test-a", "--seeds", "0"]
+    assert folds.main(run) == 0
+    assert {r["test_set"] for r in read_records(root / "records")} == {
+        f"test_{kind}_{band}" for kind in ("isolated", "connected") for band in ("clean", "snr10", "snr0")}
+    assert folds.main(run) == 0
+    assert len([c for c in calls(root) if c["args"][:2] == ["--stage", "5"]]) == 1   # recorded: not run again
+    assert folds.main([*run, "--", "--snr_test_sets", "5"]) == 0                      # other bands: runs
+    assert len([c for c in calls(root) if c["args"][:2] == ["--stage", "5"]]) == 2
+    assert folds.scored_test_sets(root / "conf" / "tuning" / "x.yaml", ["t"], []) == ["t"]
