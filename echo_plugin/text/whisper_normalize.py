@@ -10,12 +10,28 @@ It also joins spoken digit sequences into one number: ``ONE TWO`` becomes ``12``
 becomes ``one 2``. For digit-string corpora (FSDD, TIDIGITS) :func:`spell_digits` then writes every
 digit as its own word (``12`` -> ``one two``, ``5`` -> ``five``), so a reference and a hypothesis
 agree on the digits whichever way they were written, and each digit counts as one word.
+
+Numerals are spelled before Whisper's normaliser as well (:func:`spell_numerals`): its number
+normaliser reads a written ``007`` as 7 and ``2.0`` as 2, and deletes text in brackets, so a
+hypothesis that wrote the spoken digits "zero zero seven" as ``007`` would lose two of them.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+_NUMERAL = re.compile(r"[0-9]")
+_DIGITS_IN_BRACKETS = re.compile(r"[(\[]([0-9\s.,\-]+)[)\]]")
+
+
+def spell_numerals(text: str) -> str:
+    """Every ASCII digit as its own word, brackets around digits dropped: ``"(555) 007"`` ->
+    ``" five  five  five   zero  zero  seven "`` (spaces are normalised later)."""
+    text = _DIGITS_IN_BRACKETS.sub(r" \1 ", text)
+    return _NUMERAL.sub(lambda m: f" {DIGIT_WORDS[int(m[0])]} ", text)
 
 
 def spell_digits(text: str) -> str:
@@ -37,6 +53,6 @@ def whisper_english() -> Callable[[str], str]:
 
 
 def whisper_english_digits() -> Callable[[str], str]:
-    """Whisper's English normaliser, then :func:`spell_digits`."""
+    """:func:`spell_numerals`, Whisper's English normaliser, then :func:`spell_digits`."""
     english = whisper_english()
-    return lambda text: spell_digits(english(text))
+    return lambda text: spell_digits(english(spell_numerals(text)))

@@ -157,6 +157,17 @@ def test_whisper_digits_scores_digit_strings_per_digit(tmp_path: Path):
     assert (s["wer"]["n_tokens"], s["wer"]["correct"], s["wer"]["insertions"]) == (6, 6, 1)
 
 
+def test_whisper_digits_keeps_leading_zeros_decimals_and_bracketed_digits(tmp_path: Path):
+    """Whisper's number normaliser alone reads "007" as 7, "2.0" as 2 and deletes "(555)"; spelled
+    first, each written digit is one spoken digit, as the references have them."""
+    pytest.importorskip("whisper", reason="openai-whisper: pip install openai-whisper")
+    refs = ["a ZERO ZERO SEVEN", "b ZERO FIVE", "c TWO ZERO", "d FIVE FIVE FIVE ONE TWO", "e OH FIVE"]
+    hyps = ["a 007", "b 0,5", "c 2.0", "d (555) 12", "e Oh, five."]
+    rc, s = run(tmp_path, refs, hyps, "--normalizer", "whisper_digits")
+    assert rc == 0 and s["utterances"] == [["a", 3, 0, 0, 0], ["b", 2, 0, 0, 0], ["c", 2, 0, 0, 0],
+                                           ["d", 5, 0, 0, 0], ["e", 2, 0, 0, 0]]
+
+
 def test_a_reference_the_normalizer_empties_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture):
     pytest.importorskip("whisper", reason="openai-whisper: pip install openai-whisper")
     rc, s = run(tmp_path, ["a FIVE", "b UH"], ["a 5", "b 5"], "--normalizer", "whisper")
@@ -168,3 +179,9 @@ def test_spell_digits():
     from echo_plugin.text.whisper_normalize import spell_digits
 
     assert spell_digits("12 apples 0 x9 ٣") == "one two apples zero x9 ٣"
+
+
+def test_spell_numerals_spells_ascii_digits_only():
+    from echo_plugin.text.whisper_normalize import spell_numerals
+
+    assert " ".join(spell_numerals("(20) 07, x9 ٣").split()) == "two zero zero seven , x nine ٣"
