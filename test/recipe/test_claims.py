@@ -122,7 +122,9 @@ def test_folds_that_share_a_test_speaker_count_as_one_speaker(tmp_path):
     out = tmp_path / "CLAIMS.md"
     assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
                  "--n_boot", "500"]) == 0
-    row = table_rows(out.read_text(encoding="utf-8"), "### test_connected (first pass)")["good helps"]
+    text = out.read_text(encoding="utf-8")
+    assert f"<!-- Generated file: edit {spec} and regenerate" in text   # the spec it came from
+    row = table_rows(text, "### test_connected (first pass)")["good helps"]
     assert row[3].startswith("3x1 vs 3x1")
     assert row[-2:] == [BETTER, f"anecdote (1 test speaker): points to {BETTER}"]
 
