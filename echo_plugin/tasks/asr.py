@@ -37,7 +37,7 @@ from echo_plugin.asr.frontend.pretrained_whisper import weights_from_model_file
 from echo_plugin.inference.strict_load import load_strict
 from echo_plugin.text import whisper_preprocessor
 from echo_plugin.text.whisper_tokens import MODEL_TYPES as WHISPER_TOKEN_TYPES
-from echo_plugin.train.process_group import leave_process_group
+from echo_plugin.train.process_group import finish_worker
 
 register()
 
@@ -65,10 +65,10 @@ class EchoASRTask(ASRTask):
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace) -> None:
-        """ASRTask's training worker; a distributed one then leaves its process group with every rank
-        (:func:`~echo_plugin.train.process_group.leave_process_group`: gloo otherwise aborts an exit now and then)."""
+        """ASRTask's training worker; a distributed one then leaves its process group with every rank and
+        exits (:func:`~echo_plugin.train.process_group.finish_worker`: gloo otherwise aborts an exit now and then)."""
         super().main_worker(args)
-        leave_process_group()
+        finish_worker()
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable[..., dict]]:

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,22 @@ def test_two_nodes_over_gloo_train_and_resume(recipe: Path, first_training: tupl
     assert len((exp / "train_seconds").read_text().split()) == 2
 
 
+def wait_for_nodes(nodes: list[subprocess.Popen], seconds: float, grace: float = 30) -> list[int | None]:
+    """The agents' exit codes (None: still running, then killed with its workers). Once one agent has failed,
+    the other gets ``grace`` seconds: a surviving agent would otherwise wait out torchrun's exit barrier (300 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(node.poll() is None for node in nodes):
+        if any(node.returncode not in (None, 0) for node in nodes):
+            deadline = min(deadline, time.monotonic() + grace)
+        time.sleep(0.5)
+    codes = [node.poll() for node in nodes]
+    for node, code in zip(nodes, codes):  # a hung rendezvous or exit barrier: stop the agent and its workers
+        if code is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    return codes
+
+
 def test_torchrun_two_nodes_over_gloo(recipe: Path, first_training: tuple[str, str], tmp_path: Path) -> None:
     """The README's torchrun command on CPU: two torchrun agents (node ranks 0 and 1, one process each) meet at
     127.0.0.1 and train one epoch over gloo; ESPnet takes RANK / WORLD_SIZE / MASTER_* from torchrun's variables."""
@@ -119,12 +136,7 @@ def test_torchrun_two_nodes_over_gloo(recipe: Path, first_training: tuple[str, s
             nodes.append(subprocess.Popen(["bash", "-c", TORCHRUN_NODE, "node", str(log), str(rank), port],
                                           cwd=recipe, env=recipe_env(), stdout=out, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-    try:
-        codes = [node.wait(timeout=300) for node in nodes]
-    finally:
-        for node in nodes:  # a hung rendezvous: stop both agents and their workers
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGKILL)
+    codes = wait_for_nodes(nodes, seconds=300)
     rank0, rank1 = ((tmp_path / f"node{rank}.log").read_text() for rank in (0, 1))
     assert codes == [0, 0], f"{codes}\n{rank0[-3000:]}\n{rank1[-3000:]}"
     # rank 0 logs a world of 2 (ESPnet silences the other ranks' logging); the epoch's all-reduces needed rank 1
