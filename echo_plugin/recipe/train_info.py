@@ -1,8 +1,8 @@
 """After stage 5: write what RESULTS.md reports about an experiment.
 
-Writes into ``--exp_dir``: ``num_params`` (trainable parameters of the model
-built from ``config.yaml``), ``epochs`` (epochs trained, from ESPnet's
-``checkpoint.pth``) and ``env.txt`` (python / torch / espnet versions).
+Writes into ``--exp_dir``: ``num_params`` (the parameters the training updates: those of the model
+built from ``config.yaml`` that require gradients, less ESPnet's ``freeze_param`` prefixes), ``epochs``
+(epochs trained, from ESPnet's ``checkpoint.pth``) and ``env.txt`` (python / torch / espnet versions).
 """
 from __future__ import annotations
 
@@ -14,15 +14,22 @@ import torch
 import yaml
 
 
+def frozen_by(name: str, prefixes: list[str]) -> bool:
+    """Whether ESPnet's ``--freeze_param`` prefixes freeze parameter ``name`` (AbsTask.main_worker's rule)."""
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
 def count_parameters(config_file: Path) -> int:
-    """Trainable parameters of the ESPnet ASR model described by a training config."""
+    """Parameters a training with this config updates: the model's that require gradients once ESPnet has
+    applied the config's ``freeze_param`` (ESPnet does so after building, so the built model still has them)."""
     from echo_plugin.tasks.asr import EchoASRTask
 
     with config_file.open(encoding="utf-8") as handle:
         args = yaml.safe_load(handle)
     args["normalize"] = None  # the stats file is irrelevant to the count
     model = EchoASRTask.build_model(argparse.Namespace(**args))
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = list(args.get("freeze_param") or [])
+    return sum(p.numel() for name, p in model.named_parameters() if p.requires_grad and not frozen_by(name, frozen))
 
 
 def epochs_trained(checkpoint: Path) -> int:
