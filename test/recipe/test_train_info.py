@@ -1,6 +1,7 @@
 """train_info.count_parameters: what the training updates, with ESPnet's freeze_param applied as ESPnet applies it."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -26,10 +27,10 @@ def full_config(tmp_path: Path, freeze_param: list[str]) -> tuple[Path, dict[str
     config.write_text(yaml.safe_dump(vars(args)))
     args.normalize = None
     model = EchoASRTask.build_model(args)
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for name, p in model.named_parameters():
-        counts[name.split(".")[0]] = counts.get(name.split(".")[0], 0) + p.numel()
-    return config, counts
+        counts[name.split(".")[0]] += p.numel()
+    return config, dict(counts)
 
 
 def test_without_freeze_param_every_parameter_counts(tmp_path: Path) -> None:
