@@ -17,7 +17,7 @@ into a record and stores it in ``<records_dir>/<name>.jsonl``, replacing the
 record of the same (name, fold, seed, decode dir, test set). A record holds::
 
     schema, name, tag, config_path, config, run_options, config_hash, git {commit, dirty},
-    seed, fold {name, train, dev, test, tuned_on}, epochs, params, train_seconds, peak_rss_mb,
+    seed, fold {name, train, dev, test, tuned_on}, epochs, params, train_seconds, train_cpu_seconds, peak_rss_mb,
     env, decode {dir, pass, config_path, config, config_hash}, test_set, wer, cer, n_words,
     rtf, date, utts [[utt id, speaker, reference words, Sub, Del, Ins], ...]
 
@@ -43,6 +43,7 @@ import yaml
 from echo_plugin.recipe.data_dir import parse_numbers, read_table
 from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.overlay import config_hash, load_config, recipe_args
+from echo_plugin.train.epoch_cpu import train_cpu_seconds
 
 SCHEMA = 1
 SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # speed-perturbed copies are their own speakers: sp0.9-george
@@ -172,6 +173,7 @@ def build_records(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 "epochs": read_number(exp / "epochs", int),
                 "params": read_number(exp / "num_params", int),
                 "train_seconds": read_number(exp / "train_seconds"),
+                "train_cpu_seconds": train_cpu_seconds(exp, read_number(exp / "epochs", int)),
                 "peak_rss_mb": peak_rss_mb(exp / "train.log"),
                 "env": env,
                 "decode": {"dir": decode_dir, "pass": decode_pass(decode_dir),

@@ -14,8 +14,9 @@ and each recipe's own ``RESULTS.md`` is rewritten with its rows alone (unless
 
 The file: a header naming this command, the environment, a summary with one
 row per (experiment, decode dir, test set) pooled over its folds and seeds,
-with the cost columns (parameters, training time, peak training memory,
-decoding real-time factor); the deployed model against the recipe's decode
+with the cost columns (parameters, training wall-clock time, training CPU time,
+peak training memory, decoding real-time factor: wall-clock time depends on what
+else the machine ran, CPU time does not, so CPU time is the one to compare); the deployed model against the recipe's decode
 (per experiment, first-pass decode dir and test set: the recipe's first-pass
 WER, the WER of its ``<dir>_deployed`` decode, i.e. the packed model run file by
 file through ``transcribe``, both pooled over the runs that have both, and their
@@ -46,8 +47,8 @@ from echo_plugin.recipe.snr_table import snr_section
 DASH = "-"
 STALE = "**stale**"
 SUMMARY_COLUMNS = [
-    "experiment", "config", "params (M)", "epochs", "folds x seeds", "train time", "peak mem (MB)", "decode",
-    "test set", "WER %", "95% CI", "runs min-max", "word Sub/Del/Ins", "CER %", "RTF",
+    "experiment", "config", "params (M)", "epochs", "folds x seeds", "train wall", "train CPU", "peak mem (MB)",
+    "decode", "test set", "WER %", "95% CI", "runs min-max", "word Sub/Del/Ins", "CER %", "RTF",
 ]
 DEPLOYED_PASS = "deployed"  # records.decode_pass of a ``<dir>_deployed`` decode dir
 DEPLOYED_TARGET = 1.15      # issue 19: the deployed WER at most 1.15x the recipe's first pass
@@ -142,6 +143,7 @@ def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
             mean_of([r["epochs"] for r in records], lambda n: f"{n:g}"),
             f"{len(folds)}x{len(seeds)}" + (f" ({len(records)} runs)" if len(records) != len(folds) * len(seeds) else ""),
             mean_of([r["train_seconds"] for r in records], hms),
+            mean_of([r.get("train_cpu_seconds") for r in records], hms),  # absent from records before it existed
             mean_of([r["peak_rss_mb"] for r in records], lambda m: f"{m:.0f}"),
             decode, test_set, f"{pooled_wer(group):.2f}", wer_ci(records), f"{min(wers):.2f}-{max(wers):.2f}",
             "/".join(str(t) for t in totals),

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from echo_plugin.recipe.io import atomic_write_text
+
 
 def frozen_by(name: str, prefixes: list[str]) -> bool:
     """Whether ESPnet's ``--freeze_param`` prefixes freeze parameter ``name`` (AbsTask.main_worker's rule)."""
@@ -44,20 +46,14 @@ def environment() -> str:
     return f"python: {platform.python_version()}\ntorch: {torch.__version__}\nespnet: {espnet.__version__}"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exp_dir", type=Path, required=True)
     args = parser.parse_args(argv)
     exp = args.exp_dir
-    write_atomic(exp / "num_params", f"{count_parameters(exp / 'config.yaml')}\n")
-    write_atomic(exp / "epochs", f"{epochs_trained(exp / 'checkpoint.pth')}\n")
-    write_atomic(exp / "env.txt", environment() + "\n")
+    atomic_write_text(exp / "num_params", f"{count_parameters(exp / 'config.yaml')}\n")
+    atomic_write_text(exp / "epochs", f"{epochs_trained(exp / 'checkpoint.pth')}\n")
+    atomic_write_text(exp / "env.txt", environment() + "\n")
 
 
 if __name__ == "__main__":

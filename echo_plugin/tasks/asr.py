@@ -14,8 +14,8 @@ built from the config without weights, then the weights load strictly
 missing and unexpected key). A frontend with a pretrained checkpoint of its own
 (``pretrained_whisper``) is built without reading it, its weights being in the
 model file (:func:`~echo_plugin.asr.frontend.pretrained_whisper.weights_from_model_file`).
-Everything else is ASRTask's: ``EchoASRTask.main`` trains as ``espnet2.bin.asr_train`` does, and a
-distributed worker leaves its process group before it exits.
+Everything else is ASRTask's: ``EchoASRTask.main`` trains as ``espnet2.bin.asr_train`` does (its trainer
+also writes each epoch's training CPU seconds), and a distributed worker leaves its process group before it exits.
 
 ESPnet's ``Speech2Text`` builds its model with ``ASRTask.build_model_from_file`` by
 name and takes neither a task nor a model; Echo's subclass
@@ -38,6 +38,7 @@ from echo_plugin.inference.strict_load import load_strict
 from echo_plugin.text import whisper_preprocessor
 from echo_plugin.text.whisper_tokens import MODEL_TYPES as WHISPER_TOKEN_TYPES
 from echo_plugin.train.process_group import finish_worker
+from echo_plugin.train.trainer import EchoTrainer
 
 register()
 
@@ -45,7 +46,10 @@ PathLike = Union[Path, str]
 
 
 class EchoASRTask(ASRTask):
-    """ASRTask whose ``build_model_from_file`` loads the weights strictly (see the module doc)."""
+    """ASRTask whose ``build_model_from_file`` loads the weights strictly (see the module doc) and whose
+    trainer records each epoch's training CPU seconds (:class:`~echo_plugin.train.trainer.EchoTrainer`)."""
+
+    trainer = EchoTrainer
 
     @classmethod
     def build_model_from_file(

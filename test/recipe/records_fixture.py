@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from echo_plugin.recipe import records, score
+from echo_plugin.train.epoch_cpu import write_epoch_cpu
 
 BASE = "encoder: echo\nencoder_conf: {output_size: 16, num_blocks: 2}\nseed: 0\n"
 FOLDS = """folds:
@@ -56,6 +57,8 @@ def train_and_score(root: Path, tag: str, config: str, hyps: dict[str, str], ref
     write(exp / "epochs", "6\n")
     write(exp / "num_params", "2890000\n")
     write(exp / "train_seconds", "600\n61\n")
+    for epoch in range(1, 7):  # what EchoTrainer writes after each epoch: 50 CPU seconds each
+        write_epoch_cpu(exp, epoch, 50.0)
     write(exp / "env.txt", "python: 3.11.9\ntorch: 2.12.1\n")
     write(exp / "train.log", "# Accounting: time=300.00 max_rss_mb=812.5\n# Accounting: time=361.00 max_rss_mb=790.0\n")
     assert records.main(["run_info", "--exp_dir", str(exp), "--config", config, "--recipe_dir", str(root),

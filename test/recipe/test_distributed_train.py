@@ -22,6 +22,7 @@ import yaml
 from espnet2.train.distributed_utils import free_port
 
 from echo_plugin.recipe.records import peak_rss_mb
+from echo_plugin.train.epoch_cpu import read_epoch_cpu
 from test.recipe.recipe_helpers import FSDD, REPO, copy_recipe, recipe_env, run_recipe
 
 # two training speakers, one take per digit: 20 isolated + 4 connected training utterances, 10 + 4 dev
@@ -95,6 +96,8 @@ def test_two_nodes_over_gloo_train_and_resume(recipe: Path, first_training: tupl
     assert not list(exp.glob(".dist_init_*")) and not list(exp.glob(".*.tmp"))
     assert peak_rss_mb(exp / "train.log") > 50  # both ranks' accounting lines
     assert len((exp / "train_seconds").read_text().split()) == 1
+    first_cpu = read_epoch_cpu(exp)  # both ranks' CPU seconds of epoch 1, summed, written by rank 0
+    assert set(first_cpu) == {1} and first_cpu[1] > 0
     assert (exp / "run.json").is_file() and int((exp / "epochs").read_text()) == 1
 
     train(recipe, "--resume", "true", "--asr_args", "--max_epoch 2")
@@ -105,6 +108,8 @@ def test_two_nodes_over_gloo_train_and_resume(recipe: Path, first_training: tupl
     assert int((exp / "epochs").read_text()) == 2
     assert torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]["epoch"] == 2
     assert len((exp / "train_seconds").read_text().split()) == 2
+    cpu = read_epoch_cpu(exp)
+    assert set(cpu) == {1, 2} and cpu[1] == first_cpu[1] and cpu[2] > 0  # the resumed run kept epoch 1's
 
 
 def wait_for_nodes(nodes: list[subprocess.Popen], seconds: float, grace: float = 30) -> list[int | None]:

@@ -27,6 +27,11 @@ def deployed_table(text: str) -> list[str]:
     return lines[start : lines.index("", start)]
 
 
+def cell(row: list[str], column: str) -> str:
+    """The summary row's (split on "|") cell of ``column``."""
+    return row[1 + results.SUMMARY_COLUMNS.index(column)]
+
+
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
     """Two folds x two seeds of train_a, one run of the overlay train_b."""
@@ -47,8 +52,9 @@ def test_summary_pools_folds_and_seeds_with_cost_columns(recipe: Path, capsys: p
     rows = table(text, "## Summary")
     assert rows[0] == "|" + "|".join(results.SUMMARY_COLUMNS) + "|"
     # the two folds are two test sets here (one per speaker), each pooled over its two seeds
-    assert rows[2] == ("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|0:11:01|812|decode_a|test_connected_lucas"
-                       "|20.00|-|0.00-40.00|1/1/0|" + rows[2].split("|")[14] + "|0.2500|")  # one speaker: no CI
+    assert rows[2] == ("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|0:11:01|0:05:00|812|decode_a"
+                       "|test_connected_lucas|20.00|-|0.00-40.00|1/1/0|" + cell(rows[2].split("|"), "CER %")
+                       + "|0.2500|")  # one speaker: no CI
     assert rows[3].startswith("|train_a|conf/tuning/train_a.yaml|2.89|6|1x2|")
     assert "|16.67|-|0.00-33.33|0/1/0|" in rows[3]
     assert rows[4].startswith("|train_b|conf/tuning/train_b.yaml|")
@@ -130,8 +136,8 @@ def test_a_row_of_several_test_speakers_gets_its_interval(tmp_path: Path) -> Non
                     NIC, test="nicolas", name="train_a", speaker_suffix=False)                # 1 / 3
     assert results.main(["--recipe_dir", str(root)]) == 0
     row = table((root / "RESULTS.md").read_text(), "## Summary")[2].split("|")
-    assert row[5] == "2x1" and row[10] == "37.50"  # 3 errors / 8 words
-    low, high = (float(x) for x in row[11].split("-"))
+    assert cell(row, "folds x seeds") == "2x1" and cell(row, "WER %") == "37.50"  # 3 errors / 8 words
+    low, high = (float(x) for x in cell(row, "95% CI").split("-"))
     assert 0.0 <= low < 37.5 < high <= 100.0
 
 
@@ -146,7 +152,7 @@ def test_seeds_that_decoded_different_utterances_still_render(tmp_path: Path) ->
                     speaker_suffix=False)
     assert results.main(["--recipe_dir", str(root)]) == 0
     row = table((root / "RESULTS.md").read_text(), "## Summary")[2].split("|")
-    assert row[5] == "2x2 (3 runs)" and row[11] == "n/a"
+    assert cell(row, "folds x seeds") == "2x2 (3 runs)" and cell(row, "95% CI") == "n/a"
 
 
 def test_deployed_rows_sit_next_to_the_recipe_rows_with_their_ratio(recipe: Path) -> None:
