@@ -206,13 +206,31 @@ def fmt_params(params: dict[str, int], name: str) -> str:
     return f"{params[name] / 1e6:.2f}" if name in params else "?"
 
 
-def summary_table(tables: dict[str, list[ClaimRow]], params: dict[str, int] | None = None) -> list[str]:
-    """The claims that ran in any of a pass's tables, a row each: the parameters (M) of config and baseline,
-    then per test set WER config vs baseline, the effect with its interval and what it says of the claim."""
-    params = params or {}
+def cpu_per_epoch(records: Sequence[dict]) -> dict[str, float]:
+    """{config name: mean training CPU seconds per epoch over its runs (fold, seed)}, from the records that
+    have the measurement (``train_cpu_seconds``: CPU time does not depend on what ran beside the training)."""
+    runs: dict[str, dict[tuple, float]] = {}
+    for record in records:
+        cpu, epochs = record.get("train_cpu_seconds"), record.get("epochs")
+        if isinstance(cpu, (int, float)) and isinstance(epochs, int) and epochs > 0:
+            run = (record["fold"]["name"], record.get("seed"))  # a run's records (one per decode) count once
+            runs.setdefault(record["config_name"], {})[run] = cpu / epochs
+    return {name: sum(per_run.values()) / len(per_run) for name, per_run in runs.items()}
+
+
+def fmt_cpu(cpu: dict[str, float], name: str) -> str:
+    return f"{cpu[name]:.0f}" if name in cpu else "?"
+
+
+def summary_table(tables: dict[str, list[ClaimRow]], params: dict[str, int] | None = None,
+                  cpu: dict[str, float] | None = None) -> list[str]:
+    """The claims that ran in any of a pass's tables, a row each: the parameters (M) and training CPU seconds
+    per epoch of config and baseline, then per test set WER config vs baseline, the effect with its interval
+    and what it says of the claim."""
+    params, cpu = params or {}, cpu or {}
     test_sets = list(tables)
     claims = list(tables[test_sets[0]]) if test_sets else []
-    header = ["claim", "config vs baseline", "params (M)"] + test_sets
+    header = ["claim", "config vs baseline", "params (M)", "train CPU s/epoch"] + test_sets
     lines = [md_row(header), md_row(["---"] * len(header))]
     for i, first in enumerate(claims):
         rows = [tables[t][i] for t in test_sets]
@@ -224,9 +242,10 @@ def summary_table(tables: dict[str, list[ClaimRow]], params: dict[str, int] | No
             cells.append("-" if c is None else
                          f"{fmt_num(c.wer_a)} vs {fmt_num(c.wer_b)}, {fmt_diff(c)}, {fmt_folds(row.pairing)}: "
                          f"**{row.supported}**")
-        sizes = f"{fmt_params(params, first.claim.config)} vs {fmt_params(params, first.claim.baseline)}"
-        lines.append(md_row([claim_label(first.claim), f"`{first.claim.config}` vs `{first.claim.baseline}`",
-                             sizes, *cells]))
+        config, baseline = first.claim.config, first.claim.baseline
+        sizes = f"{fmt_params(params, config)} vs {fmt_params(params, baseline)}"
+        costs = f"{fmt_cpu(cpu, config)} vs {fmt_cpu(cpu, baseline)}"
+        lines.append(md_row([claim_label(first.claim), f"`{config}` vs `{baseline}`", sizes, costs, *cells]))
     return lines if len(lines) > 2 else ["No claim has records yet."]
 
 
@@ -292,11 +311,13 @@ def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequenc
         "",
     ]
     lines += ["## Summary (first pass)", "",
-              "Each claim that has records: trained parameters (millions) of config and baseline, then per test set "
+              "Each claim that has records: trained parameters (millions) and training CPU seconds per epoch (mean "
+              "over the runs that measured it; ? where none did) of config and baseline, then per test set "
               "WER config vs baseline, the effect in points [95% CI], folds x seeds (config vs baseline), and what "
               "it says of the claim. The tables below give every number; RESULTS.md the training and decoding "
               "cost.", ""]
-    lines += summary_table({t: tables[(FIRST_PASS, t)] for t in test_sets}, trained_params(records)) + [""]
+    lines += summary_table({t: tables[(FIRST_PASS, t)] for t in test_sets}, trained_params(records),
+                           cpu_per_epoch(records)) + [""]
     for pass_ in passes:
         lines += [f"## {PASS_TITLES.get(pass_, pass_)}", ""]
         for test_set in test_sets:

@@ -164,25 +164,31 @@ def test_claims_end_to_end(tmp_path, capsys):
     # The summary: a row per claim that ran, each test set's effect and verdict.
     summary = table_rows(text, "## Summary (first pass)")
     assert set(summary) == set(rows)
-    assert summary["good helps"][3].endswith("5x1 vs 5x1: **supported**") and summary["good helps"][4] == "-"
-    assert summary["same helps"][3].endswith(f"**{NOT_SHOWN}**")
-    assert summary["good helps"][2] == "? vs ?"  # these records carry no parameter counts
+    assert summary["good helps"][4].endswith("5x1 vs 5x1: **supported**") and summary["good helps"][5] == "-"
+    assert summary["same helps"][4].endswith(f"**{NOT_SHOWN}**")
+    assert summary["good helps"][2:4] == ["? vs ?", "? vs ?"]  # these records carry no parameter counts or CPU
     assert "Speaker-adaptive" not in text
     assert "## Baseline spread: `train_asr_echo` (first pass)" in text
 
 
-def test_the_summary_gives_each_side_s_trained_parameters(tmp_path):
+def test_the_summary_gives_each_side_s_trained_parameters_and_cpu_per_epoch(tmp_path):
     write_records(tmp_path / "records", {BASE: baseline_errors, "x_good": low_errors})
     path = tmp_path / "records" / "runs.jsonl"
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    for r in records:
+    for i, r in enumerate(records):
         r["params"] = 3_510_602 if r["config_name"] == BASE else 3_715_331
+        # the baseline: 600 or 720 CPU seconds over 6 epochs (100 or 120 a epoch, 108 on average over its five
+        # runs); the config: 900 over 6 epochs on four runs, one run unmeasured (left out, not counted as 0)
+        r["epochs"] = 6
+        r["train_cpu_seconds"] = (720.0 if i % 2 else 600.0) if r["config_name"] == BASE else (900.0 if i % 5 else None)
+    records.append({**records[0], "test_set": "test_isolated"})  # a second record of a run counts once
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
     spec = write_spec(tmp_path / "claims.yaml", [{"claim": "good helps", "config": "x_good", "expect": "better"}])
     out = tmp_path / "CLAIMS.md"
     assert main(["--records", str(tmp_path / "records"), "--spec", str(spec), "--out", str(out),
                  "--n_boot", "200"]) == 0
-    assert table_rows(out.read_text(encoding="utf-8"), "## Summary (first pass)")["good helps"][2] == "3.72 vs 3.51"
+    row = table_rows(out.read_text(encoding="utf-8"), "## Summary (first pass)")["good helps"]
+    assert row[2:4] == ["3.72 vs 3.51", "150 vs 108"]
 
 
 def test_holm_family_is_the_claims_that_ran(tmp_path):
