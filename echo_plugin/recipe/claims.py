@@ -206,24 +206,36 @@ def fmt_params(params: dict[str, int], name: str) -> str:
     return f"{params[name] / 1e6:.2f}" if name in params else "?"
 
 
-def cpu_per_epoch(records: Sequence[dict]) -> dict[str, float]:
-    """{config name: mean training CPU seconds per epoch over its runs (fold, seed)}, from the records that
-    have the measurement (``train_cpu_seconds``: CPU time does not depend on what ran beside the training)."""
-    runs: dict[str, dict[tuple, float]] = {}
+def cpu_per_epoch(records: Sequence[dict]) -> dict[str, tuple[float | None, str | None]]:
+    """{config name: (mean training CPU seconds per epoch over its runs (fold, seed), their setup)} from the
+    records that have the measurement (``train_cpu_seconds``: CPU time does not depend on what ran beside
+    the training); (None, "mixed") for a config whose runs ran in different setups, which do not compare."""
+    runs: dict[str, dict[tuple, tuple[float, str | None]]] = {}
     for record in records:
         cpu, epochs = record.get("train_cpu_seconds"), record.get("epochs")
         if isinstance(cpu, (int, float)) and isinstance(epochs, int) and epochs > 0:
             run = (record["fold"]["name"], record.get("seed"))  # a run's records (one per decode) count once
-            runs.setdefault(record["config_name"], {})[run] = cpu / epochs
-    return {name: sum(per_run.values()) / len(per_run) for name, per_run in runs.items()}
+            runs.setdefault(record["config_name"], {})[run] = (cpu / epochs, record.get("train_cpu_setup"))
+    out: dict[str, tuple[float | None, str | None]] = {}
+    for name, per_run in runs.items():
+        setups = {setup for _, setup in per_run.values()}
+        out[name] = ((sum(c for c, _ in per_run.values()) / len(per_run), setups.pop()) if len(setups) == 1
+                     else (None, "mixed"))
+    return out
 
 
-def fmt_cpu(cpu: dict[str, float], name: str) -> str:
-    return f"{cpu[name]:.0f}" if name in cpu else "?"
+def fmt_cpu(cpu: dict[str, tuple[float | None, str | None]], config: str, baseline: str) -> str:
+    """``config vs baseline`` CPU seconds per epoch; ? where unmeasured, mixed where setups differ."""
+    def one(name: str) -> str:
+        seconds, setup = cpu.get(name, (None, None))
+        return "mixed" if setup == "mixed" else "?" if seconds is None else f"{seconds:.0f}"
+
+    setups = {cpu[name][1] for name in (config, baseline) if name in cpu}
+    return f"{one(config)} vs {one(baseline)}" + (" (different setups)" if len(setups) > 1 else "")
 
 
 def summary_table(tables: dict[str, list[ClaimRow]], params: dict[str, int] | None = None,
-                  cpu: dict[str, float] | None = None) -> list[str]:
+                  cpu: dict[str, tuple[float | None, str | None]] | None = None) -> list[str]:
     """The claims that ran in any of a pass's tables, a row each: the parameters (M) and training CPU seconds
     per epoch of config and baseline, then per test set WER config vs baseline, the effect with its interval
     and what it says of the claim."""
@@ -244,8 +256,8 @@ def summary_table(tables: dict[str, list[ClaimRow]], params: dict[str, int] | No
                          f"**{row.supported}**")
         config, baseline = first.claim.config, first.claim.baseline
         sizes = f"{fmt_params(params, config)} vs {fmt_params(params, baseline)}"
-        costs = f"{fmt_cpu(cpu, config)} vs {fmt_cpu(cpu, baseline)}"
-        lines.append(md_row([claim_label(first.claim), f"`{config}` vs `{baseline}`", sizes, costs, *cells]))
+        lines.append(md_row([claim_label(first.claim), f"`{config}` vs `{baseline}`", sizes,
+                             fmt_cpu(cpu, config, baseline), *cells]))
     return lines if len(lines) > 2 else ["No claim has records yet."]
 
 
@@ -312,10 +324,10 @@ def render(records: Sequence[dict], runs: dict[RunKey, FoldRun], claims: Sequenc
     ]
     lines += ["## Summary (first pass)", "",
               "Each claim that has records: trained parameters (millions) and training CPU seconds per epoch (mean "
-              "over the runs that measured it; ? where none did) of config and baseline, then per test set "
-              "WER config vs baseline, the effect in points [95% CI], folds x seeds (config vs baseline), and what "
-              "it says of the claim. The tables below give every number; RESULTS.md the training and decoding "
-              "cost.", ""]
+              "over the runs that measured it; ? where none did, mixed where they ran in different setups) of "
+              "config and baseline, then per test set WER config vs baseline, the effect in points [95% CI], "
+              "folds x seeds (config vs baseline), and what it says of the claim. The tables below give every "
+              "number; RESULTS.md the training and decoding cost.", ""]
     lines += summary_table({t: tables[(FIRST_PASS, t)] for t in test_sets}, trained_params(records),
                            cpu_per_epoch(records)) + [""]
     for pass_ in passes:

@@ -17,7 +17,8 @@ into a record and stores it in ``<records_dir>/<name>.jsonl``, replacing the
 record of the same (name, fold, seed, decode dir, test set). A record holds::
 
     schema, name, tag, config_path, config, run_options, config_hash, git {commit, dirty},
-    seed, fold {name, train, dev, test, tuned_on}, epochs, params, train_seconds, train_cpu_seconds, peak_rss_mb,
+    seed, fold {name, train, dev, test, tuned_on}, epochs, params, train_seconds, train_cpu_seconds, train_cpu_setup,
+    peak_rss_mb,
     env, decode {dir, pass, config_path, config, config_hash}, test_set, wer, cer, n_words,
     rtf, date, utts [[utt id, speaker, reference words, Sub, Del, Ins], ...]
 
@@ -43,7 +44,7 @@ import yaml
 from echo_plugin.recipe.data_dir import parse_numbers, read_table
 from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.overlay import config_hash, load_config, recipe_args
-from echo_plugin.train.epoch_cpu import train_cpu_seconds
+from echo_plugin.train.epoch_cpu import train_cpu
 
 SCHEMA = 1
 SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # speed-perturbed copies are their own speakers: sp0.9-george
@@ -155,6 +156,7 @@ def build_records(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     decoding = load_config(args.inference_config) if args.inference_config else {}
     train = speakers(args.data_root / args.train_set)
     dev = speakers(args.data_root / args.valid_set)
+    cpu_seconds, cpu_setup = train_cpu(exp, read_number(exp / "epochs", int))
     for test_set in args.test_sets.split():
         utt2spk = read_table(args.data_root / test_set / "utt2spk")
         fold = fold_of(train, dev, speakers(args.data_root / test_set), args.folds)
@@ -173,7 +175,8 @@ def build_records(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 "epochs": read_number(exp / "epochs", int),
                 "params": read_number(exp / "num_params", int),
                 "train_seconds": read_number(exp / "train_seconds"),
-                "train_cpu_seconds": train_cpu_seconds(exp, read_number(exp / "epochs", int)),
+                "train_cpu_seconds": cpu_seconds,
+                "train_cpu_setup": cpu_setup,
                 "peak_rss_mb": peak_rss_mb(exp / "train.log"),
                 "env": env,
                 "decode": {"dir": decode_dir, "pass": decode_pass(decode_dir),

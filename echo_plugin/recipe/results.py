@@ -123,6 +123,15 @@ def wer_ci(records: list[dict]) -> str:
     return f"{low:.2f}-{high:.2f}"
 
 
+def cpu_cell(records: list[dict]) -> str:
+    """Mean training CPU time of the runs that measured it (``h:mm:ss``); ``mixed setups`` where they ran in
+    different setups (device, threads, processes), whose CPU seconds do not compare; a dash where none did."""
+    measured = [r for r in records if r.get("train_cpu_seconds") is not None]  # absent before it existed
+    if len({r.get("train_cpu_setup") for r in measured}) > 1:
+        return "mixed setups"
+    return mean_of([r["train_cpu_seconds"] for r in measured], hms)
+
+
 def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     """One row per (recipe, experiment, decode dir, test set), pooled over its runs."""
     groups: dict[tuple, list[Row]] = {}
@@ -143,7 +152,7 @@ def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
             mean_of([r["epochs"] for r in records], lambda n: f"{n:g}"),
             f"{len(folds)}x{len(seeds)}" + (f" ({len(records)} runs)" if len(records) != len(folds) * len(seeds) else ""),
             mean_of([r["train_seconds"] for r in records], hms),
-            mean_of([r.get("train_cpu_seconds") for r in records], hms),  # absent from records before it existed
+            cpu_cell(records),
             mean_of([r["peak_rss_mb"] for r in records], lambda m: f"{m:.0f}"),
             decode, test_set, f"{pooled_wer(group):.2f}", wer_ci(records), f"{min(wers):.2f}-{max(wers):.2f}",
             "/".join(str(t) for t in totals),

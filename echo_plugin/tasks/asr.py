@@ -31,6 +31,7 @@ from typing import Callable, ContextManager, Optional, Tuple, Union
 
 import torch
 from espnet2.tasks.asr import ASRTask
+from espnet2.train.trainer import Trainer
 
 from echo_plugin import register
 from echo_plugin.asr.frontend.pretrained_whisper import weights_from_model_file
@@ -70,7 +71,11 @@ class EchoASRTask(ASRTask):
     @classmethod
     def main_worker(cls, args: argparse.Namespace) -> None:
         """ASRTask's training worker; a distributed one then leaves its process group with every rank and
-        exits (:func:`~echo_plugin.train.process_group.finish_worker`: gloo otherwise aborts an exit now and then)."""
+        exits (:func:`~echo_plugin.train.process_group.finish_worker`: gloo otherwise aborts an exit now and then).
+        With ``--use_deepspeed`` ESPnet accepts no trainer but its own, so that run trains without the CPU
+        accounting of :class:`EchoTrainer`."""
+        if getattr(args, "use_deepspeed", False):
+            cls.trainer = Trainer  # AbsTask.main_worker refuses DeepSpeed with any other trainer
         super().main_worker(args)
         finish_worker()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import resource
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from echo_plugin.recipe.io import atomic_write_text
 
@@ -22,32 +22,50 @@ CPU_FILE = "train_cpu_seconds.json"
 
 
 def process_cpu_seconds() -> float:
-    """User plus system CPU seconds of this process (all threads) and its reaped children."""
+    """User plus system CPU seconds of this process (all threads) and its reaped children.
+
+    Children count once reaped: data-loader workers (spawned per epoch unless persistent) are counted in
+    the epoch that ends them; the recipes' configs load data in the training process (``num_workers: 0``).
+    """
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def read_epoch_cpu(exp_dir: Path) -> dict[int, float]:
-    """Epoch -> CPU seconds from ``exp_dir``'s file; empty when there is none."""
+def setup_label(device: str, threads: int, processes: int) -> str:
+    """How a training ran, as its CPU seconds depend on it: ``cpu, 1 thread, 1 process``. CPU seconds are
+    comparable between runs of one setup only (a GPU run's CPU time is mostly waiting on the GPU; more
+    threads or processes add their synchronisation)."""
+    return f"{device}, {threads} thread{'s' * (threads != 1)}, {processes} process{'es' * (processes != 1)}"
+
+
+def read_epoch_cpu(exp_dir: Path) -> dict[int, dict[str, Any]]:
+    """Epoch -> {"seconds": CPU seconds, "setup": :func:`setup_label` or None where not written}; empty when
+    there is no file."""
     path = Path(exp_dir) / CPU_FILE
     if not path.is_file():
         return {}
-    return {int(epoch): float(seconds) for epoch, seconds in json.loads(path.read_text(encoding="utf-8")).items()}
+    table = json.loads(path.read_text(encoding="utf-8"))
+    return {int(epoch): entry if isinstance(entry, dict) else {"seconds": float(entry), "setup": None}
+            for epoch, entry in table.items()}
 
 
-def write_epoch_cpu(exp_dir: Path, epoch: int, seconds: float) -> None:
-    """Set ``epoch``'s CPU seconds in ``exp_dir``'s file (atomic; the other epochs kept)."""
+def write_epoch_cpu(exp_dir: Path, epoch: int, seconds: float, setup: Optional[str] = None) -> None:
+    """Set ``epoch``'s CPU seconds (and the setup they were measured in) in ``exp_dir``'s file (atomic; the
+    other epochs kept)."""
     table = read_epoch_cpu(exp_dir)
-    table[epoch] = seconds
-    text = json.dumps({str(e): round(s, 3) for e, s in sorted(table.items())}, indent=1)
+    table[epoch] = {"seconds": round(seconds, 3), "setup": setup}
+    text = json.dumps({str(e): entry for e, entry in sorted(table.items())}, indent=1)
     atomic_write_text(Path(exp_dir) / CPU_FILE, text + "\n")
 
 
-def train_cpu_seconds(exp_dir: Path, epochs: Optional[int]) -> Optional[float]:
-    """CPU seconds of training epochs 1..``epochs``; None unless every one of them was measured (a run begun
-    before the measurement existed, or an epoch cut short, gives no figure rather than a low one)."""
+def train_cpu(exp_dir: Path, epochs: Optional[int]) -> tuple[Optional[float], Optional[str]]:
+    """(CPU seconds of training epochs 1..``epochs``, their setup); (None, None) unless every one of them was
+    measured (a run begun before the measurement existed, or an epoch cut short, gives no figure rather than
+    a low one); the setup is ``mixed`` when a resumed run changed it, None where it was not written."""
     table = read_epoch_cpu(exp_dir)
     if not epochs or any(e not in table for e in range(1, epochs + 1)):
-        return None
-    return sum(table[e] for e in range(1, epochs + 1))
+        return None, None
+    entries = [table[e] for e in range(1, epochs + 1)]
+    setups = {entry["setup"] for entry in entries}
+    return sum(entry["seconds"] for entry in entries), setups.pop() if len(setups) == 1 else "mixed"

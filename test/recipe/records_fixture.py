@@ -58,7 +58,7 @@ def train_and_score(root: Path, tag: str, config: str, hyps: dict[str, str], ref
     write(exp / "num_params", "2890000\n")
     write(exp / "train_seconds", "600\n61\n")
     for epoch in range(1, 7):  # what EchoTrainer writes after each epoch: 50 CPU seconds each
-        write_epoch_cpu(exp, epoch, 50.0)
+        write_epoch_cpu(exp, epoch, 50.0, "cpu, 1 thread, 1 process")
     write(exp / "env.txt", "python: 3.11.9\ntorch: 2.12.1\n")
     write(exp / "train.log", "# Accounting: time=300.00 max_rss_mb=812.5\n# Accounting: time=361.00 max_rss_mb=790.0\n")
     assert records.main(["run_info", "--exp_dir", str(exp), "--config", config, "--recipe_dir", str(root),

@@ -15,7 +15,9 @@ from echo_plugin.recipe.claims import (
     SUPPORTED,
     Claim,
     SpecError,
+    cpu_per_epoch,
     evaluate,
+    fmt_cpu,
     load_spec,
     main,
     support,
@@ -310,3 +312,18 @@ def test_noise_spec_names_the_experiment_s_configs_and_snr_sets():
     command = " ".join(line.lstrip("# ").rstrip(" \\") for line in
                        (conf / "claims_noise.yaml").read_text().splitlines()[:5])
     assert f"--test_sets {' '.join(sets)}" in " ".join(command.split())
+
+
+def test_cpu_per_epoch_of_different_setups_is_not_compared():
+    one, gpu = "cpu, 1 thread, 1 process", "cuda, 1 thread, 1 process"
+
+    def run(name, fold, seconds, setup):
+        return {"config_name": name, "fold": {"name": fold}, "seed": 0, "epochs": 6,
+                "train_cpu_seconds": seconds, "train_cpu_setup": setup}
+
+    cpu = cpu_per_epoch([run("a", "f1", 600.0, one), run("a", "f2", 720.0, one), run("b", "f1", 60.0, gpu),
+                         run("c", "f1", 600.0, one), run("c", "f2", 60.0, gpu)])
+    assert cpu == {"a": (110.0, one), "b": (10.0, gpu), "c": (None, "mixed")}
+    assert fmt_cpu(cpu, "a", "x") == "110 vs ?"
+    assert fmt_cpu(cpu, "b", "a") == "10 vs 110 (different setups)"
+    assert fmt_cpu(cpu, "c", "a") == "mixed vs 110 (different setups)"

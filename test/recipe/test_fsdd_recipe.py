@@ -71,7 +71,9 @@ def test_training_outputs(recipe: Path) -> None:
     assert int((exp / "num_params").read_text()) > 1000
     assert float((exp / "train_seconds").read_text().split()[0]) > 0
     cpu = read_epoch_cpu(exp)  # EchoTrainer's CPU seconds of each training epoch
-    assert set(cpu) == {1, 2} and all(seconds > 0 for seconds in cpu.values())
+    assert set(cpu) == {1, 2}
+    assert all(e["seconds"] > 0 and e["setup"].startswith("cpu, ") and e["setup"].endswith(", 1 process")
+               for e in cpu.values())
     assert any((exp / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -143,7 +145,7 @@ def test_records_hold_every_scored_decode(recipe: Path) -> None:
         assert r["config_path"] == TINY_CONFIG and not is_stale(r, recipe)
         assert (r["params"], r["epochs"]) == (int((exp / "num_params").read_text()), 2)
         assert r["peak_rss_mb"] > 50 and r["train_seconds"] > 0 and r["seed"] == 0
-        assert r["train_cpu_seconds"] == pytest.approx(sum(read_epoch_cpu(exp).values()))
+        assert r["train_cpu_seconds"] == pytest.approx(sum(e["seconds"] for e in read_epoch_cpu(exp).values()))
     assert "decode_decode_fast_valid.acc.ave_deployed" in (recipe / "RESULTS.md").read_text()
 
 

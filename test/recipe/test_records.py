@@ -37,7 +37,8 @@ def test_a_record_holds_the_run_the_fold_and_every_utterance(tmp_path: Path) -> 
     assert (record["wer"], record["n_words"]) == (60.0, 5)
     run = (record["epochs"], record["params"], record["train_seconds"], record["peak_rss_mb"])
     assert run == (6, 2890000, 661.0, 812.5)
-    assert record["train_cpu_seconds"] == 300.0  # epochs 1-6 of train_cpu_seconds.json
+    # epochs 1-6 of train_cpu_seconds.json, and the setup they ran in
+    assert (record["train_cpu_seconds"], record["train_cpu_setup"]) == (300.0, "cpu, 1 thread, 1 process")
     assert record["decode"]["pass"] == "first" and record["decode"]["config"] == {"beam_size": 4, "ctc_weight": 0.8}
     assert record["decode"]["normalizer"] == "none" and records.decode_label(record) == record["decode"]["dir"]
     assert record["rtf"] == 0.25 and record["env"]["torch"] == "2.12.1"

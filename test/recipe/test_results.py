@@ -193,3 +193,12 @@ def test_the_ratio_divides_pooled_wers() -> None:
     assert results.wer_ratio([row(10, 0)], [row(10, 0)]) == 1.0
     assert results.wer_ratio([row(10, 1)], [row(10, 0)]) == float("inf")
     assert results.wer_ratio([], [row(10, 2)]) is None
+
+
+def test_cpu_time_is_pooled_within_one_setup_only() -> None:
+    one, gpu = "cpu, 1 thread, 1 process", "cuda, 1 thread, 1 process"
+    runs = [{"train_cpu_seconds": 600.0, "train_cpu_setup": one}, {"train_cpu_seconds": 720.0, "train_cpu_setup": one},
+            {"train_cpu_seconds": None, "train_cpu_setup": None}, {}]  # unmeasured, and a record from before
+    assert results.cpu_cell(runs) == "0:11:00"
+    assert results.cpu_cell(runs + [{"train_cpu_seconds": 50.0, "train_cpu_setup": gpu}]) == "mixed setups"
+    assert results.cpu_cell(runs[2:]) == "-"
