@@ -234,13 +234,20 @@ def run_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:
     return out
 
 
-def snr_cells(rows: list[Row]) -> list[tuple[str, str, str, str]]:
-    """(experiment, decode dir, test set, ``WER % (S/D/I)``) of single-run records, for the SNR table."""
-    cells = []
+def snr_cells(rows: list[Row]) -> list[tuple[str, str, str, str, str]]:
+    """(experiment, decode dir, test set, folds x seeds, ``WER % (S/D/I)`` pooled over those runs) per
+    (experiment, decode dir, test set), for the SNR table."""
+    groups: dict[tuple[str, str, str], list[Row]] = {}
     for row in rows:
-        _, sub, dele, ins = row.counts
         r = row.record
-        cells.append((r["name"], decode_label(r), r["test_set"], f"{pooled_wer([row]):.2f} ({sub}/{dele}/{ins})"))
+        groups.setdefault((r["name"], decode_label(r), r["test_set"]), []).append(row)
+    cells = []
+    for (name, decode, test_set), group in groups.items():
+        folds = {g.record["fold"]["name"] for g in group}
+        seeds = {g.record["seed"] for g in group}
+        sub, dele, ins = (sum(g.counts[k] for g in group) for k in (1, 2, 3))
+        cells.append((name, decode, test_set, f"{len(folds)}x{len(seeds)}",
+                      f"{pooled_wer(group):.2f} ({sub}/{dele}/{ins})"))
     return cells
 
 

@@ -27,17 +27,25 @@ def test_results_pivot_the_bands_of_each_experiment(tmp_path: Path) -> None:
                         name="noisy", speaker_suffix=False)
     train_and_score(root, "asr_plain", "conf/tuning/train_a.yaml", {"lucas-1": "ONE TWO THREE", "lucas-2": "FIVE"},
                     REFS, test_set="test_snr10", name="plain", speaker_suffix=False)
+    # a second fold of "noisy" (test speaker nicolas), clean and 0 dB only: pooled with the first, never
+    # in place of it
+    nic = {"nicolas-1": "SIX SEVEN", "nicolas-2": "EIGHT"}
+    for band, hyps in (("clean", {"nicolas-1": "SIX", "nicolas-2": "EIGHT"}), ("snr0", nic)):
+        train_and_score(root, "asr_noisy_nic", "conf/tuning/train_a.yaml", hyps, nic, test="nicolas",
+                        test_set=f"test_{band}", name="noisy", speaker_suffix=False)
     assert results.main(["--recipe_dir", str(root)]) == 0
     lines = (root / "RESULTS.md").read_text().splitlines()
     start = lines.index("## WER by SNR band")
     assert lines.index("## Summary") < start < lines.index("## Runs")
     table = lines[start + 4 : lines.index("", start + 4)]
-    assert table[0] == "|experiment|decode|test set|clean|20 dB|10 dB|0 dB|"
+    assert table[0] == "|experiment|decode|test set|folds x seeds|clean|20 dB|10 dB|0 dB|"
     assert table[2:] == [
-        "|noisy|decode_a|test|0.00 (0/0/0)|20.00 (0/1/0)|-|60.00 (1/1/1)|",
-        "|plain|decode_a|test|-|-|20.00 (0/1/0)|-|",
+        "|noisy|decode_a|test|1x1|-|20.00 (0/1/0)|-|-|",
+        # clean: 0 errors of 5 words (lucas) + 1 of 3 (nicolas); 0 dB: 3 of 5 + 0 of 3
+        "|noisy|decode_a|test|2x1|12.50 (0/1/0)|-|-|37.50 (1/1/1)|",
+        "|plain|decode_a|test|1x1|-|-|20.00 (0/1/0)|-|",
     ]
 
 
 def test_no_section_without_snr_sets() -> None:
-    assert snr_section([("x", "decode_a", "test_isolated", "1.00 (1/0/0)")]) == []
+    assert snr_section([("x", "decode_a", "test_isolated", "1x1", "1.00 (1/0/0)")]) == []
