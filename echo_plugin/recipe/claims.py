@@ -66,6 +66,7 @@ from echo_plugin.recipe.compare import (
     tuned_footnote,
 )
 from echo_plugin.recipe.io import atomic_write_text
+from echo_plugin.train.epoch_cpu import mean_in_one_setup
 
 SPKADAPT_PASS = "spkadapt"
 DEFAULT_TEST_SETS = ("test_connected", "test_isolated")
@@ -216,12 +217,7 @@ def cpu_per_epoch(records: Sequence[dict]) -> dict[str, tuple[float | None, str 
         if isinstance(cpu, (int, float)) and isinstance(epochs, int) and epochs > 0:
             run = (record["fold"]["name"], record.get("seed"))  # a run's records (one per decode) count once
             runs.setdefault(record["config_name"], {})[run] = (cpu / epochs, record.get("train_cpu_setup"))
-    out: dict[str, tuple[float | None, str | None]] = {}
-    for name, per_run in runs.items():
-        setups = {setup for _, setup in per_run.values()}
-        out[name] = ((sum(c for c, _ in per_run.values()) / len(per_run), setups.pop()) if len(setups) == 1
-                     else (None, "mixed"))
-    return out
+    return {name: mean_in_one_setup(list(per_run.values())) for name, per_run in runs.items()}
 
 
 def fmt_cpu(cpu: dict[str, tuple[float | None, str | None]], config: str, baseline: str) -> str:

@@ -16,7 +16,7 @@ The file: a header naming this command, the environment, a summary with one
 row per (experiment, decode dir, test set) pooled over its folds and seeds,
 with the cost columns (parameters, training wall-clock time, training CPU time,
 peak training memory, decoding real-time factor: wall-clock time depends on what
-else the machine ran, CPU time does not, so CPU time is the one to compare); the deployed model against the recipe's decode
+else the machine ran, CPU time much less, so CPU time is the one to compare); the deployed model against the recipe's decode
 (per experiment, first-pass decode dir and test set: the recipe's first-pass
 WER, the WER of its ``<dir>_deployed`` decode, i.e. the packed model run file by
 file through ``transcribe``, both pooled over the runs that have both, and their
@@ -43,6 +43,7 @@ from echo_plugin.recipe.compare import FIRST_PASS, RecordError, average_seeds, b
 from echo_plugin.recipe.io import atomic_write_text
 from echo_plugin.recipe.records import decode_label, decode_pass, is_stale, read_records
 from echo_plugin.recipe.snr_table import snr_section
+from echo_plugin.train.epoch_cpu import mean_in_one_setup
 
 DASH = "-"
 STALE = "**stale**"
@@ -126,10 +127,9 @@ def wer_ci(records: list[dict]) -> str:
 def cpu_cell(records: list[dict]) -> str:
     """Mean training CPU time of the runs that measured it (``h:mm:ss``); ``mixed setups`` where they ran in
     different setups (device, threads, processes), whose CPU seconds do not compare; a dash where none did."""
-    measured = [r for r in records if r.get("train_cpu_seconds") is not None]  # absent before it existed
-    if len({r.get("train_cpu_setup") for r in measured}) > 1:
-        return "mixed setups"
-    return mean_of([r["train_cpu_seconds"] for r in measured], hms)
+    seconds, setup = mean_in_one_setup([(r["train_cpu_seconds"], r.get("train_cpu_setup")) for r in records
+                                        if r.get("train_cpu_seconds") is not None])  # absent before it existed
+    return "mixed setups" if setup == "mixed" else DASH if seconds is None else hms(seconds)
 
 
 def summary_rows(rows: list[Row], with_recipe: bool) -> list[list[str]]:

@@ -40,10 +40,7 @@ def snr_section(cells: Iterable[tuple[str, str, str, str, str]]) -> list[str]:
     for tag, decode_dir, test_set, runs, cell in cells:
         split = split_band(test_set)
         if split is not None:
-            row = table.setdefault((tag, decode_dir, split[0], runs), {})
-            if split[1] in row:
-                raise ValueError(f"SNR table: two cells for {tag} {decode_dir} {test_set}")
-            row[split[1]] = cell
+            table.setdefault((tag, decode_dir, split[0], runs), {})[split[1]] = cell
     if not table:
         return []
     bands = band_order(band for row in table.values() for band in row)

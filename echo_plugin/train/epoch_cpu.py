@@ -4,9 +4,9 @@ Wall-clock training time depends on what else the machine runs (two trainings be
 each other on two cores, a CI run beside them), so it cannot rank mechanisms by cost.
 The CPU time a training process spends in each epoch's ``train_one_epoch`` (user plus
 system, all its threads, plus the data-loader workers it reaped) does not depend on
-the load. :class:`echo_plugin.train.trainer.EchoTrainer` measures it and writes
-``<output_dir>/train_cpu_seconds.json`` (``{"<epoch>": seconds}``) after every epoch,
-atomically, so a resumed run keeps the epochs it finished and a repeated epoch replaces
+the load (cache contention aside). :class:`echo_plugin.train.trainer.EchoTrainer` measures it and writes
+``<output_dir>/train_cpu_seconds.json`` (``{"<epoch>": {"seconds": s, "setup": label}}``)
+after every epoch, atomically, so a resumed run keeps the epochs it finished and a repeated epoch replaces
 its own entry; the records read the total from it.
 """
 from __future__ import annotations
@@ -69,3 +69,12 @@ def train_cpu(exp_dir: Path, epochs: Optional[int]) -> tuple[Optional[float], Op
     entries = [table[e] for e in range(1, epochs + 1)]
     setups = {entry["setup"] for entry in entries}
     return sum(entry["seconds"] for entry in entries), setups.pop() if len(setups) == 1 else "mixed"
+
+
+def mean_in_one_setup(measured: list[tuple[float, Optional[str]]]) -> tuple[Optional[float], Optional[str]]:
+    """(mean seconds, their setup) of (seconds, setup) measurements; (None, "mixed") when the setups differ,
+    as such seconds do not compare; (None, None) for none."""
+    setups = {setup for _, setup in measured}
+    if len(setups) > 1:
+        return None, "mixed"
+    return (sum(seconds for seconds, _ in measured) / len(measured), setups.pop()) if measured else (None, None)
